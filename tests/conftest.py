@@ -1,0 +1,34 @@
+"""Shared fixtures: synthetic images and label files, and the real data folder when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from core.config import Settings  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LONDON_FIXTURES = FIXTURES / "london"
+
+
+def noise_image(seed: int, size: int = 64) -> Image.Image:
+    """A random but smooth RGB image: distinct seeds give visually distinct images."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder (FACEAUDIT_DATA or ../shared/data); skips the test when absent."""
+    data_dir = Settings.from_env().data_dir
+    if data_dir is None or not (data_dir / "utkface" / "UTKFace").is_dir():
+        pytest.skip("real data not found: set FACEAUDIT_DATA or place it at ../shared/data")
+    return data_dir
