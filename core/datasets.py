@@ -1,0 +1,241 @@
+"""Dataset readers: UTKFace folders, FairFace CSVs, the London set and any manifest CSV.
+
+Each reader returns a `Dataset`: one tidy table with the same columns whatever the source, and a
+rejects table that accounts for every row or file that could not be used, with the reason.
+
+Table columns: `file` (path as the source names it, the row's stable id), `path` (absolute),
+`source`, `age` (Int64, may be missing), `age_bin`, `gender`, `race` (categoricals in the order of
+`core.labels`, may be missing), then any extra columns of the source (kept as grouping attributes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core import labels
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "REJECT_COLUMNS",
+    "Dataset",
+    "ManifestError",
+    "read_utkface",
+    "read_fairface",
+    "read_london_set",
+    "read_manifest",
+]
+
+LABEL_COLUMNS = ("age", "age_bin", "gender", "race")
+BASE_COLUMNS = ("file", "path", "source", *LABEL_COLUMNS)
+REJECT_COLUMNS = ("file", "path", "source", "reason")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+# UTKFace: age_gender_race_timestamp.jpg.chip.jpg. Two real names deviate harmlessly (a space
+# before ".jpg", a missing dot before "jpg"); both still have four unambiguous fields and are kept.
+_UTK_SUFFIX = re.compile(r"\s*\.?jpg\.chip\.jpg$")
+_UTK_FIELDS = ("age", "gender code", "race code", "timestamp")
+
+
+class ManifestError(ValueError):
+    """A manifest or label CSV that cannot be read as a whole (missing columns, not a CSV)."""
+
+
+@dataclass
+class Dataset:
+    """A labeled image set: usable rows, rejected rows, and notes on rows kept despite oddities."""
+
+    name: str
+    table: pd.DataFrame
+    rejects: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns beyond the standard ones: grouping attributes from the source."""
+        return [column for column in self.table.columns if column not in BASE_COLUMNS]
+
+
+def _categorical(values: Iterable[object], categories: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical(list(values), categories=list(categories), ordered=True)
+
+
+def _build(name: str, rows: list[dict], rejects: list[dict], extra: list[str],
+           notes: list[str] | None = None) -> Dataset:
+    table = pd.DataFrame(rows, columns=[*BASE_COLUMNS, *extra])
+    table["age"] = pd.array(table["age"].tolist(), dtype="Int64")
+    table["age_bin"] = _categorical(table["age_bin"], labels.AGE_BINS)
+    table["gender"] = _categorical(table["gender"], labels.GENDERS)
+    table["race"] = _categorical(table["race"], labels.RACES)
+    reject_table = pd.DataFrame(rejects, columns=list(REJECT_COLUMNS))
+    return Dataset(name=name, table=table, rejects=reject_table, notes=notes or [])
+
+
+_MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", "unknown"}
+
+
+def _missing(value: object) -> bool:
+    """True for an absent label: empty, NaN, or a conventional "not available" word."""
+    return value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip().lower() in _MISSING_TEXT
+
+
+def _parse_labels(raw: dict[str, object]) -> dict[str, object]:
+    """Turn raw label values (any subset of LABEL_COLUMNS) into canonical ones; raise LabelError."""
+    age = None if _missing(raw.get("age")) else labels.parse_age(raw["age"])
+    age_bin = None if _missing(raw.get("age_bin")) else labels.parse_age_bin(raw["age_bin"])
+    if age is not None:
+        derived = labels.age_to_bin(age)
+        if age_bin is not None and age_bin != derived:
+            raise labels.LabelError(f"age {age} is not in age bin {age_bin!r}")
+        age_bin = derived
+    return {
+        "age": age,
+        "age_bin": age_bin,
+        "gender": None if _missing(raw.get("gender")) else labels.parse_gender(raw["gender"]),
+        "race": None if _missing(raw.get("race")) else labels.parse_race(raw["race"]),
+    }
+
+
+def parse_utkface_name(name: str) -> dict[str, object]:
+    """Parse a UTKFace file name into labels.
+
+    Example:
+        >>> parse_utkface_name("26_1_2_20170116174525125.jpg.chip.jpg")["race"]
+        'Asian'
+
+    Raises:
+        LabelError: the name does not have the four fields, or a code is outside the taxonomy.
+    """
+    match = _UTK_SUFFIX.search(name)
+    if match is None:
+        raise labels.LabelError("name does not end in '.jpg.chip.jpg'")
+    fields = name[: match.start()].split("_")
+    if len(fields) != len(_UTK_FIELDS) or not all(part.isdigit() for part in fields):
+        raise labels.LabelError(
+            f"expected age_gender_race_timestamp.jpg.chip.jpg, found {len(fields)} field(s) {fields}"
+            + (" (the race field is missing)" if len(fields) == 3 and len(fields[2]) > 2 else "")
+        )
+    age, gender_code, race_code, _ = (int(part) for part in fields)
+    if gender_code >= len(labels.GENDERS):
+        raise labels.LabelError(f"unknown gender code {gender_code}; valid: 0 (Male), 1 (Female)")
+    if race_code >= len(labels.RACES):
+        raise labels.LabelError(f"unknown race code {race_code}; valid: 0-4 ({', '.join(labels.RACES)})")
+    return _parse_labels({"age": age, "gender": labels.GENDERS[gender_code], "race": labels.RACES[race_code]})
+
+
+def read_utkface(folder: str | Path) -> Dataset:
+    """Read a UTKFace folder: labels come from the file names.
+
+    Every file in the folder appears either in `table` or in `rejects` (with the reason).
+
+    Raises:
+        FileNotFoundError: `folder` does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"UTKFace folder {folder} does not exist")
+    rows, rejects, irregular = [], [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            row = parse_utkface_name(path.name)
+        except labels.LabelError as error:
+            rejects.append({"file": path.name, "path": str(path), "source": "utkface", "reason": str(error)})
+            continue
+        if not path.name.endswith(".jpg.chip.jpg") or " " in path.name:
+            irregular.append(path.name)
+        rows.append({"file": path.name, "path": str(path), "source": "utkface", **row})
+    notes = [f"kept despite an irregular but unambiguous name: {name!r}" for name in irregular]
+    return _build("utkface", rows, rejects, extra=[], notes=notes)
+
+
+def _read_csv(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"label file {csv_path} does not exist")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise ManifestError(f"{csv_path}: not a readable CSV ({error})") from error
+    frame.columns = [str(column).strip() for column in frame.columns]
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ManifestError(f"{csv_path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
+               label_columns: dict[str, str], extra: list[str]) -> tuple[list[dict], list[dict]]:
+    """Validate each CSV row: file exists, labels parse. Returns (rows, rejects)."""
+    rows, rejects = [], []
+    for record in frame.to_dict("records"):
+        file = str(record[path_column]).strip()
+        path = (root / file).resolve() if file else root
+        try:
+            if not file:
+                raise labels.LabelError(f"empty {path_column!r}")
+            parsed = _parse_labels({target: record.get(column) for target, column in label_columns.items()})
+            if not path.is_file():
+                raise FileNotFoundError(f"missing file {path}")
+        except (labels.LabelError, FileNotFoundError) as error:
+            rejects.append({"file": file, "path": str(path), "source": source, "reason": str(error)})
+            continue
+        rows.append({"file": file, "path": str(path), "source": source, **parsed,
+                     **{column: record[column] for column in extra}})
+    return rows, rejects
+
+
+def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, name: str = "fairface") -> Dataset:
+    """Read a FairFace label CSV (`file,age,gender,race[,service_test]`; `age` holds age bins).
+
+    The original seven-class race is kept in the extra column `fairface_race`.
+
+    Args:
+        csv_path: The label CSV.
+        image_root: Folder the `file` paths are relative to (default: the CSV's folder).
+        name: Name of the dataset in tables and reports.
+    """
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path, ["file", "age", "gender", "race"])
+    frame["fairface_race"] = frame["race"]
+    extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
+    rows, rejects = _read_rows(frame, Path(image_root or csv_path.parent), name, "file",
+                               {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
+    return _build(name, rows, rejects, extra)
+
+
+def read_london_set(folder: str | Path) -> Dataset:
+    """Read the Face Research Lab London Set (`labels.csv`: file, face_id, age, gender, ethnicity, expression).
+
+    `ethnicity` maps to race through `labels.LONDON_TO_RACE` and is kept as an extra column.
+    """
+    csv_path = Path(folder) / "labels.csv"
+    frame = _read_csv(csv_path, ["file", "age", "gender", "ethnicity"])
+    frame["race"] = [labels.LONDON_TO_RACE.get(value.strip().lower(), value) for value in frame["ethnicity"]]
+    extra = [c for c in frame.columns if c not in ("file", "age", "gender", "race")]
+    rows, rejects = _read_rows(frame, csv_path.parent, "london_set", "file",
+                               {"age": "age", "gender": "gender", "race": "race"}, extra)
+    return _build("london_set", rows, rejects, extra)
+
+
+def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
+    """Read any labeled image folder through a manifest CSV.
+
+    The CSV has a `path` column (relative to the CSV's folder) and any of `age`, `age_bin`,
+    `gender`, `race` (case-insensitive names; FairFace race names are accepted and mapped). Every
+    other column is kept as an extra grouping attribute, e.g. `skin` or `identity`.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        ManifestError: the CSV cannot be parsed or has no `path` column.
+    """
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path, ["path"])
+    frame = frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in frame.columns})
+    present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
+    extra = [c for c in frame.columns if c != "path" and c not in present]
+    name = name or csv_path.stem
+    rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
+    return _build(name, rows, rejects, extra)

@@ -1,0 +1,155 @@
+"""The one label taxonomy of FaceAudit: age, age bins, gender and race.
+
+Every reader, model head, metric and page takes its label names from here.
+
+Race follows UTKFace's five classes. FairFace's seven classes are mapped onto them; the map is
+lossy (two FairFace classes become "Asian", two more disappear into "Others"), so "Others" is a
+catch-all, not an ethnicity. Pages and reports show `RACE_MAPPING_NOTE` wherever race appears.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "AGE_MIN",
+    "AGE_MAX",
+    "AGE_BINS",
+    "GENDERS",
+    "RACES",
+    "FAIRFACE_RACES",
+    "FAIRFACE_TO_RACE",
+    "LONDON_TO_RACE",
+    "RACE_MAPPING_NOTE",
+    "LabelError",
+    "age_to_bin",
+    "parse_age",
+    "parse_age_bin",
+    "parse_gender",
+    "parse_race",
+]
+
+AGE_MIN, AGE_MAX = 0, 116
+# FairFace's nine age bins, as (name, first year, last year).
+_AGE_BIN_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("0-2", 0, 2),
+    ("3-9", 3, 9),
+    ("10-19", 10, 19),
+    ("20-29", 20, 29),
+    ("30-39", 30, 39),
+    ("40-49", 40, 49),
+    ("50-59", 50, 59),
+    ("60-69", 60, 69),
+    ("more than 70", 70, AGE_MAX),
+)
+AGE_BINS: tuple[str, ...] = tuple(name for name, _, _ in _AGE_BIN_RANGES)
+GENDERS: tuple[str, ...] = ("Male", "Female")  # UTKFace codes 0, 1
+RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace codes 0-4
+
+FAIRFACE_RACES: tuple[str, ...] = (
+    "White",
+    "Black",
+    "Latino_Hispanic",
+    "East Asian",
+    "Southeast Asian",
+    "Indian",
+    "Middle Eastern",
+)
+FAIRFACE_TO_RACE: dict[str, str] = {
+    "White": "White",
+    "Black": "Black",
+    "East Asian": "Asian",
+    "Southeast Asian": "Asian",
+    "Indian": "Indian",
+    "Latino_Hispanic": "Others",
+    "Middle Eastern": "Others",
+}
+# The London set's `ethnicity` column. West Asian is FairFace's "Middle Eastern", hence "Others";
+# people labelled with two ethnicities ("east_asian/white") also go to the catch-all.
+LONDON_TO_RACE: dict[str, str] = {
+    "white": "White",
+    "black": "Black",
+    "east_asian": "Asian",
+    "west_asian": "Others",
+    "east_asian/white": "Others",
+}
+
+RACE_MAPPING_NOTE = (
+    "Race uses UTKFace's five classes (White, Black, Asian, Indian, Others). FairFace's seven classes "
+    "are mapped onto them: East Asian and Southeast Asian become Asian; Latino_Hispanic and Middle "
+    "Eastern become Others; White, Black and Indian map one to one. The map is lossy, and 'Others' is "
+    "a catch-all of very different populations, so metrics for 'Others' describe no single group."
+)
+
+
+class LabelError(ValueError):
+    """A label value that is not part of the taxonomy."""
+
+
+def _key(value: object) -> str:
+    return " ".join(str(value).strip().lower().replace("_", " ").split())
+
+
+def _lookup(value: object, names: tuple[str, ...], kind: str, extra: dict[str, str] | None = None) -> str:
+    by_key = {_key(name): name for name in names}
+    by_key.update({_key(alias): target for alias, target in (extra or {}).items()})
+    try:
+        return by_key[_key(value)]
+    except KeyError:
+        valid = list(names) + [alias for alias in (extra or {}) if alias not in names]
+        raise LabelError(f"unknown {kind} {str(value)!r}; valid: {', '.join(valid)}") from None
+
+
+def parse_gender(value: object) -> str:
+    """Return the canonical gender name for `value` (case-insensitive).
+
+    Raises:
+        LabelError: `value` is not one of `GENDERS`.
+    """
+    return _lookup(value, GENDERS, "gender")
+
+
+def parse_race(value: object) -> str:
+    """Return the canonical race for `value`; FairFace's seven names are accepted and mapped.
+
+    Raises:
+        LabelError: `value` is neither one of `RACES` nor of `FAIRFACE_RACES`.
+    """
+    return _lookup(value, RACES, "race", extra=FAIRFACE_TO_RACE)
+
+
+def parse_age_bin(value: object) -> str:
+    """Return the canonical age-bin name (`"70+"` and `"more than 70"` both work).
+
+    Raises:
+        LabelError: `value` is not one of `AGE_BINS`.
+    """
+    return _lookup(value, AGE_BINS, "age bin", extra={"70+": "more than 70"})
+
+
+def parse_age(value: object) -> int:
+    """Return `value` as whole years in [AGE_MIN, AGE_MAX].
+
+    Raises:
+        LabelError: `value` is not a whole number of years in range.
+    """
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise LabelError(f"age {value!r} is not a number") from None
+    if not math.isfinite(number) or number != int(number) or not AGE_MIN <= number <= AGE_MAX:
+        raise LabelError(f"age {value!r} is not a whole number of years in {AGE_MIN}-{AGE_MAX}")
+    return int(number)
+
+
+def age_to_bin(age: int) -> str:
+    """Return the FairFace age bin of an age in years.
+
+    Example:
+        >>> age_to_bin(25)
+        '20-29'
+    """
+    for name, first, last in _AGE_BIN_RANGES:
+        if first <= age <= last:
+            return name
+    raise LabelError(f"age {age!r} is outside {AGE_MIN}-{AGE_MAX}")

@@ -1,0 +1,120 @@
+import pandas as pd
+import pytest
+
+from core.datasets import ManifestError, read_fairface, read_manifest, read_utkface
+from tests.conftest import noise_image
+
+UTK_GOOD = {
+    "26_1_2_20170116174525125.jpg.chip.jpg": (26, "20-29", "Female", "Asian"),
+    "1_0_4_20161221193016140.jpg.chip.jpg": (1, "0-2", "Male", "Others"),
+    "116_1_0_20170120134921760.jpg.chip.jpg": (116, "more than 70", "Female", "White"),
+    "24_0_1_20170116220224657 .jpg.chip.jpg": (24, "20-29", "Male", "Black"),  # space before .jpg
+    "55_0_0_20170116232725357jpg.chip.jpg": (55, "50-59", "Male", "White"),  # dot missing
+}
+UTK_BAD = {
+    "39_1_20170116174525125.jpg.chip.jpg": "the race field is missing",
+    "30_2_0_20170116174525125.jpg.chip.jpg": "unknown gender code 2",
+    "30_0_5_20170116174525125.jpg.chip.jpg": "unknown race code 5",
+    "130_0_0_20170116174525125.jpg.chip.jpg": "not a whole number of years in 0-116",
+    "notes.txt": "does not end in '.jpg.chip.jpg'",
+    "a_b_c_d.jpg.chip.jpg": "found 4 field(s)",
+}
+
+
+@pytest.fixture
+def utk_folder(tmp_path):
+    for index, name in enumerate([*UTK_GOOD, *UTK_BAD]):
+        noise_image(index).save(tmp_path / name, format="JPEG")
+    return tmp_path
+
+
+def test_utkface_accounts_for_every_file(utk_folder):
+    dataset = read_utkface(utk_folder)
+    assert len(dataset.table) + len(dataset.rejects) == len(UTK_GOOD) + len(UTK_BAD)
+    table = dataset.table.set_index("file")
+    for name, (age, age_bin, gender, race) in UTK_GOOD.items():
+        assert (table.at[name, "age"], table.at[name, "age_bin"], table.at[name, "gender"], table.at[name, "race"]) == (
+            age, age_bin, gender, race)
+    reasons = dict(zip(dataset.rejects["file"], dataset.rejects["reason"]))
+    for name, fragment in UTK_BAD.items():
+        assert fragment in reasons[name]
+    assert len(dataset.notes) == 2 and all("irregular but unambiguous" in note for note in dataset.notes)
+
+
+def test_utkface_columns_are_categorical_in_taxonomy_order(utk_folder):
+    table = read_utkface(utk_folder).table
+    assert list(table["race"].cat.categories) == ["White", "Black", "Asian", "Indian", "Others"]
+    assert str(table["age"].dtype) == "Int64"
+
+
+def test_utkface_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_utkface(tmp_path / "nope")
+
+
+def _write_images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        noise_image(index).save(folder / name)
+
+
+def test_fairface_bad_rows_go_to_rejects(tmp_path):
+    _write_images(tmp_path / "imgs", ["1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"])
+    (tmp_path / "labels.csv").write_text(
+        "file,age,gender,race,service_test\n"
+        "imgs/1.jpg,20-29,Female,Southeast Asian,True\n"
+        "imgs/2.jpg,more than 70,Male,Middle Eastern,False\n"
+        "imgs/3.jpg,20-29,Female,Martian,True\n"
+        "imgs/4.jpg,21-30,Male,White,True\n"
+        "imgs/9.jpg,20-29,Male,White,True\n"
+        "imgs/5.jpg,3-9,male,black,False\n"
+    )
+    dataset = read_fairface(tmp_path / "labels.csv")
+    assert dataset.table["file"].tolist() == ["imgs/1.jpg", "imgs/2.jpg", "imgs/5.jpg"]
+    assert dataset.table["race"].tolist() == ["Asian", "Others", "Black"]
+    assert dataset.table["fairface_race"].tolist() == ["Southeast Asian", "Middle Eastern", "black"]
+    assert dataset.table["age"].isna().all() and dataset.table["age_bin"].tolist() == ["20-29", "more than 70", "3-9"]
+    assert dataset.extra_columns == ["fairface_race", "service_test"]
+    reasons = dataset.rejects.set_index("file")["reason"]
+    assert reasons["imgs/3.jpg"].startswith("unknown race 'Martian'")
+    assert reasons["imgs/4.jpg"].startswith("unknown age bin '21-30'")
+    assert reasons["imgs/9.jpg"].startswith("missing file")
+
+
+def test_manifest_keeps_extra_columns_and_checks_age_against_bin(tmp_path):
+    _write_images(tmp_path / "photos", ["a.png", "b.png", "c.png", "d.png"])
+    (tmp_path / "manifest.csv").write_text(
+        "path,Age,gender,race,skin,identity,file\n".replace("Age", "age")
+        + "photos/a.png,34,F,White,III,p1,x\n".replace(",F,", ",female,")
+        + "photos/b.png,34,MALE,east asian,V,p2,y\n"
+        + "photos/c.png,NA,,unknown,II,p3,z\n"
+        + "photos/d.png,abc,male,White,I,p4,w\n"
+    )
+    dataset = read_manifest(tmp_path / "manifest.csv")
+    assert dataset.name == "manifest"
+    assert dataset.extra_columns == ["skin", "identity", "manifest_file"]
+    table = dataset.table.set_index("file")
+    assert table.at["photos/b.png", "race"] == "Asian" and table.at["photos/b.png", "gender"] == "Male"
+    assert table.at["photos/a.png", "age_bin"] == "30-39"
+    assert pd.isna(table.at["photos/c.png", "age"]) and pd.isna(table.at["photos/c.png", "race"])
+    assert table.at["photos/c.png", "skin"] == "II"
+    assert dataset.rejects["file"].tolist() == ["photos/d.png"]
+    assert dataset.rejects["reason"].iloc[0] == "age 'abc' is not a number"
+
+
+def test_manifest_age_outside_its_bin_is_rejected(tmp_path):
+    _write_images(tmp_path, ["a.png"])
+    (tmp_path / "m.csv").write_text("path,age,age_bin\na.png,25,30-39\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert dataset.rejects["reason"].tolist() == ["age 25 is not in age bin '30-39'"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("file,age\nx.png,3\n", "missing column(s) ['path']"), ("", "not a readable CSV")],
+)
+def test_malformed_manifest_fails_clearly(tmp_path, text, message):
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(ManifestError) as error:
+        read_manifest(tmp_path / "m.csv")
+    assert message in str(error.value)
