@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+
+from core import labels
+from core.model import CheckpointError, ModelConfig, age_summary, create_model, load_checkpoint, save_checkpoint
+
+TINY = [ModelConfig(backbone="test_efficientnet", input_size=48), ModelConfig(backbone="test_resnet", input_size=48)]
+
+
+@pytest.mark.parametrize("config", TINY, ids=lambda c: c.backbone)
+def test_forward_shapes_and_backward(config):
+    torch.manual_seed(0)
+    model = create_model(config)
+    chips = torch.randint(0, 256, (3, 60, 60, 3), dtype=torch.uint8)
+    x = model.normalize(chips)
+    assert x.shape == (3, 3, 48, 48)
+    out = model(x)
+    assert out["age"].shape == (3, 117) and out["gender"].shape == (3, 2) and out["race"].shape == (3, 5)
+    summary = age_summary(out["age"])
+    assert torch.allclose(summary["age_bin"].sum(1), torch.ones(3), atol=1e-5)
+    assert ((summary["age"] >= 0) & (summary["age"] <= 116)).all()
+    sum(o.sum() for o in out.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_age_summary_of_a_certain_prediction():
+    logits = torch.full((1, 117), -1e4)
+    logits[0, 25] = 0.0
+    summary = age_summary(logits)
+    assert summary["age"].item() == pytest.approx(25.0)
+    assert summary["age_std"].item() == pytest.approx(0.0, abs=1e-3)
+    assert summary["age_bin"][0, labels.AGE_BINS.index("20-29")].item() == pytest.approx(1.0)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = create_model(TINY[0]).eval()
+    save_checkpoint(model, tmp_path / "ckpt", metrics={"val": {"age_mae": 9.0}})
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    x = model.normalize(torch.randint(0, 256, (2, 48, 48, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        for name, value in model(x).items():
+            assert torch.equal(value, loaded.model(x)[name])
+    assert loaded.meta["metrics"]["val"]["age_mae"] == 9.0
+    assert loaded.meta["preprocessing"]["input_size"] == 48 and len(loaded.meta["preprocessing"]["mean"]) == 3
+    assert loaded.model_id and not loaded.model.training
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match=r"model.safetensors is missing \(set FACEAUDIT_MODEL or pass --model\)"):
+        load_checkpoint(tmp_path / "nope")
+
+
+def test_corrupt_weights_are_a_clear_error(tmp_path):
+    save_checkpoint(create_model(TINY[0]), tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="cannot be loaded into test_efficientnet"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_with_other_labels_is_refused(tmp_path):
+    save_checkpoint(create_model(TINY[0]), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["labels"]["races"] = ["A", "B"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="label names differ"):
+        load_checkpoint(tmp_path)

@@ -1,0 +1,171 @@
+"""Train the multi-task model on the UTKFace train split; keep the best checkpoint by validation.
+
+    python -m training.train --weights ../shared/weights/tf_efficientnet_lite0.imagenet.safetensors \\
+        --out runs/lite0-128 --epochs 10
+
+Two stages: the heads alone (backbone frozen), then all layers with AdamW and a cosine schedule.
+On CUDA it uses bf16 autocast; everywhere channels_last. Each epoch appends a row to
+`<out>/log.csv` and saves `<out>/last.pt` (resume with --resume); the best epoch by the
+validation score (age MAE / 4.4 + gender error / 0.055 + race error / 0.135, each term 1 at
+the project's targets) is saved as a checkpoint in `<out>/best/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.chips import chips_from_utkface
+from core.config import REPO_ROOT, SPLIT_FILE, Settings
+from core.datasets import read_utkface
+from core.model import ModelConfig, create_model, file_sha256, resolve_device, save_checkpoint
+from core.split import read_split
+from core.trainer import TrainConfig, group_weights, metrics, predict, targets_from_table, train_epoch
+
+CACHE_DIR = REPO_ROOT / "artifacts" / "chips"
+
+
+def validation_score(values: dict[str, float | None]) -> float:
+    """Lower is better; each term is 1.0 at the project's minimum targets."""
+    return values["age_mae"] / 4.4 + (1 - values["gender_accuracy"]) / 0.055 + (1 - values["race_accuracy"]) / 0.135
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    io_group = parser.add_argument_group("data and output")
+    io_group.add_argument("--data", help="data folder holding utkface/UTKFace (default: FACEAUDIT_DATA or ../shared/data)")
+    io_group.add_argument("--out", required=True, help="run folder for log.csv, last.pt and best/")
+    io_group.add_argument("--split-file", default=str(SPLIT_FILE), help="split CSV (default: %(default)s)")
+    io_group.add_argument("--cache-dir", default=str(CACHE_DIR), help="aligned-chip cache (default: %(default)s)")
+    io_group.add_argument("--limit", type=int, default=0, help="use only the first N train and N/4 val images (quick runs)")
+    io_group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    model_group = parser.add_argument_group("model")
+    model_group.add_argument("--backbone", default=ModelConfig.backbone, help="timm model name (default: %(default)s)")
+    model_group.add_argument("--input-size", type=int, default=ModelConfig.input_size)
+    model_group.add_argument("--weights", help="local timm-format ImageNet weights (offline machines)")
+    model_group.add_argument("--no-pretrained", action="store_true", help="random initialisation (tests)")
+    train_group = parser.add_argument_group("training")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "balance":
+            train_group.add_argument(flag, choices=["none", "group"], default=field.default)
+        else:
+            train_group.add_argument(flag, type=type(field.default), default=field.default)
+    run_group = parser.add_argument_group("machine")
+    run_group.add_argument("--device", help="auto, cpu, cuda (default: FACEAUDIT_DEVICE or auto)")
+    run_group.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads")
+    return parser.parse_args(argv)
+
+
+def load_chips(folder: Path, files: list[str], size: int, cache_dir: Path) -> torch.Tensor:
+    """Aligned uint8 chips for `files`, cached in `cache_dir` between runs."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = f"utkface-{size}-{len(files)}-{hashlib.sha1(chr(10).join(files).encode()).hexdigest()[:10]}"
+    cache = cache_dir / f"{key}.npy"
+    if cache.is_file() and (cache_dir / f"{key}.txt").read_text().splitlines() == files:
+        return torch.from_numpy(np.load(cache))
+    batch = chips_from_utkface([str(folder / f) for f in files], size=size,
+                               progress=lambda it: tqdm(it, total=len(files), desc="aligning chips", unit="img"))
+    print(f"aligned {int((batch.n_faces > 0).sum())} of {len(files)} chips; the rest used as cropped by UTKFace")
+    np.save(cache, batch.chips)
+    (cache_dir / f"{key}.txt").write_text("\n".join(files))
+    return torch.from_numpy(batch.chips)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = Settings.from_env().with_overrides(data=args.data, device=args.device)
+    device = resolve_device(settings.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    model_config = ModelConfig(backbone=args.backbone, input_size=args.input_size, pretrained=not args.no_pretrained,
+                               pretrained_file=args.weights)
+    torch.manual_seed(train_config.seed)
+
+    dataset = read_utkface(settings.dataset_dir("utkface", "UTKFace"))
+    split_file = Path(args.split_file)
+    split = read_split(split_file).set_index("file")["split"]
+    table = dataset.table.assign(split=dataset.table["file"].map(split))
+    if table["split"].isna().any():
+        raise SystemExit(f"{int(table['split'].isna().sum())} images have no split; run python -m training.data --write-split")
+    train_table = table[table["split"] == "train"].reset_index(drop=True)
+    val_table = table[table["split"] == "val"].reset_index(drop=True)
+    if args.limit:
+        train_table, val_table = train_table.head(args.limit), val_table.head(max(args.limit // 4, 8))
+    folder = settings.dataset_dir("utkface", "UTKFace")
+    train_chips = load_chips(folder, train_table["file"].tolist(), args.input_size, Path(args.cache_dir))
+    val_chips = load_chips(folder, val_table["file"].tolist(), args.input_size, Path(args.cache_dir))
+    train_targets, val_targets = targets_from_table(train_table), targets_from_table(val_table)
+    weights = group_weights(train_table) if train_config.balance == "group" else None
+
+    model = create_model(model_config).to(device).to(memory_format=torch.channels_last)
+    steps_per_epoch = -(-len(train_chips) // train_config.batch_size)
+    total_epochs = train_config.head_epochs + train_config.epochs
+    start_epoch, best_score, log_path = 0, float("inf"), out / "log.csv"
+    state = torch.load(out / "last.pt", weights_only=True) if args.resume and (out / "last.pt").is_file() else None
+    if state:
+        model.load_state_dict(state["model"])
+        start_epoch, best_score = state["epoch"] + 1, state["best_score"]
+        print(f"resuming after epoch {state['epoch']} (best score so far {best_score:.4f})")
+
+    for epoch in range(start_epoch, total_epochs):
+        heads_only = epoch < train_config.head_epochs
+        for param in model.backbone.parameters():
+            param.requires_grad_(not heads_only)
+        if epoch in (start_epoch, train_config.head_epochs):  # (re)build the optimizer at each stage start
+            params = [p for p in model.parameters() if p.requires_grad]
+            lr = train_config.head_lr if heads_only else train_config.lr
+            stage_steps = steps_per_epoch * (train_config.head_epochs if heads_only else train_config.epochs)
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=train_config.weight_decay)
+            warmup = min(train_config.warmup_steps, stage_steps // 4)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, w=warmup, n=stage_steps: min(
+                (s + 1) / max(w, 1), 0.5 * (1 + math.cos(math.pi * min(s, n) / n))))
+            if state and epoch == start_epoch and heads_only == state["heads_only"]:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+        started = time.perf_counter()
+        desc = f"epoch {epoch + 1}/{total_epochs} ({'heads' if heads_only else 'all layers'})"
+        losses = train_epoch(model, optimizer, scheduler, train_chips, train_targets, train_config, epoch=epoch,
+                             weights=weights, device=device, progress=lambda it: tqdm(it, desc=desc, unit="batch"))
+        train_seconds = time.perf_counter() - started
+        val = metrics(predict(model, val_chips, device=device), val_targets)
+        score = validation_score(val)
+        row = {"epoch": epoch + 1, "stage": "heads" if heads_only else "all", "seconds": round(train_seconds, 1),
+               "lr": optimizer.param_groups[0]["lr"], **{f"train_{k}": round(v, 4) for k, v in losses.items()},
+               **{f"val_{k}": round(v, 4) for k, v in val.items()}, "val_score": round(score, 4)}
+        with open(log_path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if handle.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+        print(json.dumps(row))
+        if score < best_score:
+            best_score = score
+            save_checkpoint(model, out / "best", training=dataclasses.asdict(train_config) | {
+                "epoch": epoch + 1, "train_images": len(train_chips), "device": str(device),
+                "pretrained_from": args.weights or ("timm hub" if model_config.pretrained else None)},
+                split_file=split_file.name, split_sha256=file_sha256(split_file),
+                metrics={"val": val}, trained_on="UTKFace train split",
+                created=time.strftime("%Y-%m-%d %H:%M:%S"))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch, "best_score": best_score, "heads_only": heads_only}, out / "last.pt")
+    print(f"best validation score {best_score:.4f}; checkpoint in {out / 'best'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
