@@ -1,0 +1,146 @@
+"""Audit bundles: a model's predictions on one dataset, with metrics and rejects, in one folder.
+
+    <bundle>/predictions.parquet  one row per audited face (the largest face of each image)
+    <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group
+    <bundle>/rejects.csv          every image that produced no prediction, with the reason
+
+Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `gender`, `race`),
+`pred_age`, `pred_age_std`, `pred_age_bin`, `pred_gender`, `pred_race`, probabilities
+`p_age_bin_<bin>`, `p_gender_<name>`, `p_race_<name>`, `n_faces`, then the dataset's extra columns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import labels
+from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
+from core.datasets import REJECT_COLUMNS, Dataset
+from core.model import Checkpoint
+from core.trainer import metrics, predict, targets_from_table
+
+__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame"]
+
+PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
+GROUP_COLUMNS = ("race", "gender", "age_bin")
+
+
+class BundleError(RuntimeError):
+    """A bundle folder that is missing files or was written by an incompatible version."""
+
+
+@dataclass
+class Bundle:
+    """An audit bundle in memory."""
+
+    predictions: pd.DataFrame
+    metrics: dict[str, Any]
+    rejects: pd.DataFrame
+    path: Path | None = None
+
+
+def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Attach model outputs (from `core.trainer.predict`) to the rows of `table`."""
+    frame = table.reset_index(drop=True).copy()
+    frame["pred_age"] = outputs["age"].round(2)
+    frame["pred_age_std"] = outputs["age_std"].round(2)
+    for head, names in (("age_bin", labels.AGE_BINS), ("gender", labels.GENDERS), ("race", labels.RACES)):
+        probs = outputs[head]
+        frame[f"pred_{head}"] = pd.Categorical.from_codes(probs.argmax(1), categories=list(names), ordered=True)
+        for index, name in enumerate(names):
+            frame[f"p_{head}_{name}"] = probs[:, index].astype(np.float32)
+    return frame
+
+
+def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
+    outputs = {"age": frame["pred_age"].to_numpy(),
+               "age_bin": frame[[f"p_age_bin_{b}" for b in labels.AGE_BINS]].to_numpy(),
+               "gender": frame[[f"p_gender_{g}" for g in labels.GENDERS]].to_numpy(),
+               "race": frame[[f"p_race_{r}" for r in labels.RACES]].to_numpy()}
+    return metrics(outputs, targets_from_table(frame))
+
+
+def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[str] = ()) -> dict[str, Any]:
+    """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too."""
+    overall = _headline(frame) if len(frame) else dict.fromkeys(
+        ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"))
+    found = len(frame) / n_images if n_images else None
+    # Counting every image: a rejected image (no face) counts as a wrong answer.
+    counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)
+                       for name, value in overall.items() if name.endswith("accuracy")}
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for column in (*GROUP_COLUMNS, *extra_columns):
+        if column not in frame.columns or frame[column].isna().all():
+            continue
+        groups[column] = {}
+        for value, members in frame.groupby(column, observed=True, sort=True):
+            groups[column][str(value)] = {"n": len(members), **_headline(members)}
+    return {"n": len(frame), "n_images": n_images, "n_rejected": n_images - len(frame), "faces_found": found,
+            **overall, **counting_misses, "groups": groups}
+
+
+def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool = False, batch_size: int = 64,
+              device: torch.device = torch.device("cpu"),
+              progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
+    """Detect, align and predict every image of `dataset`; images without a usable face become rejects.
+
+    Args:
+        checkpoint: A loaded checkpoint.
+        dataset: From a reader in `core.datasets` (its rejects are carried into the bundle).
+        aligned_utkface: The images are UTKFace chips: re-align, and keep a chip without a detection as cropped.
+        progress: Optional `(iterable, description, total) -> iterable` wrapper (e.g. tqdm).
+    """
+    size = checkpoint.model.config.input_size
+    paths = dataset.table["path"].tolist()
+    wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
+    align = chips_from_utkface if aligned_utkface else chips_from_photos
+    batch: ChipBatch = align(paths, size=size, progress=wrap("detecting faces"))
+    ok = np.array([error == "" for error in batch.errors])
+    table = dataset.table.loc[ok].reset_index(drop=True)
+    outputs = predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device)
+    frame = prediction_frame(table, outputs)
+    frame["n_faces"] = batch.n_faces[ok]
+    failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
+    rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
+    metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects), dataset.extra_columns)
+    metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
+                         "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
+                         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"})
+    return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
+
+
+def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
+    """Write a bundle's three files into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bundle.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
+    (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics, indent=2, default=float))
+    bundle.rejects.to_csv(folder / REJECTS_FILE, index=False)
+    return folder
+
+
+def read_bundle(folder: str | Path) -> Bundle:
+    """Read a bundle folder.
+
+    Raises:
+        BundleError: a file is missing or the format is not `faceaudit-bundle/1`.
+    """
+    folder = Path(folder)
+    missing = [name for name in (PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise BundleError(f"{folder} is not an audit bundle: missing {', '.join(missing)}")
+    metrics_json = json.loads((folder / METRICS_FILE).read_text())
+    if metrics_json.get("format") != "faceaudit-bundle/1":
+        raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected 'faceaudit-bundle/1'")
+    predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
+    rejects = pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False)
+    return Bundle(predictions=predictions, metrics=metrics_json, rejects=rejects, path=folder)

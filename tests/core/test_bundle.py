@@ -1,0 +1,75 @@
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from core import labels
+from core.bundle import BundleError, read_bundle, run_audit, write_bundle
+from core.datasets import read_manifest
+from core.model import Checkpoint, ModelConfig, create_model
+from tests.conftest import LONDON_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint():
+    torch.manual_seed(0)
+    return Checkpoint(model=create_model(ModelConfig(backbone="test_efficientnet", input_size=48)).eval(),
+                      meta={"weights_sha256": "0123456789abcdef"})
+
+
+@pytest.fixture
+def photo_manifest(tmp_path):
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        shutil.copy(path, tmp_path / path.name)
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(tmp_path / "blank.png")
+    (tmp_path / "notes.jpg").write_text("this is not a photo")
+    (tmp_path / "manifest.csv").write_text(
+        "path,age,gender,race,identity\n"
+        "004_03.jpg,30,male,White,p004\n025_03.jpg,21,female,Black,p025\n030_08.jpg,24,female,East Asian,p030\n"
+        "blank.png,40,male,White,none\nnotes.jpg,40,male,White,none\nmissing.jpg,40,male,White,none\n"
+    )
+    return tmp_path / "manifest.csv"
+
+
+def test_audit_predicts_faces_and_records_every_reject(tiny_checkpoint, photo_manifest, tmp_path):
+    bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
+    frame = bundle.predictions
+    assert frame["file"].tolist() == ["004_03.jpg", "025_03.jpg", "030_08.jpg"]
+    assert frame["identity"].tolist() == ["p004", "p025", "p030"]
+    probability_columns = [f"p_race_{race}" for race in labels.RACES]
+    assert frame[probability_columns].sum(axis=1).round(4).eq(1).all()
+    assert list(frame["pred_gender"].cat.categories) == list(labels.GENDERS)
+    reasons = dict(zip(bundle.rejects["file"], bundle.rejects["reason"]))
+    assert reasons["blank.png"] == "no face found"
+    assert "not an image file" in reasons["notes.jpg"]
+    assert reasons["missing.jpg"].startswith("missing file")
+    metrics = bundle.metrics
+    assert (metrics["n"], metrics["n_images"], metrics["n_rejected"]) == (3, 6, 3)
+    assert metrics["faces_found"] == 0.5
+    assert metrics["gender_accuracy_all_images"] == pytest.approx(metrics["gender_accuracy"] * 0.5)
+    assert set(metrics["groups"]["race"]) == {"White", "Black", "Asian"}
+    assert metrics["groups"]["identity"]["p025"]["n"] == 1
+
+
+def test_bundle_round_trip_and_errors(tiny_checkpoint, photo_manifest, tmp_path):
+    bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
+    folder = write_bundle(bundle, tmp_path / "bundle")
+    loaded = read_bundle(folder)
+    pd.testing.assert_frame_equal(loaded.predictions, bundle.predictions, check_dtype=False, check_categorical=False)
+    assert loaded.predictions["race"].cat.ordered
+    assert loaded.metrics["n"] == 3 and loaded.metrics["groups"] == bundle.metrics["groups"]
+    assert len(loaded.rejects) == 3
+    (folder / "rejects.csv").unlink()
+    with pytest.raises(BundleError, match="is not an audit bundle: missing rejects.csv"):
+        read_bundle(folder)
+
+
+def test_audit_without_labels_reports_null_metrics(tiny_checkpoint, tmp_path):
+    shutil.copy(LONDON_FIXTURES / "004_03.jpg", tmp_path / "a.jpg")
+    (tmp_path / "m.csv").write_text("path\na.jpg\n")
+    metrics = run_audit(tiny_checkpoint, read_manifest(tmp_path / "m.csv")).metrics
+    assert metrics["n"] == 1
+    assert metrics["age_mae"] is None and metrics["gender_accuracy"] is None and metrics["race_accuracy"] is None
+    assert metrics["groups"] == {}

@@ -1,0 +1,88 @@
+"""Run a checkpoint over a dataset and write an audit bundle (predictions, metrics, rejects).
+
+    python -m training.evaluate --dataset utkface-test --out models/default/audits/utkface-test
+    python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample
+    python -m training.evaluate --manifest my_photos/manifest.csv --out audits/my-photos
+
+Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
+fairface-sample, london-set. Arbitrary photos are detected and aligned first; images without a
+face go to the bundle's rejects.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from core.bundle import run_audit, write_bundle
+from core.config import SPLIT_FILE, Settings
+from core.datasets import Dataset, read_fairface, read_london_set, read_manifest, read_utkface
+from core.model import CheckpointError, load_checkpoint, resolve_device
+from core.split import read_split
+
+DATASETS = ("utkface-test", "utkface-val", "fairface-sample", "london-set")
+
+
+def load_named_dataset(name: str, settings: Settings) -> Dataset:
+    """One of `DATASETS`, read from the data folder."""
+    if name.startswith("utkface-"):
+        part = name.removeprefix("utkface-")
+        dataset = read_utkface(settings.dataset_dir("utkface", "UTKFace"))
+        split = read_split(SPLIT_FILE)
+        files = set(split.loc[split["split"] == part, "file"])
+        dataset.table = dataset.table[dataset.table["file"].isin(files)].reset_index(drop=True)
+        dataset.rejects = dataset.rejects.iloc[0:0]  # rejected names belong to no split
+        dataset.name = name
+        return dataset
+    if name == "fairface-sample":
+        return read_fairface(settings.dataset_dir("fairface_sample", "labels.csv"), name=name)
+    if name == "london-set":
+        dataset = read_london_set(settings.dataset_dir("london_set"))
+        dataset.name = name
+        return dataset
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=DATASETS)
+    source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
+    source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--model", help="checkpoint folder (default: FACEAUDIT_MODEL or models/default)")
+    parser.add_argument("--data", help="data folder (default: FACEAUDIT_DATA or ../shared/data)")
+    parser.add_argument("--device", help="auto, cpu, cuda")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = Settings.from_env().with_overrides(data=args.data, model=args.model, device=args.device)
+    try:
+        checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dataset:
+        dataset = load_named_dataset(args.dataset, settings)
+    elif args.fairface:
+        dataset = read_fairface(args.fairface)
+    else:
+        dataset = read_manifest(args.manifest)
+    bundle = run_audit(checkpoint, dataset, aligned_utkface=dataset.name.startswith("utkface"),
+                       batch_size=args.batch_size, device=resolve_device(settings.device),
+                       progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
+    write_bundle(bundle, args.out)
+    headline = {k: v for k, v in bundle.metrics.items() if k != "groups"}
+    print(json.dumps(headline, indent=2))
+    print(f"wrote {args.out}: {bundle.metrics['n']} faces, {bundle.metrics['n_rejected']} rejected")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
