@@ -2,9 +2,19 @@
 
 import streamlit as st
 
+from pages import _cached
+
 st.set_page_config(page_title="FaceAudit", page_icon=":material/face:", layout="wide")
 
 navigation = st.navigation([
-    st.Page("pages/about.py", title="About", icon=":material/info:", default=True),
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table:"),
+    st.Page("pages/subgroups.py", title="Subgroup metrics", icon=":material/balance:"),
+    st.Page("pages/confusion.py", title="Confusion", icon=":material/grid_on:"),
+    st.Page("pages/gallery.py", title="Error gallery", icon=":material/photo_library:"),
+    st.Page("pages/inspect_photo.py", title="Inspect a photo", icon=":material/center_focus_strong:"),
+    st.Page("pages/report.py", title="Report", icon=":material/download:"),
+    st.Page("pages/about.py", title="About", icon=":material/info:"),
 ])
+_cached.sidebar()
 navigation.run()

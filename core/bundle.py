@@ -25,10 +25,12 @@ import torch
 from core import labels
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.datasets import REJECT_COLUMNS, Dataset
+from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint
 from core.trainer import metrics, predict, targets_from_table
 
-__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame"]
+__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame",
+           "resolve_image", "discover_bundles", "compute_metrics"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 GROUP_COLUMNS = ("race", "gender", "age_bin")
@@ -109,13 +111,49 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool
     outputs = predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device)
     frame = prediction_frame(table, outputs)
     frame["n_faces"] = batch.n_faces[ok]
+    frame = _with_duplicate_groups(frame)
     failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
     metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects), dataset.extra_columns)
     metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
+                         "image_root": str(dataset.root) if dataset.root else None,
                          "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
                          "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"})
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
+
+
+def _with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `dup_group`, `dup_group_size`, `label_conflict` (see `core.dedup`) to audited rows."""
+    if frame.empty:
+        return frame.assign(dup_group=pd.Series(dtype="int64"), dup_group_size=pd.Series(dtype="int64"),
+                            label_conflict=pd.Series(dtype=bool))
+    hashed = scan_images(Dataset(name="", table=frame, rejects=frame.iloc[0:0][list(REJECT_COLUMNS[:3])].assign(reason="")))
+    groups = find_duplicate_groups(hashed.table).set_axis(hashed.table["file"])
+    by_file = groups.reindex(frame["file"])
+    return frame.assign(dup_group=by_file["group"].to_numpy(), dup_group_size=by_file["group_size"].to_numpy(),
+                        label_conflict=by_file["label_conflict"].to_numpy())
+
+
+def resolve_image(row: pd.Series, bundle_metrics: dict[str, Any], data_dir: Path | None) -> Path | None:
+    """Where the image of a prediction row is on this machine, or None.
+
+    Tries the recorded path, then the bundle's image folder inside the current data folder
+    (`image_root_in_data`), then the recorded image folder.
+    """
+    candidates = [Path(str(row["path"]))]
+    if data_dir is not None and bundle_metrics.get("image_root_in_data") is not None:
+        candidates.append(data_dir / bundle_metrics["image_root_in_data"] / str(row["file"]))
+    if bundle_metrics.get("image_root"):
+        candidates.append(Path(bundle_metrics["image_root"]) / str(row["file"]))
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def discover_bundles(model_dir: Path) -> dict[str, Path]:
+    """Bundles in `<model_dir>/audits/<name>/`, by name."""
+    audits = model_dir / "audits"
+    if not audits.is_dir():
+        return {}
+    return {path.name: path for path in sorted(audits.iterdir()) if (path / METRICS_FILE).is_file()}
 
 
 def write_bundle(bundle: Bundle, folder: str | Path) -> Path:

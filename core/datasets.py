@@ -53,6 +53,7 @@ class Dataset:
     table: pd.DataFrame
     rejects: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    root: Path | None = None  # the folder `file` paths are relative to
 
     @property
     def extra_columns(self) -> list[str]:
@@ -64,7 +65,7 @@ def _categorical(values: Iterable[object], categories: tuple[str, ...]) -> pd.Ca
     return pd.Categorical(list(values), categories=list(categories), ordered=True)
 
 
-def _build(name: str, rows: list[dict], rejects: list[dict], extra: list[str],
+def _build(name: str, rows: list[dict], rejects: list[dict], extra: list[str], root: Path,
            notes: list[str] | None = None) -> Dataset:
     table = pd.DataFrame(rows, columns=[*BASE_COLUMNS, *extra])
     table["age"] = pd.array(table["age"].tolist(), dtype="Int64")
@@ -72,7 +73,7 @@ def _build(name: str, rows: list[dict], rejects: list[dict], extra: list[str],
     table["gender"] = _categorical(table["gender"], labels.GENDERS)
     table["race"] = _categorical(table["race"], labels.RACES)
     reject_table = pd.DataFrame(rejects, columns=list(REJECT_COLUMNS))
-    return Dataset(name=name, table=table, rejects=reject_table, notes=notes or [])
+    return Dataset(name=name, table=table, rejects=reject_table, notes=notes or [], root=root)
 
 
 _MISSING_TEXT = {"", "na", "n/a", "nan", "none", "null", "unknown"}
@@ -149,7 +150,7 @@ def read_utkface(folder: str | Path) -> Dataset:
             irregular.append(path.name)
         rows.append({"file": path.name, "path": str(path), "source": "utkface", **row})
     notes = [f"kept despite an irregular but unambiguous name: {name!r}" for name in irregular]
-    return _build("utkface", rows, rejects, extra=[], notes=notes)
+    return _build("utkface", rows, rejects, extra=[], root=folder, notes=notes)
 
 
 def _read_csv(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
@@ -201,9 +202,9 @@ def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, na
     frame = _read_csv(csv_path, ["file", "age", "gender", "race"])
     frame["fairface_race"] = frame["race"]
     extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
-    rows, rejects = _read_rows(frame, Path(image_root or csv_path.parent), name, "file",
-                               {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
-    return _build(name, rows, rejects, extra)
+    root = Path(image_root or csv_path.parent)
+    rows, rejects = _read_rows(frame, root, name, "file", {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
+    return _build(name, rows, rejects, extra, root)
 
 
 def read_london_set(folder: str | Path) -> Dataset:
@@ -217,7 +218,7 @@ def read_london_set(folder: str | Path) -> Dataset:
     extra = [c for c in frame.columns if c not in ("file", "age", "gender", "race")]
     rows, rejects = _read_rows(frame, csv_path.parent, "london_set", "file",
                                {"age": "age", "gender": "gender", "race": "race"}, extra)
-    return _build("london_set", rows, rejects, extra)
+    return _build("london_set", rows, rejects, extra, csv_path.parent)
 
 
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
@@ -238,4 +239,4 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     extra = [c for c in frame.columns if c != "path" and c not in present]
     name = name or csv_path.stem
     rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    return _build(name, rows, rejects, extra)
+    return _build(name, rows, rejects, extra, csv_path.parent)

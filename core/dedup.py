@@ -80,7 +80,7 @@ def scan_images(dataset: Dataset, *, workers: int = 2,
     bad = dataset.table.loc[~ok, ["file", "path", "source"]].copy()
     bad["reason"] = [result for result in results if isinstance(result, str)]
     rejects = pd.concat([dataset.rejects, bad[list(REJECT_COLUMNS)]], ignore_index=True)
-    return Dataset(name=dataset.name, table=table, rejects=rejects, notes=dataset.notes)
+    return Dataset(name=dataset.name, table=table, rejects=rejects, notes=dataset.notes, root=dataset.root)
 
 
 class _UnionFind:

@@ -12,10 +12,9 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from core.config import Settings  # noqa: E402
+from core.config import REPO_ROOT, Settings  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
-LONDON_FIXTURES = FIXTURES / "london"
+LONDON_FIXTURES = REPO_ROOT / "samples"  # CC BY 4.0 London-set photos, shipped as app samples
 
 
 def noise_image(seed: int, size: int = 64) -> Image.Image:

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle = run_audit(checkpoint, dataset, aligned_utkface=dataset.name.startswith("utkface"),
                        batch_size=args.batch_size, device=resolve_device(settings.device),
                        progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
+    if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):
+        bundle.metrics["image_root_in_data"] = str(dataset.root.relative_to(settings.data_dir))
     write_bundle(bundle, args.out)
     headline = {k: v for k, v in bundle.metrics.items() if k != "groups"}
     print(json.dumps(headline, indent=2))

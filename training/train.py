@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -23,19 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.chips import chips_from_utkface
-from core.config import REPO_ROOT, SPLIT_FILE, Settings
-from core.datasets import read_utkface
+from core.config import SPLIT_FILE, Settings
 from core.model import ModelConfig, create_model, file_sha256, resolve_device, save_checkpoint
-from core.split import read_split
 from core.trainer import TrainConfig, group_weights, metrics, predict, targets_from_table, train_epoch
-
-CACHE_DIR = REPO_ROOT / "artifacts" / "chips"
-
+from training._utkface import CACHE_DIR, load_chips, split_tables
 
 def validation_score(values: dict[str, float | None]) -> float:
     """Lower is better; each term is 1.0 at the project's minimum targets."""
@@ -69,21 +62,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_chips(folder: Path, files: list[str], size: int, cache_dir: Path) -> torch.Tensor:
-    """Aligned uint8 chips for `files`, cached in `cache_dir` between runs."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"utkface-{size}-{len(files)}-{hashlib.sha1(chr(10).join(files).encode()).hexdigest()[:10]}"
-    cache = cache_dir / f"{key}.npy"
-    if cache.is_file() and (cache_dir / f"{key}.txt").read_text().splitlines() == files:
-        return torch.from_numpy(np.load(cache))
-    batch = chips_from_utkface([str(folder / f) for f in files], size=size,
-                               progress=lambda it: tqdm(it, total=len(files), desc="aligning chips", unit="img"))
-    print(f"aligned {int((batch.n_faces > 0).sum())} of {len(files)} chips; the rest used as cropped by UTKFace")
-    np.save(cache, batch.chips)
-    (cache_dir / f"{key}.txt").write_text("\n".join(files))
-    return torch.from_numpy(batch.chips)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,14 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                                pretrained_file=args.weights)
     torch.manual_seed(train_config.seed)
 
-    dataset = read_utkface(settings.dataset_dir("utkface", "UTKFace"))
     split_file = Path(args.split_file)
-    split = read_split(split_file).set_index("file")["split"]
-    table = dataset.table.assign(split=dataset.table["file"].map(split))
-    if table["split"].isna().any():
-        raise SystemExit(f"{int(table['split'].isna().sum())} images have no split; run python -m training.data --write-split")
-    train_table = table[table["split"] == "train"].reset_index(drop=True)
-    val_table = table[table["split"] == "val"].reset_index(drop=True)
+    tables = split_tables(settings, split_file)
+    train_table, val_table = tables["train"], tables["val"]
     if args.limit:
         train_table, val_table = train_table.head(args.limit), val_table.head(max(args.limit // 4, 8))
     folder = settings.dataset_dir("utkface", "UTKFace")

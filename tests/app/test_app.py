@@ -1,13 +1,104 @@
+"""Every page of the dashboard in streamlit's AppTest, on a tiny model and a synthetic bundle."""
+
+import json
+
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core import labels
+from core.bundle import write_bundle
 from core.config import REPO_ROOT
+from core.model import ModelConfig, create_model, save_checkpoint
+from tests.bundle_fixture import synthetic_bundle
 
 APP = str(REPO_ROOT / "app.py")
+PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
+         "pages/inspect_photo.py", "pages/report.py", "pages/about.py"]
 
 
-def test_about_page_renders_taxonomy_and_race_mapping():
-    app = AppTest.from_file(APP, default_timeout=60).run()
-    assert not app.exception
-    assert app.title[0].value == "FaceAudit"
-    assert any(labels.RACE_MAPPING_NOTE == info.value for info in app.info)
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)), folder,
+                                 trained_on="nothing (test model)")
+    bundle = synthetic_bundle()
+    bundle.metrics["model_id"] = json.loads((checkpoint / "config.json").read_text())["weights_sha256"][:12]
+    write_bundle(bundle, folder / "audits" / "synthetic")
+    return folder
+
+
+@pytest.fixture
+def app(model_dir, monkeypatch):
+    monkeypatch.setenv("FACEAUDIT_MODEL", str(model_dir))
+
+    def open_page(page: str | None) -> AppTest:
+        test = AppTest.from_file(APP, default_timeout=60)
+        if page is not None:  # None: the default page, run through app.py with its sidebar
+            test.switch_page(page)
+        return test.run()
+    return open_page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(app, page):
+    test = app(page)
+    assert not test.exception, test.exception
+    assert not test.error, [e.value for e in test.error]
+
+
+def test_sidebar_filter_changes_overview_counts(app):
+    test = app(None)
+    before = [m.value for m in test.markdown]
+    assert any(value.startswith("240 faces audited · 1 images rejected") for value in before)
+    test.multiselect(key="filter_race").set_value(["Black"]).run()
+    after = [m.value for m in test.markdown]
+    assert any("filtered to 48 faces" in value for value in after)
+    assert before != after
+
+
+def test_subgroup_choice_changes_the_confusion_heatmap(app):
+    test = app("pages/confusion.py")
+    whole = test.caption[0].value
+    test.selectbox(key="confusion_subgroup").set_value("race = Black").run()
+    assert not test.exception
+    assert test.caption[0].value != whole and test.caption[0].value.startswith("48 faces")
+
+
+def test_subgroup_metrics_reflect_the_planted_disparity(app):
+    test = app("pages/subgroups.py")
+    test.multiselect(key="subgroups_by").set_value(["race", "gender"]).run()
+    table = test.dataframe[0].value
+    black_women = table[table["group"] == "Black / Female"].iloc[0]
+    white_men = table[table["group"] == "White / Male"].iloc[0]
+    assert black_women["gender_accuracy"] < 0.6 < white_men["gender_accuracy"]
+
+
+def test_gallery_filter_narrows_mistakes(app):
+    test = app("pages/gallery.py")
+    assert test.caption[0].value.startswith("12 mistakes")  # the planted misgendered Black women
+    test.multiselect(key="gallery_true_gender").set_value(["Male"]).run()
+    assert test.caption[0].value.startswith("0 mistakes")
+
+
+def test_inspect_sample_photo_yields_predictions(app):
+    test = app("pages/inspect_photo.py")
+    test.selectbox(key="inspect_sample").set_value("025_03.jpg").run()
+    assert not test.exception
+    assert test.metric[0].label == "Age"
+    assert any(m.value.startswith("**Gender**") for m in test.markdown)
+
+
+def test_about_page_shows_race_mapping(app):
+    test = app("pages/about.py")
+    assert any(labels.RACE_MAPPING_NOTE == info.value for info in test.info)
+
+
+def test_missing_model_is_a_message_not_a_trace(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEAUDIT_MODEL", str(tmp_path / "nowhere"))
+    test = AppTest.from_file(APP, default_timeout=60)
+    test.switch_page("pages/inspect_photo.py")
+    test.run()
+    assert not test.exception
+    assert "model.safetensors is missing" in test.error[0].value

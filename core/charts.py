@@ -1,0 +1,67 @@
+"""Plotly figures from tables: forest plots of subgroup metrics, confusion heatmaps, distributions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from core import labels
+from core.fairness import METRICS
+
+__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "group_label"]
+
+_GREY, _BLUE = "#adb5bd", "#3b5bdb"
+
+
+def group_label(key: object) -> str:
+    """'Black / Female' for an intersection tuple, the value itself otherwise."""
+    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) -> go.Figure:
+    """One point per group with its 95 % interval; groups with small n in grey."""
+    names = [group_label(key) for key in table.index]
+    colors = [_GREY if small else _BLUE for small in table["small_n"]]
+    value = table[metric]
+    figure = go.Figure(go.Scatter(
+        x=value, y=names, mode="markers", marker={"color": colors, "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": table[f"{metric}_ci_high"] - value,
+                 "arrayminus": value - table[f"{metric}_ci_low"], "color": "#868e96"},
+        customdata=table["n"], hovertemplate="%{y}: %{x:.3f} (n=%{customdata})<extra></extra>"))
+    if overall is not None:
+        figure.add_vline(x=overall, line_dash="dash", line_color="#e8590c", annotation_text="overall")
+    figure.update_layout(title=f"{metric} — {METRICS[metric][0]}", xaxis_title=metric, yaxis={"autorange": "reversed"},
+                         height=max(300, 28 * len(names) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return figure
+
+
+def confusion_heatmap(table: pd.DataFrame, *, normalized: bool) -> go.Figure:
+    """Heatmap of a confusion table (rows true, columns predicted)."""
+    figure = px.imshow(table.fillna(0).to_numpy(), x=[str(c) for c in table.columns], y=[str(i) for i in table.index],
+                       text_auto=".2f" if normalized else "d", color_continuous_scale="Blues", aspect="auto",
+                       labels={"x": table.columns.name, "y": table.index.name, "color": "share" if normalized else "count"})
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=120 + 45 * len(table))
+    return figure
+
+
+def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
+    """Counts of a label column in taxonomy order, missing values included."""
+    order = {"age_bin": labels.AGE_BINS, "gender": labels.GENDERS, "race": labels.RACES}.get(column)
+    counts = frame[column].astype("string").fillna("(missing)").value_counts()
+    index = [name for name in (order or []) if name in counts.index] + [n for n in counts.index if n not in (order or [])]
+    counts = counts.reindex(index)
+    figure = px.bar(x=counts.index, y=counts.to_numpy(), labels={"x": column, "y": "faces"}, text=counts.to_numpy())
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=300)
+    return figure
+
+
+def strata_heatmap(frame: pd.DataFrame) -> go.Figure:
+    """Counts per race x gender (rows) and age bin (columns)."""
+    table = frame.pivot_table(index=["race", "gender"], columns="age_bin", values="file", aggfunc="count",
+                              observed=False, fill_value=0)
+    figure = px.imshow(table.to_numpy(), x=[str(c) for c in table.columns], y=[group_label(i) for i in table.index],
+                       text_auto="d", color_continuous_scale="Blues", aspect="auto",
+                       labels={"x": "age bin", "y": "race / gender", "color": "faces"})
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=140 + 30 * len(table))
+    return figure

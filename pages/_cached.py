@@ -1,0 +1,104 @@
+"""Streamlit-side state: cached loaders, the bundle picker and the sidebar filter. Pages import from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import labels
+from core.bundle import Bundle, BundleError, discover_bundles, read_bundle
+from core.config import Settings
+from core.fairness import filter_frame
+from core.faces import FaceDetector
+from core.model import Checkpoint, CheckpointError, load_checkpoint
+
+FILTER_COLUMNS = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
+
+
+def settings() -> Settings:
+    """Settings from the environment (read on every rerun: cheap, and tests can change them)."""
+    return Settings.from_env()
+
+
+def _mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in path.iterdir()), default=0.0) if path.is_dir() else 0.0
+
+
+@st.cache_resource(max_entries=2)
+def _load_model(model_dir: str, mtime: float) -> Checkpoint:
+    return load_checkpoint(model_dir)
+
+
+def model() -> Checkpoint | None:
+    """The configured model in eval mode, or None after showing why it cannot be loaded."""
+    model_dir = settings().model_dir
+    try:
+        return _load_model(str(model_dir), _mtime(model_dir))
+    except CheckpointError as error:
+        st.error(f"Cannot load the model: {error}")
+        return None
+
+
+@st.cache_resource
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading audit bundle…")
+def _load_bundle(path: str, mtime: float) -> Bundle:
+    return read_bundle(path)
+
+
+def bundle_choices() -> dict[str, Path]:
+    """Bundles of the model folder plus the one the user pointed to in the sidebar."""
+    choices = discover_bundles(settings().model_dir)
+    extra = st.session_state.get("bundle_extra", "").strip()
+    if extra:
+        choices[f"{Path(extra).name} (your folder)"] = Path(extra).expanduser()
+    return choices
+
+
+def current_bundle() -> Bundle | None:
+    """The bundle picked in the sidebar, or None after showing why there is none."""
+    choices = bundle_choices()
+    name = st.session_state.get("bundle_name")
+    if not choices:
+        st.warning(f"No audit bundles found in {settings().model_dir / 'audits'}. Create one with "
+                   "`python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample`.")
+        return None
+    path = choices.get(name, next(iter(choices.values())))
+    try:
+        bundle = _load_bundle(str(path), _mtime(Path(path)))
+    except BundleError as error:
+        st.error(str(error))
+        return None
+    checkpoint_model = model()
+    if checkpoint_model is not None and bundle.metrics.get("model_id") not in (checkpoint_model.model_id, None):
+        st.info(f"This bundle was made by model {bundle.metrics.get('model_id')!r}, not the loaded model "
+                f"{checkpoint_model.model_id!r}: its metrics describe that model.")
+    return bundle
+
+
+def filters() -> dict[str, list[str]]:
+    """The sidebar's race / gender / age-bin choices."""
+    return {column: st.session_state.get(f"filter_{column}", []) for column in FILTER_COLUMNS}
+
+
+def filtered_predictions(bundle: Bundle) -> pd.DataFrame:
+    """Bundle predictions restricted by the sidebar filter."""
+    return filter_frame(bundle.predictions, filters())
+
+
+def sidebar() -> None:
+    """Bundle picker and the persistent filter; every page respects them."""
+    with st.sidebar:
+        choices = bundle_choices()
+        if choices:
+            st.selectbox("Audit dataset", list(choices), key="bundle_name")
+        st.text_input("Other bundle folder", key="bundle_extra", placeholder="path/to/bundle",
+                      help="A folder written by `python -m training.evaluate`.")
+        st.subheader("Filter")
+        for column, names in FILTER_COLUMNS.items():
+            st.multiselect(column.replace("_", " "), list(names), key=f"filter_{column}", placeholder="all")

@@ -1,0 +1,33 @@
+"""Confusion: heatmaps for gender, race and age bin, for the whole set or one subgroup."""
+
+import streamlit as st
+
+from core import labels
+from core.charts import confusion_heatmap
+from core.fairness import confusion
+from pages import _cached
+
+st.title("Confusion")
+bundle = _cached.current_bundle()
+if bundle is None:
+    st.stop()
+frame = _cached.filtered_predictions(bundle)
+
+left, middle, right = st.columns(3)
+head = left.radio("Head", ["gender", "race", "age_bin"], horizontal=True, key="confusion_head")
+normalized = middle.toggle("Row-normalised", key="confusion_normalized")
+options = ["whole set"] + [f"{column} = {value}" for column, names in
+                           (("race", labels.RACES), ("gender", labels.GENDERS), ("age_bin", labels.AGE_BINS))
+                           for value in names]
+subgroup = right.selectbox("Subgroup", options, key="confusion_subgroup")
+if subgroup != "whole set":
+    column, value = subgroup.split(" = ", 1)
+    frame = frame[frame[column].astype("string") == value]
+
+table = confusion(frame, head, normalize=normalized)
+total = int(confusion(frame, head).to_numpy().sum())
+st.caption(f"{total:,} faces with a true {head} label in this selection")
+if total == 0:
+    st.warning(f"No faces with a true {head} label in this selection.")
+else:
+    st.plotly_chart(confusion_heatmap(table, normalized=normalized), key="confusion_heatmap")

@@ -1,0 +1,41 @@
+"""Data: what the audited set contains, what was rejected, duplicates, and the race mapping."""
+
+import streamlit as st
+
+from core import labels
+from core.charts import distribution_bar, strata_heatmap
+from pages import _cached
+
+st.title("Data")
+bundle = _cached.current_bundle()
+if bundle is None:
+    st.stop()
+frame = _cached.filtered_predictions(bundle)
+st.caption(f"{bundle.metrics.get('dataset')}: {len(frame):,} faces after the sidebar filter")
+
+columns = st.columns(3)
+for column, name in zip(columns, ("age_bin", "gender", "race")):
+    column.plotly_chart(distribution_bar(frame, name), key=f"data_dist_{name}")
+if frame["race"].notna().any() and frame["gender"].notna().any():
+    st.subheader("Race × gender × age bin")
+    st.plotly_chart(strata_heatmap(frame), key="data_strata")
+
+st.subheader(f"Rejected images ({len(bundle.rejects)})")
+if bundle.rejects.empty:
+    st.write("None: every image produced a prediction.")
+else:
+    st.dataframe(bundle.rejects[["file", "reason"]], hide_index=True)
+
+if "dup_group_size" in frame.columns:
+    duplicates = frame[frame["dup_group_size"] > 1]
+    st.subheader(f"Duplicate groups ({duplicates['dup_group'].nunique()} groups, {len(duplicates)} faces)")
+    conflicting = duplicates[duplicates["label_conflict"]]
+    st.write(f"{conflicting['dup_group'].nunique()} groups have conflicting labels (the same or nearly the same image "
+             "labelled differently): label noise that caps every metric.")
+    if not duplicates.empty:
+        st.dataframe(duplicates.sort_values("dup_group")[["dup_group", "file", "age", "gender", "race", "label_conflict"]],
+                     hide_index=True)
+
+st.subheader("Race labels: seven FairFace classes mapped onto five")
+st.table({"FairFace race": list(labels.FAIRFACE_TO_RACE), "FaceAudit race": list(labels.FAIRFACE_TO_RACE.values())})
+st.info(labels.RACE_MAPPING_NOTE)

@@ -1,0 +1,55 @@
+"""Error gallery: thumbnails of misclassified faces, filterable, most confident mistakes first."""
+
+import streamlit as st
+
+from core import labels
+from core.bundle import resolve_image
+from core.gallery import mistakes
+from pages import _cached
+
+PER_PAGE = 24
+st.title("Error gallery")
+bundle = _cached.current_bundle()
+if bundle is None:
+    st.stop()
+frame = _cached.filtered_predictions(bundle)
+
+names = {"gender": labels.GENDERS, "race": labels.RACES, "age_bin": labels.AGE_BINS}
+left, middle, right = st.columns(3)
+head = left.radio("Mistakes in", ["gender", "race", "age_bin", "age"], horizontal=True, key="gallery_head")
+sort = right.selectbox("Sort", ["most confident", "largest age error", "file"], key="gallery_sort")
+true_values = predicted_values = None
+if head in names:
+    true_values = middle.multiselect(f"true {head}", list(names[head]), key=f"gallery_true_{head}", placeholder="any")
+    predicted_values = middle.multiselect(f"predicted {head}", list(names[head]), key=f"gallery_pred_{head}",
+                                          placeholder="any")
+low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence")
+min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
+wrong = mistakes(frame, head, true_values=true_values, predicted_values=predicted_values, min_age_error=min_error,
+                 confidence=(low, high), sort=sort)
+st.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces")
+if wrong.empty:
+    st.stop()
+
+shown = wrong.head(PER_PAGE)
+paths = [resolve_image(row, bundle.metrics, _cached.settings().data_dir) for _, row in shown.iterrows()]
+if all(path is None for path in paths):
+    expected = bundle.metrics.get("image_root") or shown["path"].iloc[0]
+    st.warning(f"The images of this bundle are not on this machine. They were expected under {expected}"
+               + (f" (inside the data folder: {bundle.metrics['image_root_in_data']})" if bundle.metrics.get("image_root_in_data") else "")
+               + ". Set FACEAUDIT_DATA to the data folder that holds them and restart.")
+columns = st.columns(6)
+for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
+    caption = (f"true {row['age']} {row['gender']} {row['race']} → {row['pred_age']:.0f} {row['pred_gender']} "
+               f"{row['pred_race']} ({row['confidence']:.2f})")
+    with columns[index % 6]:
+        if path is not None:
+            st.image(str(path), caption=caption, width="stretch")
+        else:
+            st.caption(caption)
+
+st.subheader("Full record")
+file = st.selectbox("Face", shown["file"].tolist(), key="gallery_record")
+record = shown[shown["file"] == file].iloc[0]
+st.json({key: (None if str(value) in ("<NA>", "nan") else value if isinstance(value, (int, float, str, bool)) else str(value))
+         for key, value in record.items()})

@@ -1,0 +1,66 @@
+"""Inspect a photo: faces found, predictions with their range, and live explanations."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from core import labels
+from core.config import REPO_ROOT
+from core.faces import find_faces
+from core.images import ImageError
+from core.trainer import predict
+from pages import _cached
+
+SAMPLES = sorted((REPO_ROOT / "samples").glob("*.jpg"))
+st.title("Inspect a photo")
+checkpoint = _cached.model()
+if checkpoint is None:
+    st.stop()
+
+upload = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"], key="inspect_upload")
+sample = st.selectbox("…or pick a sample (London set, CC BY 4.0)", ["(none)"] + [p.name for p in SAMPLES],
+                      key="inspect_sample")
+if upload is not None:
+    data, name = upload.getvalue(), upload.name
+elif sample != "(none)":
+    data, name = (REPO_ROOT / "samples" / sample).read_bytes(), sample
+else:
+    st.info("Upload a photo or pick a sample.")
+    st.stop()
+
+try:
+    result = find_faces(data, _cached.detector(), size=checkpoint.model.config.input_size)
+except ImageError as error:
+    st.error(f"Cannot use {name}: {error}")
+    st.stop()
+if not result.faces:
+    st.warning(result.message)
+    st.image(result.image, caption=name, width=400)
+    st.stop()
+
+drawing = Image.fromarray(result.image)
+draw = ImageDraw.Draw(drawing)
+for index, face in enumerate(result.faces):
+    x, y, w, h = face.box
+    draw.rectangle([x, y, x + w, y + h], outline=(59, 91, 219), width=max(2, drawing.width // 200))
+    draw.text((x + 4, y + 4), str(index + 1), fill=(255, 255, 0))
+left, right = st.columns([2, 1])
+left.image(drawing, caption=f"{name}: {len(result.faces)} face(s), largest first", width="stretch")
+choice = 0
+if len(result.faces) > 1:
+    choice = right.radio("Face", list(range(len(result.faces))), format_func=lambda i: f"face {i + 1}", key="inspect_face")
+chip = result.chips[choice]
+right.image(chip, caption="aligned chip (model input)", width=160)
+
+outputs = predict(checkpoint.model, np.stack([chip]))
+age, spread = float(outputs["age"][0]), float(outputs["age_std"][0])
+right.metric("Age", f"{age:.0f}", help="expected age under the predicted distribution")
+right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
+gender_probs = pd.Series(outputs["gender"][0], index=labels.GENDERS, name="probability")
+race_probs = pd.Series(outputs["race"][0], index=labels.RACES, name="probability")
+right.write(f"**Gender**: {gender_probs.idxmax()} ({gender_probs.max():.0%})")
+right.bar_chart(gender_probs, horizontal=True, height=120)
+right.write(f"**Race**: {race_probs.idxmax()} ({race_probs.max():.0%})")
+right.bar_chart(race_probs, horizontal=True, height=200)
+st.caption(labels.RACE_MAPPING_NOTE)

@@ -1,0 +1,54 @@
+"""Overview: which model, which audit dataset, headline metrics with intervals, worst groups."""
+
+import streamlit as st
+
+from core.fairness import METRICS, overall_metrics, subgroup_metrics
+from pages import _cached
+
+st.title("Overview")
+checkpoint = _cached.model()
+bundle = _cached.current_bundle()
+if checkpoint is not None:
+    meta = checkpoint.meta
+    training = meta.get("training", {})
+    st.caption(
+        f"Model **{checkpoint.model.config.backbone}** at {checkpoint.model.config.input_size} px · trained on "
+        f"{meta.get('trained_on', 'unknown data')} ({training.get('train_images', '?')} images, epoch "
+        f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{checkpoint.model_id}`")
+if bundle is None:
+    st.stop()
+
+frame = _cached.filtered_predictions(bundle)
+m = bundle.metrics
+st.subheader(f"Audit dataset: {m.get('dataset')}")
+st.write(f"{m['n']:,} faces audited · {m['n_rejected']:,} images rejected"
+         + (f" · faces found in {100 * m['faces_found']:.1f} % of images" if m.get("faces_found") is not None else "")
+         + (f" · **filtered to {len(frame):,} faces**" if len(frame) != m["n"] else ""))
+if frame.empty:
+    st.warning("The sidebar filter leaves no faces.")
+    st.stop()
+
+headline = ["age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"]
+overall = overall_metrics(frame, headline)
+for column, name in zip(st.columns(len(headline)), headline):
+    row = overall.loc[name]
+    if row["n"] == 0:
+        column.metric(name, "n/a", help="no labels for this metric in this dataset")
+        continue
+    scale, unit = (1, "") if name == "age_mae" else (100, " %")
+    column.metric(name, f"{scale * row['value']:.1f}{unit}",
+                  help=f"{METRICS[name][0]}; 95 % bootstrap interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, n={int(row['n'])}")
+    column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
+
+st.subheader("Worst groups at a glance (race × gender, n ≥ 30)")
+available = [name for name in ("gender_accuracy", "race_accuracy", "age_mae") if overall.loc[name, "n"] > 0]
+if available:
+    table = subgroup_metrics(frame, ["race", "gender"], available, rounds=200).table
+    table = table[~table["small_n"]]
+    columns = st.columns(len(available))
+    for column, name in zip(columns, available):
+        higher_is_better = METRICS[name][1]
+        worst = table[name].sort_values(ascending=higher_is_better).head(3)
+        column.markdown(f"**{name}**")
+        for key, value in worst.items():
+            column.write(f"{' / '.join(key)}: {value:.3f} (overall {overall.loc[name, 'value']:.3f})")

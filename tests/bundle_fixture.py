@@ -1,0 +1,50 @@
+"""A synthetic audit bundle with known errors, for the fairness, chart and app tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core import labels
+from core.bundle import Bundle, compute_metrics
+from tests.conftest import LONDON_FIXTURES
+
+
+def synthetic_predictions(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Rows cycling over races x genders; Black women are misgendered 50 % of the time, others 0 %."""
+    rng = np.random.default_rng(seed)
+    photos = sorted(str(p) for p in LONDON_FIXTURES.glob("*.jpg"))
+    race = [labels.RACES[i % 5] for i in range(n)]
+    gender = [labels.GENDERS[(i // 5) % 2] for i in range(n)]
+    age = rng.integers(1, 90, n)
+    pred_gender = list(gender)
+    for i in range(n):
+        if race[i] == "Black" and gender[i] == "Female" and (i // 10) % 2 == 0:
+            pred_gender[i] = "Male"
+    pred_age = age + rng.normal(0, 4, n)
+    frame = pd.DataFrame({
+        "file": [f"img_{i:04d}.jpg" for i in range(n)], "path": [photos[i % len(photos)] for i in range(n)],
+        "source": "synthetic", "age": pd.array(age, dtype="Int64"),
+        "age_bin": pd.Categorical([labels.age_to_bin(int(a)) for a in age], categories=labels.AGE_BINS, ordered=True),
+        "gender": pd.Categorical(gender, categories=labels.GENDERS, ordered=True),
+        "race": pd.Categorical(race, categories=labels.RACES, ordered=True),
+        "pred_age": pred_age, "pred_age_std": np.full(n, 3.0),
+    })
+    pred_bins = [labels.age_to_bin(int(np.clip(round(a), 0, 116))) for a in pred_age]
+    for head, names, predicted in (("age_bin", labels.AGE_BINS, pred_bins), ("gender", labels.GENDERS, pred_gender),
+                                   ("race", labels.RACES, race)):
+        frame[f"pred_{head}"] = pd.Categorical(predicted, categories=names, ordered=True)
+        onehot = np.eye(len(names))[[names.index(p) for p in predicted]] * 0.9 + 0.1 / len(names)
+        for index, name in enumerate(names):
+            frame[f"p_{head}_{name}"] = onehot[:, index].astype(np.float32)
+    frame["n_faces"] = 1
+    return frame
+
+
+def synthetic_bundle(n: int = 240) -> Bundle:
+    """The synthetic predictions as a bundle with one reject."""
+    frame = synthetic_predictions(n)
+    metrics = compute_metrics(frame, n + 1) | {"dataset": "synthetic", "model_id": "test", "model_backbone": "test_efficientnet",
+                                               "notes": [], "created": "2026-01-01 00:00:00", "format": "faceaudit-bundle/1"}
+    rejects = pd.DataFrame([{"file": "broken.jpg", "path": "/nowhere/broken.jpg", "source": "synthetic", "reason": "no face found"}])
+    return Bundle(predictions=frame, metrics=metrics, rejects=rejects)
