@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from core import labels
 from core.bundle import Bundle, BundleError, discover_bundles, read_bundle
-from core.config import Settings
+from core.config import REPO_ROOT, Settings
+from core.explain import ExplanationCache
 from core.fairness import filter_frame
 from core.faces import FaceDetector
 from core.model import Checkpoint, CheckpointError, load_checkpoint
 
+MEAN_FACE_FILE = REPO_ROOT / "core" / "assets" / "mean_face.png"
 FILTER_COLUMNS = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
 
 
@@ -102,3 +106,14 @@ def sidebar() -> None:
         st.subheader("Filter")
         for column, names in FILTER_COLUMNS.items():
             st.multiselect(column.replace("_", " "), list(names), key=f"filter_{column}", placeholder="all")
+
+
+@st.cache_resource
+def explanation_cache() -> ExplanationCache:
+    """Explanations shared across reruns and users, keyed by chip hash, model id and settings."""
+    return ExplanationCache(max_entries=128)
+
+
+@st.cache_resource
+def mean_face() -> np.ndarray:
+    return np.asarray(Image.open(MEAN_FACE_FILE).convert("RGB"))

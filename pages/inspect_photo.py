@@ -7,11 +7,13 @@ from PIL import Image, ImageDraw
 
 from core import labels
 from core.config import REPO_ROOT
+from core.explain import BASELINES, stability, valid_targets
 from core.faces import find_faces
 from core.images import ImageError
 from core.trainer import predict
 from pages import _cached
 
+METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "lime": "LIME"}
 SAMPLES = sorted((REPO_ROOT / "samples").glob("*.jpg"))
 st.title("Inspect a photo")
 checkpoint = _cached.model()
@@ -64,3 +66,39 @@ right.bar_chart(gender_probs, horizontal=True, height=120)
 right.write(f"**Race**: {race_probs.idxmax()} ({race_probs.max():.0%})")
 right.bar_chart(race_probs, horizontal=True, height=200)
 st.caption(labels.RACE_MAPPING_NOTE)
+
+st.subheader("Why? Explanations of one head and class")
+targets = {"gender": labels.GENDERS, "race": labels.RACES, "age": valid_targets("age")}
+predicted = {"gender": gender_probs.idxmax(), "race": race_probs.idxmax(), "age": "expected"}
+a, b, c, d = st.columns(4)
+head = a.selectbox("Head", list(targets), key="inspect_head")
+target = b.selectbox("Class", list(targets[head]), index=list(targets[head]).index(predicted[head]),
+                     key=f"inspect_target_{head}")
+baseline = c.selectbox("IG baseline", list(BASELINES), key="inspect_baseline")
+samples = d.select_slider("LIME samples", [250, 500, 1000, 2000], value=1000, key="inspect_samples")
+with_stability = st.checkbox("Stability scores (LIME over 3 seeds, IG over 3 baselines; about 3× the time)",
+                             key="inspect_stability")
+
+settings = {"gradcam": {}, "integrated_gradients": {"baseline": baseline, "steps": 50}, "lime": {"samples": samples}}
+cache, model_id, face = _cached.explanation_cache(), checkpoint.model_id, _cached.mean_face()
+progress = st.progress(0.0, text="Explaining…")
+results = {}
+for step, (method, extra) in enumerate(settings.items()):
+    progress.progress(step / len(settings), text=f"Computing {METHOD_NAMES[method]}…")
+    results[method] = cache.get(checkpoint.model, model_id, chip, method=method, head=head, target=target,
+                                mean_face=face, **extra)
+progress.progress(1.0, text="Done")
+columns = st.columns(3)
+for column, (method, result) in zip(columns, results.items()):
+    column.image(result.overlay, caption=METHOD_NAMES[method], width="stretch")
+    details = f"{result.seconds:.2f} s"
+    if result.delta is not None:
+        details += f" · convergence delta {result.delta:.4f}"
+    if with_stability and method != "gradcam":
+        with st.spinner(f"Stability of {METHOD_NAMES[method]}…"):
+            score = stability(checkpoint.model, chip, method=method, head=head, target=target, mean_face=face)
+        details += f" · stability {score:.2f}" + (" (low: do not trust this map)" if score < 0.5 else "")
+    column.caption(details)
+value = results["gradcam"].value
+st.caption(f"Explained value on this chip: {value:.1f} years" if target == "expected" and head == "age"
+           else f"Explained value on this chip: P({target}) = {value:.2f}. Warm colours: evidence for it.")

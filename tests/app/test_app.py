@@ -88,6 +88,9 @@ def test_inspect_sample_photo_yields_predictions(app):
     assert not test.exception
     assert test.metric[0].label == "Age"
     assert any(m.value.startswith("**Gender**") for m in test.markdown)
+    assert any(c.value.startswith("Explained value on this chip") for c in test.caption)
+    test.selectbox(key="inspect_head").set_value("race").run()
+    assert not test.exception and any("P(" in c.value for c in test.caption)
 
 
 def test_about_page_shows_race_mapping(app):

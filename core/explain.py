@@ -1,0 +1,264 @@
+"""Explanations of one head and class on an aligned face chip: Grad-CAM, Integrated Gradients, LIME.
+
+One interface: `explain(model, chip, method=..., head=..., target=...)` returns an `Explanation`
+with an attribution map the size of the chip and an overlay image. Targets:
+
+| head | target |
+|---|---|
+| gender | a gender name (its probability) |
+| race | a race name (its probability) |
+| age | an age-bin name (the bin's probability) or "expected" (the expected age in years) |
+
+LIME uses SLIC superpixels (compact, roughly equal regions that follow face parts and skin/hair
+edges better than a grid, and deterministic unlike the default quickshift seeding) and a seeded
+sampler: same chip + settings + seed -> the same explanation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from unittest import mock
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from core import labels
+from core.model import AGES, MultiTaskNet
+
+__all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
+           "stability"]
+
+METHODS = ("gradcam", "integrated_gradients", "lime")
+BASELINES = ("black", "blurred", "mean")
+
+
+class ExplainError(ValueError):
+    """A head, target, method or setting that does not exist; the message lists the valid ones."""
+
+
+@dataclass
+class Explanation:
+    """An attribution map on the chip, with the settings that produced it.
+
+    Attributes:
+        attribution: `(H, W)` float map; positive = evidence for the target.
+        overlay: `(H, W, 3)` uint8 chip with the positive attributions as a heat map.
+        value: The target's value on the chip (a probability, or years for the expected age).
+        delta: Integrated Gradients' convergence delta (sum of attributions minus the output
+            difference to the baseline); None for other methods.
+    """
+
+    method: str
+    head: str
+    target: str
+    attribution: np.ndarray
+    overlay: np.ndarray
+    value: float
+    seconds: float
+    delta: float | None = None
+    settings: dict = field(default_factory=dict)
+
+
+def valid_targets(head: str) -> tuple[str, ...]:
+    """Targets one can explain for `head`."""
+    options = {"gender": labels.GENDERS, "race": labels.RACES, "age": ("expected", *labels.AGE_BINS)}
+    if head not in options:
+        raise ExplainError(f"unknown head {head!r}; valid: gender, race, age")
+    return options[head]
+
+
+class _Target(nn.Module):
+    """The scalar a head/target pair explains, as a function of the normalised input: `(b, 3, S, S) -> (b,)`."""
+
+    def __init__(self, model: MultiTaskNet, head: str, target: str) -> None:
+        super().__init__()
+        if target not in valid_targets(head):
+            raise ExplainError(f"unknown target {target!r} for head {head!r}; valid: {', '.join(valid_targets(head))}")
+        self.model, self.head, self.target = model, head, target
+        if head == "age" and target != "expected":
+            self.indices = [age for age in range(labels.AGE_MIN, labels.AGE_MAX + 1) if labels.age_to_bin(age) == target]
+        elif head != "age":
+            self.index = valid_targets(head).index(target)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)[self.head]
+        probs = logits.float().softmax(dim=1)
+        if self.head != "age":
+            return probs[:, self.index]
+        if self.target == "expected":
+            return probs @ AGES.to(probs.device)
+        return probs[:, self.indices].sum(dim=1)
+
+
+def _last_conv(model: MultiTaskNet) -> nn.Module:
+    convs = [module for module in model.backbone.modules() if isinstance(module, nn.Conv2d)]
+    if not convs:
+        raise ExplainError(f"Grad-CAM needs a convolutional backbone; {model.config.backbone} has no Conv2d layer")
+    return convs[-1]
+
+
+def _normalized(model: MultiTaskNet, chip: np.ndarray) -> torch.Tensor:
+    return model.normalize(torch.as_tensor(chip)[None])  # (1, 3, S, S)
+
+
+def _baseline(model: MultiTaskNet, chip: np.ndarray, kind: str, mean_face: np.ndarray | None) -> torch.Tensor:
+    if kind == "black":
+        image = np.zeros_like(chip)
+    elif kind == "blurred":
+        image = cv2.GaussianBlur(chip, (0, 0), sigmaX=chip.shape[0] / 16)
+    elif kind == "mean":
+        if mean_face is None:
+            raise ExplainError("baseline 'mean' needs a mean face image (core/assets/mean_face.png)")
+        image = cv2.resize(mean_face, chip.shape[1::-1], interpolation=cv2.INTER_AREA)
+    else:
+        raise ExplainError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
+    return _normalized(model, image)
+
+
+def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the positive part of `attribution` (scaled to its 99th percentile) over the chip as a heat map."""
+    positive = np.clip(attribution, 0, None)
+    scale = np.percentile(positive, 99) or positive.max() or 1.0
+    heat = cv2.applyColorMap((np.clip(positive / scale, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    weight = (alpha * np.clip(positive / scale, 0, 1))[..., None]
+    return (chip * (1 - weight) + heat * weight).astype(np.uint8)
+
+
+def _gradcam(target: _Target, x: torch.Tensor) -> np.ndarray:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cam = LayerGradCam(target, _last_conv(target.model)).attribute(x)  # (1, 1, h, w)
+    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
+    return torch.relu(cam)[0, 0].detach().numpy()
+
+
+def _integrated_gradients(target: _Target, x: torch.Tensor, baseline: torch.Tensor, steps: int) -> tuple[np.ndarray, float]:
+    from captum.attr import IntegratedGradients
+
+    attributions, delta = IntegratedGradients(target).attribute(
+        x, baselines=baseline, n_steps=steps, internal_batch_size=steps, return_convergence_delta=True)
+    return attributions[0].sum(dim=0).detach().numpy(), float(delta.abs().max())  # (S, S)
+
+
+def _lime(target: _Target, chip: np.ndarray, samples: int, segments: int, seed: int) -> np.ndarray:
+    from lime.lime_image import LimeImageExplainer
+    from skimage.segmentation import slic
+
+    model = target.model
+
+    def classifier(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            values = target(model.normalize(torch.as_tensor(images.astype(np.uint8)))).float().numpy()
+        return values[:, None]  # (b, 1): LIME regresses this one column
+
+    explainer = LimeImageExplainer(random_state=seed)  # seeds the perturbation sampler, not only segmentation
+    with mock.patch("lime.lime_image.tqdm", lambda iterable, **_: iterable):  # lime 0.2.0.1 always draws a bar
+        explanation = explainer.explain_instance(
+            chip, classifier, labels=(0,), top_labels=None, hide_color=None, num_samples=samples, batch_size=100,
+            segmentation_fn=lambda image: slic(image, n_segments=segments, compactness=10, start_label=0),
+            random_seed=seed)
+    attribution = np.zeros(chip.shape[:2], dtype=np.float32)
+    for segment, weight in explanation.local_exp[0]:
+        attribution[explanation.segments == segment] = weight
+    return attribution
+
+
+def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam", "integrated_gradients", "lime"],
+            head: str, target: str, baseline: str = "black", steps: int = 50, samples: int = 1000,
+            segments: int = 50, seed: int = 0, mean_face: np.ndarray | None = None) -> Explanation:
+    """Explain one head/target of `model` on an aligned uint8 `(S, S, 3)` chip.
+
+    Args:
+        model: A `MultiTaskNet` in eval mode (it is not modified).
+        chip: Aligned face chip at the model's input size (other sizes are resized).
+        method: "gradcam", "integrated_gradients" or "lime".
+        head: "gender", "race" or "age".
+        target: See the module table; `valid_targets(head)` lists them.
+        baseline: IG baseline: "black", "blurred" or "mean" (needs `mean_face`).
+        steps: IG integration steps.
+        samples: LIME perturbations.
+        segments: LIME superpixels (SLIC).
+        seed: LIME seed.
+
+    Raises:
+        ExplainError: an unknown method, head, target or baseline, naming the valid ones.
+    """
+    if method not in METHODS:
+        raise ExplainError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    size = model.config.input_size
+    if chip.shape[:2] != (size, size):
+        chip = cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
+    scalar = _Target(model, head, target).eval()
+    started = time.perf_counter()
+    x = _normalized(model, chip)
+    with torch.inference_mode():
+        value = float(scalar(x)[0])
+    delta, settings = None, {}
+    if method == "gradcam":
+        attribution = _gradcam(scalar, x.clone().requires_grad_(True))
+    elif method == "integrated_gradients":
+        attribution, delta = _integrated_gradients(scalar, x, _baseline(model, chip, baseline, mean_face), steps)
+        settings = {"baseline": baseline, "steps": steps}
+    else:
+        attribution = _lime(scalar, chip, samples, segments, seed)
+        settings = {"samples": samples, "segments": segments, "seed": seed}
+    model.zero_grad(set_to_none=True)
+    return Explanation(method=method, head=head, target=target, attribution=attribution.astype(np.float32),
+                       overlay=overlay(chip, attribution), value=value, seconds=time.perf_counter() - started,
+                       delta=delta, settings=settings)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def stability(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["integrated_gradients", "lime"], head: str,
+              target: str, samples: int = 500, steps: int = 32, mean_face: np.ndarray | None = None,
+              seeds: tuple[int, ...] = (0, 1, 2)) -> float:
+    """Agreement of an explanation with itself under other seeds (LIME) or baselines (IG).
+
+    Returns:
+        Mean pairwise Pearson correlation of the maps, in [-1, 1]; below ~0.5 the map says more
+        about the method's randomness or baseline than about the model.
+    """
+    if method == "lime":
+        maps = [explain(model, chip, method="lime", head=head, target=target, samples=samples, seed=s).attribution
+                for s in seeds]
+    elif method == "integrated_gradients":
+        kinds = [k for k in BASELINES if k != "mean" or mean_face is not None]
+        maps = [explain(model, chip, method=method, head=head, target=target, baseline=k, steps=steps,
+                        mean_face=mean_face).attribution for k in kinds]
+    else:
+        raise ExplainError(f"stability is defined for lime and integrated_gradients, not {method!r}")
+    pairs = [_correlation(maps[i], maps[j]) for i in range(len(maps)) for j in range(i + 1, len(maps))]
+    return float(np.mean(pairs))
+
+
+class ExplanationCache:
+    """Explanations by (chip hash, model id, method, head, target, settings); least recently used dropped."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: OrderedDict[tuple, Explanation] = OrderedDict()
+        self.max_entries = max_entries
+
+    def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
+        """`explain(model, chip, **kwargs)`, computed once per key."""
+        key = (hashlib.sha1(np.ascontiguousarray(chip).tobytes()).hexdigest(), model_id,
+               tuple(sorted((k, v) for k, v in kwargs.items() if k != "mean_face")))
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        result = explain(model, chip, **kwargs)
+        self._entries[key] = result
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return result

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.explain import ExplainError, ExplanationCache, explain, stability, valid_targets
+from core.model import ModelConfig, create_model
+from tests.conftest import LONDON_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model(ModelConfig(backbone="test_efficientnet", input_size=64)).eval()
+
+
+@pytest.fixture(scope="module")
+def chip():
+    return np.asarray(Image.open(LONDON_FIXTURES / "004_03.jpg").convert("RGB").resize((64, 64)))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "lime"])
+@pytest.mark.parametrize(("head", "target"), [("gender", "Female"), ("race", "Asian"), ("age", "expected"), ("age", "20-29")])
+def test_every_method_gives_a_chip_sized_map_and_overlay(model, chip, method, head, target):
+    result = explain(model, chip, method=method, head=head, target=target, samples=60, steps=8)
+    assert result.attribution.shape == (64, 64) and np.isfinite(result.attribution).all()
+    assert result.overlay.shape == (64, 64, 3) and result.overlay.dtype == np.uint8
+    if head != "age" or target != "expected":
+        assert 0 <= result.value <= 1
+    else:
+        assert 0 <= result.value <= 116
+    if method == "gradcam":
+        assert result.attribution.min() >= 0
+
+
+def test_integrated_gradients_is_complete(model, chip):
+    """Attributions sum to the output minus the baseline output (captum's convergence delta)."""
+    result = explain(model, chip, method="integrated_gradients", head="gender", target="Male", steps=64)
+    assert result.delta is not None and result.delta < 0.02
+    blurred = explain(model, chip, method="integrated_gradients", head="gender", target="Male", steps=64, baseline="blurred")
+    assert not np.allclose(blurred.attribution, result.attribution)
+
+
+def test_lime_is_deterministic_per_seed(model, chip):
+    first = explain(model, chip, method="lime", head="race", target="White", samples=80, seed=3)
+    again = explain(model, chip, method="lime", head="race", target="White", samples=80, seed=3)
+    other = explain(model, chip, method="lime", head="race", target="White", samples=80, seed=4)
+    np.testing.assert_array_equal(first.attribution, again.attribution)
+    assert not np.array_equal(first.attribution, other.attribution)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"method": "gradcam", "head": "hair", "target": "x"}, "unknown head 'hair'; valid: gender, race, age"),
+     ({"method": "gradcam", "head": "race", "target": "Martian"},
+      "unknown target 'Martian' for head 'race'; valid: White, Black, Asian, Indian, Others"),
+     ({"method": "shap", "head": "race", "target": "White"}, "unknown method 'shap'; valid: gradcam, integrated_gradients, lime"),
+     ({"method": "integrated_gradients", "head": "race", "target": "White", "baseline": "grey"},
+      "unknown baseline 'grey'; valid: black, blurred, mean")],
+)
+def test_bad_names_list_the_valid_ones(model, chip, kwargs, message):
+    with pytest.raises(ExplainError) as error:
+        explain(model, chip, **kwargs)
+    assert str(error.value) == message
+
+
+def test_valid_targets_for_age_include_expected_and_bins():
+    assert valid_targets("age")[:2] == ("expected", "0-2")
+
+
+def test_cache_returns_the_same_result_for_the_same_key(model, chip):
+    cache = ExplanationCache(max_entries=2)
+    a = cache.get(model, "m1", chip, method="gradcam", head="gender", target="Male")
+    assert cache.get(model, "m1", chip, method="gradcam", head="gender", target="Male") is a
+    assert cache.get(model, "m2", chip, method="gradcam", head="gender", target="Male") is not a
+
+
+def test_stability_is_a_correlation(model, chip):
+    score = stability(model, chip, method="lime", head="gender", target="Male", samples=60, seeds=(0, 1))
+    assert -1 <= score <= 1
+    same = stability(model, chip, method="lime", head="gender", target="Male", samples=60, seeds=(5, 5))
+    assert same == pytest.approx(1.0)
