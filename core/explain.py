@@ -32,7 +32,7 @@ from core import labels
 from core.model import AGES, MultiTaskNet
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
-           "stability"]
+           "overlay", "last_conv_layer", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
 BASELINES = ("black", "blurred", "mean")
@@ -96,7 +96,7 @@ class _Target(nn.Module):
         return probs[:, self.indices].sum(dim=1)
 
 
-def _last_conv(model: MultiTaskNet) -> nn.Module:
+def last_conv_layer(model: MultiTaskNet) -> nn.Module:
     convs = [module for module in model.backbone.modules() if isinstance(module, nn.Conv2d)]
     if not convs:
         raise ExplainError(f"Grad-CAM needs a convolutional backbone; {model.config.backbone} has no Conv2d layer")
@@ -121,10 +121,13 @@ def _baseline(model: MultiTaskNet, chip: np.ndarray, kind: str, mean_face: np.nd
     return _normalized(model, image)
 
 
-def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend the positive part of `attribution` (scaled to its 99th percentile) over the chip as a heat map."""
+def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5, scale: float | None = None) -> np.ndarray:
+    """Blend the positive part of `attribution` over the chip as a heat map.
+
+    `scale` is the value drawn at full strength; default: the map's 99th percentile.
+    """
     positive = np.clip(attribution, 0, None)
-    scale = np.percentile(positive, 99) or positive.max() or 1.0
+    scale = scale or np.percentile(positive, 99) or positive.max() or 1.0
     heat = cv2.applyColorMap((np.clip(positive / scale, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
     weight = (alpha * np.clip(positive / scale, 0, 1))[..., None]
@@ -134,7 +137,7 @@ def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5) -> np
 def _gradcam(target: _Target, x: torch.Tensor) -> np.ndarray:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    cam = LayerGradCam(target, _last_conv(target.model)).attribute(x)  # (1, 1, h, w)
+    cam = LayerGradCam(target, last_conv_layer(target.model)).attribute(x)  # (1, 1, h, w)
     cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
     return torch.relu(cam)[0, 0].detach().numpy()
 

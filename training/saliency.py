@@ -1,0 +1,62 @@
+"""Per-group saliency for an audit bundle: mean Grad-CAM maps per cohort, saved into the bundle.
+
+    python -m training.saliency --bundle models/default/audits/utkface-test
+
+Cohorts: every race x gender cell and every age bin; heads: gender and race (each face explains
+its true class). Writes <bundle>/saliency.npz, which the dashboard's Saliency page shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.bundle import read_bundle, resolve_image
+from core.chips import chips_from_photos
+from core.config import Settings
+from core.model import load_checkpoint
+from core.saliency import SALIENCY_FILE, cohort_saliency, save_saliency
+from training._utkface import load_chips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", required=True, help="audit bundle folder")
+    parser.add_argument("--model", help="checkpoint folder (default: FACEAUDIT_MODEL or models/default)")
+    parser.add_argument("--data", help="data folder (default: FACEAUDIT_DATA or ../shared/data)")
+    parser.add_argument("--max-per-cohort", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = Settings.from_env().with_overrides(data=args.data, model=args.model)
+    checkpoint = load_checkpoint(settings.model_dir)
+    bundle = read_bundle(args.bundle)
+    frame, size = bundle.predictions, checkpoint.model.config.input_size
+    paths = [resolve_image(row, bundle.metrics, settings.data_dir) for _, row in frame.iterrows()]
+    missing = sum(path is None for path in paths)
+    if missing:
+        print(f"error: {missing} images of the bundle are not on this machine (set FACEAUDIT_DATA)", file=sys.stderr)
+        return 2
+    if str(bundle.metrics.get("dataset", "")).startswith("utkface"):
+        chips = load_chips(paths[0].parent, [p.name for p in paths], size)
+    else:
+        batch = chips_from_photos([str(p) for p in paths], size=size,
+                                  progress=lambda it: tqdm(it, total=len(paths), desc="aligning", unit="img"))
+        chips = batch.chips
+        frame = frame.assign(_ok=[e == "" for e in batch.errors])
+        chips, frame = chips[frame["_ok"].to_numpy()], frame[frame["_ok"]].reset_index(drop=True)
+    maps = cohort_saliency(checkpoint.model, np.asarray(chips), frame, max_per_cohort=args.max_per_cohort,
+                           progress=lambda jobs: tqdm(jobs, desc="cohorts", unit="cohort"))
+    save_saliency(maps, Path(args.bundle) / SALIENCY_FILE)
+    print(f"wrote {Path(args.bundle) / SALIENCY_FILE}: {len(maps) // 2} maps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
