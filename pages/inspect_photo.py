@@ -90,7 +90,7 @@ for step, (method, extra) in enumerate(settings.items()):
 progress.progress(1.0, text="Done")
 columns = st.columns(3)
 for column, (method, result) in zip(columns, results.items()):
-    column.image(result.overlay, caption=METHOD_NAMES[method], width="stretch")
+    column.image(result.overlay, caption=METHOD_NAMES[method], width=240)
     details = f"{result.seconds:.2f} s"
     if result.delta is not None:
         details += f" · convergence delta {result.delta:.4f}"

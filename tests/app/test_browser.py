@@ -1,0 +1,98 @@
+"""The dashboard in a real headless Chromium: every page, an upload with explanations, a gallery filter, a report.
+
+Needs Debian's chromium (`.ci/run` installs it) and the shipped model; screenshots go to
+artifacts/screenshots/ for a person to look at.
+"""
+
+import json
+import re
+
+import pytest
+
+from benchmarks._server import CHROMIUM, dashboard, launch_chromium
+from core.config import REPO_ROOT, Settings
+from core.model import CONFIG_FILE
+
+pytestmark = pytest.mark.browser
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
+PAGES = ["Data", "Subgroup metrics", "Confusion", "Error gallery", "Saliency by group", "Inspect a photo", "Report", "About"]
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    if not (Settings.from_env().model_dir / CONFIG_FILE).is_file():
+        pytest.skip("the shipped model is missing")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with dashboard() as (url, _), sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+        page.set_default_timeout(90_000)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def _open(page, title: str) -> None:
+    page.get_by_role("link", name=title, exact=True).click()
+    page.get_by_role("heading", level=1).filter(has_text=re.compile(r"\w")).first.wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+
+
+def test_overview_shows_real_metrics(browser_page):
+    page = browser_page
+    page.get_by_text("faces audited").first.wait_for()
+    page.get_by_text("Worst groups at a glance").wait_for()
+    assert page.get_by_text("gender_accuracy").first.is_visible()
+    page.screenshot(path=SHOTS / "01-overview.png")
+
+
+@pytest.mark.parametrize("index_title", list(enumerate(PAGES, start=2)), ids=lambda it: it[1])
+def test_every_page_opens_without_an_error(browser_page, index_title):
+    index, title = index_title
+    page = browser_page
+    _open(page, title)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=SHOTS / f"{index:02d}-{title.lower().replace(' ', '-')}.png")
+
+
+def test_upload_gives_prediction_and_explanations(browser_page):
+    page = browser_page
+    _open(page, "Inspect a photo")
+    page.locator("input[type='file']").set_input_files(str(REPO_ROOT / "samples" / "025_03.jpg"))
+    page.get_by_text("Explained value on this chip").wait_for(timeout=120_000)
+    assert page.get_by_text("Age", exact=True).first.is_visible()
+    assert page.get_by_text("Integrated Gradients").first.is_visible()
+    page.screenshot(path=SHOTS / "20-inspect-upload.png")
+
+
+def test_gallery_filter_changes_the_count(browser_page):
+    page = browser_page
+    _open(page, "Error gallery")
+    caption = page.get_by_text(re.compile(r"mistakes among")).first
+    caption.wait_for()
+    before = caption.inner_text()
+    page.locator("[data-testid='stRadio']").first.get_by_text("race", exact=True).click()  # "Mistakes in: race"
+    page.wait_for_function(f"() => !document.body.innerText.includes({json.dumps(before)})", timeout=60_000)
+    after = page.get_by_text(re.compile(r"mistakes among")).first.inner_text()
+    assert after != before
+    page.screenshot(path=SHOTS / "21-gallery-race-mistakes.png")
+
+
+def test_report_downloads(browser_page, tmp_path):
+    page = browser_page
+    _open(page, "Report")
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download JSON").click()
+    path = tmp_path / "report.json"
+    download.value.save_as(path)
+    report = json.loads(path.read_text())
+    assert report["schema"] == "faceaudit-report/1" and report["n"] > 0
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download HTML").click()
+    html_path = tmp_path / "report.html"
+    download.value.save_as(html_path)
+    assert "<h2>Model card</h2>" in html_path.read_text()
