@@ -14,6 +14,7 @@ navigation = st.navigation([
     st.Page("pages/gallery.py", title="Error gallery", icon=":material/photo_library:"),
     st.Page("pages/saliency.py", title="Saliency by group", icon=":material/visibility:"),
     st.Page("pages/inspect_photo.py", title="Inspect a photo", icon=":material/center_focus_strong:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/report.py", title="Report", icon=":material/download:"),
     st.Page("pages/about.py", title="About", icon=":material/info:"),
 ])

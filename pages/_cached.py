@@ -64,6 +64,15 @@ def bundle_choices() -> dict[str, Path]:
     return choices
 
 
+def load_bundle_at(path: Path) -> Bundle | None:
+    """A bundle folder, or None after showing why it cannot be read."""
+    try:
+        return _load_bundle(str(path), _mtime(Path(path)))
+    except BundleError as error:
+        st.error(str(error))
+        return None
+
+
 def current_bundle() -> Bundle | None:
     """The bundle picked in the sidebar, or None after showing why there is none."""
     choices = bundle_choices()
@@ -72,11 +81,8 @@ def current_bundle() -> Bundle | None:
         st.warning(f"No audit bundles found in {settings().model_dir / 'audits'}. Create one with "
                    "`python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample`.")
         return None
-    path = choices.get(name, next(iter(choices.values())))
-    try:
-        bundle = _load_bundle(str(path), _mtime(Path(path)))
-    except BundleError as error:
-        st.error(str(error))
+    bundle = load_bundle_at(choices.get(name, next(iter(choices.values()))))
+    if bundle is None:
         return None
     checkpoint_model = model()
     if checkpoint_model is not None and bundle.metrics.get("model_id") not in (checkpoint_model.model_id, None):

@@ -14,7 +14,7 @@ from tests.bundle_fixture import synthetic_bundle
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
-         "pages/inspect_photo.py", "pages/report.py", "pages/about.py"]
+         "pages/inspect_photo.py", "pages/report.py", "pages/about.py", "pages/saliency.py", "pages/compare.py"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def model_dir(tmp_path_factory):
     bundle = synthetic_bundle()
     bundle.metrics["model_id"] = json.loads((checkpoint / "config.json").read_text())["weights_sha256"][:12]
     write_bundle(bundle, folder / "audits" / "synthetic")
+    write_bundle(synthetic_bundle(120), folder / "audits" / "synthetic-small")
     return folder
 
 
@@ -105,3 +106,10 @@ def test_missing_model_is_a_message_not_a_trace(monkeypatch, tmp_path):
     test.run()
     assert not test.exception
     assert "model.safetensors is missing" in test.error[0].value
+
+
+def test_compare_page_shows_both_bundles(app):
+    test = app("pages/compare.py")
+    test.selectbox(key="compare_metric").set_value("gender_accuracy").run()
+    table = test.dataframe[0].value
+    assert "delta gender_accuracy (B - A)" in table.columns and len(table) == 5
