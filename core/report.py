@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
+import subprocess
+import tempfile
 import zipfile
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 import pandas as pd
 import plotly.io as pio
@@ -15,10 +22,32 @@ from core import labels
 from core.charts import confusion_heatmap, forest_plot
 from core.fairness import confusion, overall_metrics, subgroup_metrics
 
-__all__ = ["REPORT_SCHEMA_VERSION", "report_tables", "report_json", "report_csv_zip", "report_html"]
+__all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
+           "thumbnail", "html_to_pdf", "report_extras"]
 
 REPORT_SCHEMA_VERSION = "faceaudit-report/1"
 _HEADLINE = ["age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"]
+# JSON Schema of `report_json`'s output.
+REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "dataset", "model_id", "filters", "n", "empty", "tables"],
+    "properties": {
+        "schema": {"const": "faceaudit-report/1"},
+        "dataset": {"type": ["string", "null"]},
+        "model_id": {"type": ["string", "null"]},
+        "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "n": {"type": "integer", "minimum": 0},
+        "empty": {"type": "boolean"},
+        "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+# Published numbers to read ours against, with how their protocol differs from ours.
+PUBLIC_ANCHORS = [
+    ("UTKFace age MAE, best published", "3.87", "other splits and crops; not our duplicate-aware split"),
+    ("UTKFace age MAE, ResNet-50", "4.38", "other split; 224 px input"),
+    ("UTKFace, earlier FaceAudit seeds", "4.7 MAE / 92 % gender / 81 % race", "random split, duplicates could straddle it"),
+    ("EfficientNet-Lite0, 5 epochs, 128 px, CPU", "4.61 / 93.6 % / 85.6 %", "random split, flip TTA"),
+]
 _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", "signed_age_error",
              "false_female_rate", "false_male_rate"]
 
@@ -65,9 +94,24 @@ def _table_html(table: pd.DataFrame, columns: list[str]) -> str:
     return shown.to_html(float_format=lambda v: f"{v:.3f}", escape=True, classes="metrics")
 
 
+def thumbnail(path: str | Path, side: int = 96) -> str:
+    """A small JPEG of an image as a data URI, for embedding in the HTML report."""
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta: dict[str, Any],
-                filters: dict[str, list[str]]) -> str:
-    """A self-contained HTML report (charts embedded, plotly.js inlined, works offline). Data text is escaped."""
+                filters: dict[str, list[str]], *, gallery: list[tuple[str, str]] | None = None,
+                explanations: list[tuple[str, np.ndarray]] | None = None) -> str:
+    """A self-contained HTML report (charts embedded, plotly.js inlined, works offline). Data text is escaped.
+
+    Args:
+        gallery: (caption, data URI) thumbnails of the worst cohort's most confident mistakes.
+        explanations: (caption, RGB overlay array) explanation panels.
+    """
     esc = html.escape
     title = f"FaceAudit report — {bundle_metrics.get('dataset', 'dataset')}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
@@ -108,8 +152,88 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
                     confusion_heatmap(confusion(frame, head, normalize=True), normalized=True),
                     include_plotlyjs=include, full_html=False))
                 include = False
+    if gallery:
+        parts.append("<h2>Worst cohort: most confident mistakes</h2><div class='gallery'>" + "".join(
+            f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
+            + "</div>")
+    if explanations:
+        parts.append("<h2>Explanations</h2><div class='gallery'>")
+        for caption, image in explanations:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+            parts.append(f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("<h2>Our numbers beside public anchors</h2><table class='metrics'><tr><th>anchor</th><th>result</th>"
+                 "<th>protocol difference</th></tr>" + "".join(
+                     f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in PUBLIC_ANCHORS)
+                 + "</table><p>Ours are measured on FaceAudit's duplicate-aware, stratified UTKFace test split "
+                 "(splits/utkface.csv); published numbers use other splits, so differences of a few tenths of a year "
+                 "are within protocol noise.</p>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#212529}"
              "table.metrics{border-collapse:collapse;font-size:13px}table.metrics td,table.metrics th"
-             "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}")
+             "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
+             ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:110px;font-size:11px}"
+             "figure img{width:100%}@media print{.js-plotly-plot{page-break-inside:avoid}}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
+
+
+def html_to_pdf(html_text: str, out: str | Path, *, chromium: str = "/usr/bin/chromium", timeout: float = 120) -> Path:
+    """Print an HTML report to PDF with headless Chromium (charts render as in the browser).
+
+    Raises:
+        FileNotFoundError: Chromium is not installed.
+        RuntimeError: Chromium failed; its message is included.
+    """
+    if not Path(chromium).exists():
+        raise FileNotFoundError(f"PDF export needs Chromium at {chromium} (apt-get install chromium)")
+    out = Path(out).resolve()
+    with tempfile.TemporaryDirectory() as folder:
+        page = Path(folder) / "report.html"
+        page.write_text(html_text)
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", f"--user-data-dir={folder}/profile", "--no-pdf-header-footer",
+             "--virtual-time-budget=10000", f"--print-to-pdf={out}", page.as_uri()],
+            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"Chromium could not print the report: {result.stderr.strip()[-500:]}")
+    return out
+
+
+def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir: Path | None, *, model=None,
+                  detector=None, thumbnails: int = 12, panels: int = 3) -> tuple[list[tuple[str, str]], list[tuple[str, np.ndarray]]]:
+    """Thumbnails of the worst cohort's most confident gender mistakes and Grad-CAM panels for a few of them.
+
+    The worst cohort is the race x gender group (n >= SMALL_N) with the lowest gender accuracy.
+    Images that are not on this machine are skipped; without `model` and `detector` there are no panels.
+    """
+    from core.bundle import resolve_image
+    from core.explain import explain
+    from core.faces import find_faces
+    from core.fairness import SMALL_N
+    from core.gallery import mistakes
+
+    if frame.empty or frame["gender"].isna().all() or frame["race"].isna().all():
+        return [], []
+    table = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy"], rounds=1).table
+    table = table[table["n"] >= SMALL_N]
+    if table.empty:
+        return [], []
+    race, gender = table["gender_accuracy"].idxmin()
+    cohort = frame[(frame["race"].astype("string") == race) & (frame["gender"].astype("string") == gender)]
+    wrong = mistakes(cohort, "gender").head(thumbnails)
+    gallery, explanations = [], []
+    for _, row in wrong.iterrows():
+        path = resolve_image(row, bundle_metrics, data_dir)
+        if path is None:
+            continue
+        caption = f"{race} {gender}, predicted {row['pred_gender']} ({row['confidence']:.2f})"
+        gallery.append((caption, thumbnail(path)))
+        if model is not None and detector is not None and len(explanations) < panels:
+            found = find_faces(str(path), detector, size=model.config.input_size)
+            if found.chips:
+                result = explain(model, found.chips[0], method="gradcam", head="gender", target=str(row["pred_gender"]))
+                explanations.append((f"Grad-CAM for '{row['pred_gender']}': {caption}", result.overlay))
+    return gallery, explanations

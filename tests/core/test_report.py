@@ -1,0 +1,78 @@
+import io
+import json
+import re
+import zipfile
+from html.parser import HTMLParser
+
+import jsonschema
+import numpy as np
+import pytest
+
+from benchmarks._server import CHROMIUM
+from core.report import REPORT_SCHEMA, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from tests.bundle_fixture import synthetic_bundle
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.headings, self.scripts_with_alert, self.current = [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        self.current = tag
+
+    def handle_data(self, data):
+        if self.current in ("h1", "h2"):
+            self.headings.append(data)
+        if self.current == "script" and "alert(" in data:
+            self.scripts_with_alert += 1
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    bundle = synthetic_bundle(600)  # Black women: n = 60, half misgendered
+    bundle.metrics["dataset"] = HOSTILE
+    return bundle
+
+
+def test_html_parses_has_sections_and_escapes_data_text(bundle):
+    gallery, panels = report_extras(bundle.predictions, bundle.metrics, None)
+    assert gallery and all(uri.startswith("data:image/jpeg;base64,") for _, uri in gallery)
+    text = report_html(bundle.predictions, bundle.metrics, {"model": {"backbone": "test"}}, {"race": [HOSTILE]},
+                       gallery=gallery, explanations=[("panel", np.zeros((8, 8, 3), np.uint8))])
+    parser = _Collector()
+    parser.feed(text)
+    for section in ("Model card", "Headline metrics (95 % bootstrap intervals)", "subgroups race x gender",
+                    "Confusion: gender", "Worst cohort: most confident mistakes", "Explanations",
+                    "Our numbers beside public anchors"):
+        assert section in parser.headings, section
+    assert HOSTILE not in text and "&lt;script&gt;" in text
+    assert parser.scripts_with_alert == 0
+    assert not re.search(r"<(script|img|link)[^>]+(src|href)=[\"']https?:", text)  # self-contained: nothing fetched
+
+
+def test_json_validates_against_its_schema(bundle):
+    report = json.loads(report_json(bundle.predictions, bundle.metrics, {}))
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert report["n"] == 600 and "subgroups_race_x_gender" in report["tables"]
+
+
+def test_csv_zip_has_one_file_per_table(bundle):
+    names = zipfile.ZipFile(io.BytesIO(report_csv_zip(bundle.predictions))).namelist()
+    assert {"headline.csv", "subgroups_race.csv", "subgroups_race_x_gender.csv"} <= set(names)
+
+
+def test_empty_selection_says_so(bundle):
+    empty = bundle.predictions.iloc[0:0]
+    assert "The selection is empty" in report_html(empty, bundle.metrics, {}, {"race": ["Nobody"]})
+    report = json.loads(report_json(empty, bundle.metrics, {"race": ["Nobody"]}))
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert report["empty"] and report["tables"] == {}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_pdf_export(bundle, tmp_path):
+    path = html_to_pdf(report_html(bundle.predictions, bundle.metrics, {}, {}), tmp_path / "r.pdf")
+    assert path.read_bytes()[:5] == b"%PDF-" and path.stat().st_size > 10_000

@@ -1,0 +1,67 @@
+"""Export a bias report of an audit bundle for pipelines.
+
+    python -m training.report --bundle models/default/audits/fairface-sample --format html --out report.html
+    python -m training.report --bundle ... --format pdf --out report.pdf --filter race=Black --filter gender=Female
+
+Formats: html (self-contained, works offline), pdf (headless Chromium prints the HTML), json
+(every metric, versioned schema), csv (a zip with one CSV per table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.bundle import read_bundle
+from core.config import Settings
+from core.faces import FaceDetector
+from core.fairness import filter_frame
+from core.model import CheckpointError, load_checkpoint
+from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--format", required=True, choices=["html", "pdf", "json", "csv"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model", help="checkpoint for the model card and explanation panels (default: models/default)")
+    parser.add_argument("--data", help="data folder, to find the bundle's images for thumbnails")
+    parser.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="keep rows whose COLUMN is VALUE (repeat; values of one column are OR-ed)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env().with_overrides(model=args.model, data=args.data)
+    bundle = read_bundle(args.bundle)
+    filters: dict[str, list[str]] = {}
+    for item in args.filter:
+        column, _, value = item.partition("=")
+        if not value:
+            parser.error(f"--filter takes COLUMN=VALUE, got {item!r}")
+        filters.setdefault(column, []).append(value)
+    frame = filter_frame(bundle.predictions, filters)
+    out = Path(args.out)
+    if args.format == "json":
+        out.write_text(report_json(frame, bundle.metrics, filters))
+    elif args.format == "csv":
+        out.write_bytes(report_csv_zip(frame))
+    else:
+        try:
+            checkpoint = load_checkpoint(settings.model_dir)
+            meta, model = checkpoint.meta, checkpoint.model
+        except CheckpointError as error:
+            print(f"warning: no model card or explanation panels ({error})", file=sys.stderr)
+            meta, model = {}, None
+        gallery, panels = report_extras(frame, bundle.metrics, settings.data_dir, model=model,
+                                        detector=FaceDetector() if model is not None else None)
+        text = report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels)
+        if args.format == "html":
+            out.write_text(text)
+        else:
+            html_to_pdf(text, out)
+    print(f"wrote {out} ({len(frame)} faces)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
