@@ -17,7 +17,7 @@ from fairlearn.metrics import MetricFrame
 
 from core import labels
 
-__all__ = ["METRICS", "SMALL_N", "row_values", "subgroup_metrics", "overall_metrics", "confusion",
+__all__ = ["METRICS", "SHORT_NAMES", "SMALL_N", "row_values", "subgroup_metrics", "overall_metrics", "confusion",
            "filter_frame", "group_keys", "SubgroupMetrics"]
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
@@ -34,6 +34,10 @@ METRICS: dict[str, tuple[str, bool]] = {
     "false_male_rate": ("share of true females predicted male", False),
     **{f"race_recall_{race}": (f"share of true {race} predicted {race}", True) for race in labels.RACES},
 }
+
+SHORT_NAMES = {"gender_accuracy": "Gender accuracy", "race_accuracy": "Race accuracy", "age_bin_accuracy": "Age-bin accuracy",
+               "age_mae": "Age MAE (years)", "signed_age_error": "Signed age error", "cs5": "CS@5 (within 5 y)",
+               "false_female_rate": "False-female rate", "false_male_rate": "False-male rate"}
 
 
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:

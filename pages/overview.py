@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.fairness import METRICS, overall_metrics, subgroup_metrics
+from core.fairness import METRICS, SHORT_NAMES, SMALL_N, overall_metrics, subgroup_metrics
 from pages import _cached
 
 st.title("Overview")
@@ -33,22 +33,22 @@ overall = overall_metrics(frame, headline)
 for column, name in zip(st.columns(len(headline)), headline):
     row = overall.loc[name]
     if row["n"] == 0:
-        column.metric(name, "n/a", help="no labels for this metric in this dataset")
+        column.metric(SHORT_NAMES[name], "n/a", help="no labels for this metric in this dataset")
         continue
     scale, unit = (1, "") if name == "age_mae" else (100, " %")
-    column.metric(name, f"{scale * row['value']:.1f}{unit}",
+    column.metric(SHORT_NAMES[name], f"{scale * row['value']:.1f}{unit}",
                   help=f"{METRICS[name][0]}; 95 % bootstrap interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, n={int(row['n'])}")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
-st.subheader("Worst groups at a glance (race × gender, n ≥ 30)")
+st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")
 available = [name for name in ("gender_accuracy", "race_accuracy", "age_mae") if overall.loc[name, "n"] > 0]
-if available:
-    table = subgroup_metrics(frame, ["race", "gender"], available, rounds=200).table
-    table = table[~table["small_n"]]
-    columns = st.columns(len(available))
-    for column, name in zip(columns, available):
-        higher_is_better = METRICS[name][1]
-        worst = table[name].sort_values(ascending=higher_is_better).head(3)
-        column.markdown(f"**{name}**")
-        for key, value in worst.items():
-            column.write(f"{' / '.join(key)}: {value:.3f} (overall {overall.loc[name, 'value']:.3f})")
+table = subgroup_metrics(frame, ["race", "gender"], available, rounds=200).table if available else None
+if table is None or table[~table["small_n"]].empty:
+    st.write(f"No race × gender group in this selection has labels for {SMALL_N} or more faces.")
+    st.stop()
+table = table[~table["small_n"]]
+for column, name in zip(st.columns(len(available)), available):
+    worst = table[name].sort_values(ascending=METRICS[name][1]).head(3)
+    column.markdown(f"**{SHORT_NAMES[name]}** (overall {overall.loc[name, 'value']:.3f})")
+    column.dataframe({"group": [" / ".join(key) for key in worst.index], "value": worst.round(3).to_numpy(),
+                      "n": table.loc[worst.index, "n"].to_numpy()}, hide_index=True)
