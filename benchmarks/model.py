@@ -96,7 +96,7 @@ def main() -> None:
     batch = torch.randint(0, 256, (64, size, size, 3), dtype=torch.uint8)
     for tta in (False, True):
         predict(model, batch, tta=tta)  # warm-up
-        seconds = [_seconds(lambda: predict(model, batch, tta=tta)) for _ in range(15)]
+        seconds = [_seconds(lambda t=tta: predict(model, batch, tta=t)) for _ in range(15)]
         print(f"batch inference (64, {'flip TTA' if tta else 'no TTA'}): {64 / statistics.median(seconds):7.1f} images/s")
     detector = FaceDetector()
     photos = read_london_set(settings.dataset_dir("london_set")).table["path"].tolist()[:40]

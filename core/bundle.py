@@ -27,7 +27,7 @@ from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint
-from core.trainer import metrics, predict, targets_from_table
+from core.trainer import CPU, metrics, predict, targets_from_table
 
 __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame",
            "resolve_image", "discover_bundles", "compute_metrics"]
@@ -91,7 +91,7 @@ def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[
 
 
 def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool = False, batch_size: int = 64,
-              device: torch.device = torch.device("cpu"),
+              device: torch.device = CPU,
               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
     """Detect, align and predict every image of `dataset`; images without a usable face become rejects.
 

@@ -10,7 +10,6 @@ label smoothing. Rows with a missing label (-1) add nothing to that head's loss.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,8 +19,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core import labels
 from core.model import AGES, MultiTaskNet, age_summary
+
+CPU = torch.device("cpu")
 
 __all__ = ["TrainConfig", "Targets", "targets_from_table", "group_weights", "augment", "multitask_loss",
            "train_epoch", "predict", "metrics"]
@@ -140,7 +140,7 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
 
 def train_epoch(model: MultiTaskNet, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                 chips: torch.Tensor, targets: Targets, config: TrainConfig, *, epoch: int,
-                weights: torch.Tensor | None = None, device: torch.device = torch.device("cpu"),
+                weights: torch.Tensor | None = None, device: torch.device = CPU,
                 progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, float]:
     """One pass over `chips` (uint8 `(n, H, W, 3)`) in a seeded random order; returns mean losses."""
     model.train()
@@ -169,7 +169,7 @@ def train_epoch(model: MultiTaskNet, optimizer: torch.optim.Optimizer, scheduler
 
 @torch.inference_mode()
 def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size: int = 64, tta: bool = True,
-            device: torch.device = torch.device("cpu"),
+            device: torch.device = CPU,
             progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, np.ndarray]:
     """Predict every chip (uint8 `(n, H, W, 3)`), optionally averaging with the mirrored chip.
 
@@ -215,10 +215,3 @@ def metrics(predictions: dict[str, np.ndarray], targets: Targets) -> dict[str, f
         "gender_accuracy": accuracy(predictions["gender"], targets.gender),
         "race_accuracy": accuracy(predictions["race"], targets.race),
     }
-
-
-def timed(function: Callable[[], object]) -> float:
-    """Seconds one call of `function` takes."""
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         desc = f"epoch {epoch + 1}/{total_epochs} ({'heads' if heads_only else 'all layers'})"
         losses = train_epoch(model, optimizer, scheduler, train_chips, train_targets, train_config, epoch=epoch,
-                             weights=weights, device=device, progress=lambda it: tqdm(it, desc=desc, unit="batch"))
+                             weights=weights, device=device, progress=lambda it, d=desc: tqdm(it, desc=d, unit="batch"))
         train_seconds = time.perf_counter() - started
         val = metrics(predict(model, val_chips, device=device), val_targets)
         score = validation_score(val)

@@ -1,7 +1,5 @@
 import io
 
-from PIL import Image
-
 from core.datasets import read_manifest
 from core.dedup import find_duplicate_groups, scan_images
 from tests.conftest import noise_image
