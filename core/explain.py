@@ -104,7 +104,7 @@ def last_conv_layer(model: MultiTaskNet) -> nn.Module:
 
 
 def _normalized(model: MultiTaskNet, chip: np.ndarray) -> torch.Tensor:
-    return model.normalize(torch.as_tensor(chip)[None])  # (1, 3, S, S)
+    return model.normalize(torch.from_numpy(np.array(chip, dtype=np.uint8))[None])  # (1, 3, S, S)
 
 
 def _baseline(model: MultiTaskNet, chip: np.ndarray, kind: str, mean_face: np.ndarray | None) -> torch.Tensor:

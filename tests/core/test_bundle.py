@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from core import labels
-from core.bundle import BundleError, read_bundle, run_audit, write_bundle
+from core.bundle import BundleError, read_bundle, resolve_image, run_audit, write_bundle
 from core.datasets import read_manifest
 from core.model import Checkpoint, ModelConfig, create_model
 from tests.conftest import LONDON_FIXTURES
@@ -73,3 +73,22 @@ def test_audit_without_labels_reports_null_metrics(tiny_checkpoint, tmp_path):
     assert metrics["n"] == 1
     assert metrics["age_mae"] is None and metrics["gender_accuracy"] is None and metrics["race_accuracy"] is None
     assert metrics["groups"] == {}
+
+
+def test_audit_marks_duplicates(tiny_checkpoint, tmp_path):
+    shutil.copy(LONDON_FIXTURES / "004_03.jpg", tmp_path / "a.jpg")
+    shutil.copy(LONDON_FIXTURES / "004_03.jpg", tmp_path / "a_copy.jpg")
+    shutil.copy(LONDON_FIXTURES / "025_03.jpg", tmp_path / "b.jpg")
+    (tmp_path / "m.csv").write_text("path,age\na.jpg,30\na_copy.jpg,31\nb.jpg,21\n")
+    frame = run_audit(tiny_checkpoint, read_manifest(tmp_path / "m.csv")).predictions.set_index("file")
+    assert frame.loc["a.jpg", "dup_group"] == frame.loc["a_copy.jpg", "dup_group"] != frame.loc["b.jpg", "dup_group"]
+    assert frame.loc["a.jpg", "label_conflict"] and not frame.loc["b.jpg", "label_conflict"]
+
+
+def test_resolve_image_looks_in_the_current_data_folder(tmp_path):
+    (tmp_path / "data" / "faces").mkdir(parents=True)
+    shutil.copy(LONDON_FIXTURES / "004_03.jpg", tmp_path / "data" / "faces" / "x.jpg")
+    row = pd.Series({"path": "/elsewhere/faces/x.jpg", "file": "x.jpg"})
+    metrics = {"image_root": "/elsewhere/faces", "image_root_in_data": "faces"}
+    assert resolve_image(row, metrics, tmp_path / "data") == tmp_path / "data" / "faces" / "x.jpg"
+    assert resolve_image(row, metrics, None) is None
