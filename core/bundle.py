@@ -27,7 +27,8 @@ from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint
-from core.trainer import CPU, metrics, predict, targets_from_table
+from core.fairness import row_values
+from core.trainer import CPU, predict
 
 __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame",
            "resolve_image", "discover_bundles", "compute_metrics"]
@@ -63,18 +64,18 @@ def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.
     return frame
 
 
+_HEADLINE = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
+
+
 def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
-    outputs = {"age": frame["pred_age"].to_numpy(),
-               "age_bin": frame[[f"p_age_bin_{b}" for b in labels.AGE_BINS]].to_numpy(),
-               "gender": frame[[f"p_gender_{g}" for g in labels.GENDERS]].to_numpy(),
-               "race": frame[[f"p_race_{r}" for r in labels.RACES]].to_numpy()}
-    return metrics(outputs, targets_from_table(frame))
+    """Headline metrics from the `pred_*` columns (so post-processed predictions count); None without labels."""
+    values = row_values(frame)
+    return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in _HEADLINE}
 
 
 def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[str] = ()) -> dict[str, Any]:
     """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too."""
-    overall = _headline(frame) if len(frame) else dict.fromkeys(
-        ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"))
+    overall = _headline(frame) if len(frame) else dict.fromkeys(_HEADLINE)
     found = len(frame) / n_images if n_images else None
     # Counting every image: a rejected image (no face) counts as a wrong answer.
     counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)

@@ -155,7 +155,8 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
     if gallery:
         parts.append("<h2>Worst cohort: most confident mistakes</h2><div class='gallery'>" + "".join(
             f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
-            + "</div>")
+            + f"</div><p><small>Thumbnails come from the audited dataset ({esc(str(bundle_metrics.get('dataset')))}) "
+            "and remain under that dataset's licence and attribution.</small></p>")
     if explanations:
         parts.append("<h2>Explanations</h2><div class='gallery'>")
         for caption, image in explanations:

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from core.config import SPLIT_FILE, Settings
-from core.model import ModelConfig, create_model, file_sha256, resolve_device, save_checkpoint
+from core.model import ModelConfig, create_model, file_sha256, load_checkpoint, resolve_device, save_checkpoint
 from core.trainer import TrainConfig, group_weights, metrics, predict, targets_from_table, train_epoch
 from training._utkface import CACHE_DIR, load_chips, split_tables
 
@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     io_group.add_argument("--cache-dir", default=str(CACHE_DIR), help="aligned-chip cache (default: %(default)s)")
     io_group.add_argument("--limit", type=int, default=0, help="use only the first N train and N/4 val images (quick runs)")
     io_group.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    io_group.add_argument("--init", help="start from this checkpoint's weights (a new schedule; use --head-epochs 0)")
     model_group = parser.add_argument_group("model")
     model_group.add_argument("--backbone", default=ModelConfig.backbone, help="timm model name (default: %(default)s)")
     model_group.add_argument("--input-size", type=int, default=ModelConfig.input_size)
@@ -85,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     train_targets, val_targets = targets_from_table(train_table), targets_from_table(val_table)
     weights = group_weights(train_table) if train_config.balance == "group" else None
 
-    model = create_model(model_config).to(device).to(memory_format=torch.channels_last)
+    model = create_model(model_config)
+    if args.init:
+        initial = load_checkpoint(args.init)
+        if initial.model.config.backbone != model_config.backbone or initial.model.config.input_size != args.input_size:
+            raise SystemExit(f"--init {args.init} is a {initial.model.config.backbone} at {initial.model.config.input_size} px; "
+                             f"pass --backbone and --input-size to match")
+        model.load_state_dict(initial.model.state_dict())
+    model = model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(train_chips) // train_config.batch_size)
     total_epochs = train_config.head_epochs + train_config.epochs
     start_epoch, best_score, log_path = 0, float("inf"), out / "log.csv"
@@ -130,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             best_score = score
             save_checkpoint(model, out / "best", training=dataclasses.asdict(train_config) | {
                 "epoch": epoch + 1, "train_images": len(train_chips), "device": str(device),
-                "pretrained_from": args.weights or ("timm hub" if model_config.pretrained else None)},
+                "pretrained_from": args.weights or ("timm hub" if model_config.pretrained else None),
+                "initialised_from": args.init},
                 split_file=split_file.name, split_sha256=file_sha256(split_file),
                 metrics={"val": val}, trained_on="UTKFace train split",
                 created=time.strftime("%Y-%m-%d %H:%M:%S"))

@@ -15,7 +15,10 @@ from core.model import CONFIG_FILE
 
 pytestmark = pytest.mark.browser
 SHOTS = REPO_ROOT / "artifacts" / "screenshots"
-PAGES = ["Data", "Subgroup metrics", "Confusion", "Error gallery", "Saliency by group", "Inspect a photo", "Report", "About"]
+# sidebar label -> the page's title
+PAGES = {"Data": "Data", "Subgroup metrics": "Subgroup metrics", "Confusion": "Confusion", "Error gallery": "Error gallery",
+         "Saliency by group": "Where the model looks, per group", "Inspect a photo": "Inspect a photo",
+         "Compare": "Compare two bundles", "Report": "Report", "About": "FaceAudit"}
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +39,11 @@ def browser_page():
         browser.close()
 
 
-def _open(page, title: str) -> None:
-    page.get_by_role("link", name=title, exact=True).click()
-    page.get_by_role("heading", level=1).filter(has_text=re.compile(r"\w")).first.wait_for()
+def _open(page, label: str) -> None:
+    page.get_by_role("link", name=label, exact=True).click()
+    page.get_by_role("heading", level=1, name=PAGES.get(label, label), exact=True).wait_for()
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+    page.wait_for_timeout(1500)  # let plotly draw before a screenshot
 
 
 def test_overview_shows_real_metrics(browser_page):

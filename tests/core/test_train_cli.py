@@ -26,3 +26,7 @@ def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
     assert train.main([*args[:-4], "--epochs", "2", "--threads", "1", "--resume"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    fine_tune = [*args[:-8], "--out", str(tmp_path / "ft"), "--init", str(tmp_path / "run" / "best"),
+                 "--head-epochs", "0", "--epochs", "1", "--threads", "1"]
+    assert train.main(fine_tune) == 0
+    assert len((tmp_path / "ft" / "log.csv").read_text().splitlines()) == 2
