@@ -72,6 +72,25 @@ def main() -> None:
     settings = Settings.from_env().with_overrides(data=args.data, model=args.model)
     checkpoint = load_checkpoint(settings.model_dir)
     model, size = checkpoint.model, checkpoint.model.config.input_size
+    # Speed: batch inference on random chips at the model's input size.
+    batch = torch.randint(0, 256, (64, size, size, 3), dtype=torch.uint8)
+    for tta in (False, True):
+        predict(model, batch, tta=tta)  # warm-up
+        seconds = [_seconds(lambda t=tta: predict(model, batch, tta=t)) for _ in range(15)]
+        print(f"batch inference (64, {'flip TTA' if tta else 'no TTA'}): {64 / statistics.median(seconds):7.1f} images/s")
+    detector = FaceDetector()
+    photos = read_london_set(settings.dataset_dir("london_set")).table["path"].tolist()[:40]
+
+    def one_photo(path: str) -> None:
+        result = find_faces(path, detector, size=size)
+        predict(model, np.stack(result.chips[:1]))
+
+    one_photo(photos[0])
+    per_photo = [_seconds(lambda p=p: one_photo(p)) for p in photos]
+    print(f"one photo end to end (600 px London set, decode + detect + align + predict with TTA): "
+          f"median {1e3 * statistics.median(per_photo):.0f} ms over {len(per_photo)} photos")
+    print(f"peak memory after loading the model and running the speed tests (max RSS): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     tables = split_tables(settings, SPLIT_FILE)
     test = tables["test"].head(args.limit) if args.limit else tables["test"]
     folder = settings.dataset_dir("utkface", "UTKFace")
@@ -92,24 +111,6 @@ def main() -> None:
     for name, values in results.items():
         print(_row(name, values))
 
-    # Speed: batch inference on random chips at the model's input size.
-    batch = torch.randint(0, 256, (64, size, size, 3), dtype=torch.uint8)
-    for tta in (False, True):
-        predict(model, batch, tta=tta)  # warm-up
-        seconds = [_seconds(lambda t=tta: predict(model, batch, tta=t)) for _ in range(15)]
-        print(f"batch inference (64, {'flip TTA' if tta else 'no TTA'}): {64 / statistics.median(seconds):7.1f} images/s")
-    detector = FaceDetector()
-    photos = read_london_set(settings.dataset_dir("london_set")).table["path"].tolist()[:40]
-
-    def one_photo(path: str) -> None:
-        result = find_faces(path, detector, size=size)
-        predict(model, np.stack(result.chips[:1]))
-
-    one_photo(photos[0])
-    per_photo = [_seconds(lambda p=p: one_photo(p)) for p in photos]
-    print(f"one photo end to end (600 px London set, decode + detect + align + predict with TTA): "
-          f"median {1e3 * statistics.median(per_photo):.0f} ms over {len(per_photo)} photos")
-    print(f"peak memory (max RSS of this process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
 

@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 AGES = torch.arange(labels.AGE_MIN, labels.AGE_MAX + 1, dtype=torch.float32)  # the age head's classes
+# (117, 9) one-hot: which age bin each year of the age head belongs to
+AGE_BIN_MATRIX = torch.tensor([[float(labels.age_to_bin(int(age)) == name) for name in labels.AGE_BINS]
+                               for age in AGES.tolist()])
 HEADS = {"age": labels.AGE_MAX + 1 - labels.AGE_MIN, "gender": len(labels.GENDERS), "race": len(labels.RACES)}
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
@@ -128,10 +131,7 @@ def age_summary(age_logits: torch.Tensor) -> dict[str, torch.Tensor]:
     ages = AGES.to(probs.device)
     mean = probs @ ages
     std = (probs @ ages.square() - mean.square()).clamp_min(0).sqrt()
-    edges = [labels.age_to_bin(int(age)) for age in AGES.tolist()]
-    bins = torch.stack([probs[:, [i for i, name in enumerate(edges) if name == bin_name]].sum(dim=1)
-                        for bin_name in labels.AGE_BINS], dim=1)  # (b, 9)
-    return {"age": mean, "age_std": std, "age_bin": bins}
+    return {"age": mean, "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}  # bins: (b, 9)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -210,5 +210,5 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
         model.load_state_dict(state, strict=True)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{weights} cannot be loaded into {config.backbone} ({error})") from error
-    model.to(device).eval()
+    model.to(device).to(memory_format=torch.channels_last).eval()  # matches `normalize`'s layout: ~1.6x on CPU
     return Checkpoint(model=model, meta=meta, path=folder)

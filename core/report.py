@@ -88,10 +88,27 @@ def report_csv_zip(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _table_html(table: pd.DataFrame, columns: list[str]) -> str:
-    shown = table[[c for c in columns if c in table.columns]].copy()
-    shown.index = [" / ".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in shown.index]
-    return shown.to_html(float_format=lambda v: f"{v:.3f}", escape=True, classes="metrics")
+def _cell(value: float, low: float | None = None, high: float | None = None) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    if low is None or pd.isna(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
+    """One column per metric, each cell 'value (95 % CI)'; n and the small-n flag first."""
+    shown = pd.DataFrame(index=[" / ".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in table.index])
+    if "n" in table.columns:
+        shown["n"] = table["n"].astype(int).to_numpy()
+    if "small_n" in table.columns:
+        shown["small n"] = np.where(table["small_n"], "yes", "")
+    for metric in metrics:
+        if metric in table.columns:
+            low, high = table.get(f"{metric}_ci_low"), table.get(f"{metric}_ci_high")
+            shown[metric] = [_cell(v, None if low is None else low.iloc[i], None if high is None else high.iloc[i])
+                             for i, v in enumerate(table[metric])]
+    return shown.to_html(escape=True, classes="metrics")
 
 
 def thumbnail(path: str | Path, side: int = 96) -> str:
@@ -132,13 +149,12 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         parts.append("<p><b>The selection is empty: no faces match the filters, so there are no metrics.</b></p>")
     else:
         tables = report_tables(frame)
-        parts.append("<h2>Headline metrics (95 % bootstrap intervals)</h2>" + _table_html(
-            tables["headline"], ["value", "ci_low", "ci_high", "n"]))
+        headline = tables["headline"].rename(columns={"ci_low": "value_ci_low", "ci_high": "value_ci_high"})
+        parts.append("<h2>Headline metrics (95 % bootstrap intervals)</h2>" + _table_html(headline, ["value"]))
         for name, table in tables.items():
-            if name == "headline":
-                continue
-            columns = ["n", "small_n"] + [c for m in _SUBGROUP for c in (m, f"{m}_ci_low", f"{m}_ci_high")]
-            parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2>" + _table_html(table, columns))
+            if name != "headline":
+                parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap interval); "
+                             "small n: fewer than 30 faces, unstable.</small></p>" + _table_html(table, _SUBGROUP))
         race_gender = tables["subgroups_race_x_gender"]
         include = "inline"
         for metric in ("gender_accuracy", "age_mae"):
@@ -165,14 +181,17 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
             parts.append(f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>")
         parts.append("</div>")
+    ours = ", ".join(f"{name} {_cell(bundle_metrics.get(name))}" for name in _HEADLINE)
+    anchors = [(f"this model on {bundle_metrics.get('dataset')}", ours, "FaceAudit's protocol (this report)"),
+               *PUBLIC_ANCHORS]
     parts.append("<h2>Our numbers beside public anchors</h2><table class='metrics'><tr><th>anchor</th><th>result</th>"
                  "<th>protocol difference</th></tr>" + "".join(
-                     f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in PUBLIC_ANCHORS)
+                     f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in anchors)
                  + "</table><p>Ours are measured on FaceAudit's duplicate-aware, stratified UTKFace test split "
                  "(splits/utkface.csv); published numbers use other splits, so differences of a few tenths of a year "
                  "are within protocol noise.</p>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#212529}"
-             "table.metrics{border-collapse:collapse;font-size:13px}table.metrics td,table.metrics th"
+             "table.metrics{border-collapse:collapse;font-size:11px}table.metrics td,table.metrics th"
              "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
              ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:110px;font-size:11px}"
              "figure img{width:100%}@media print{.js-plotly-plot{page-break-inside:avoid}}")

@@ -1,5 +1,6 @@
 """Error gallery: thumbnails of misclassified faces, filterable, most confident mistakes first."""
 
+import pandas as pd
 import streamlit as st
 
 from core import labels
@@ -40,7 +41,8 @@ if all(path is None for path in paths):
                + ". Set FACEAUDIT_DATA to the data folder that holds them and restart.")
 columns = st.columns(6)
 for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
-    caption = (f"true {row['age']} {row['gender']} {row['race']} → {row['pred_age']:.0f} {row['pred_gender']} "
+    true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
+    caption = (f"true {true_age} {row['gender']} {row['race']} → {row['pred_age']:.0f} {row['pred_gender']} "
                f"{row['pred_race']} ({row['confidence']:.2f})")
     with columns[index % 6]:
         if path is not None:

@@ -21,7 +21,7 @@ if bundle is None:
 frame = _cached.filtered_predictions(bundle)
 m = bundle.metrics
 st.subheader(f"Audit dataset: {m.get('dataset')}")
-st.write(f"{m['n']:,} faces audited · {m['n_rejected']:,} images rejected"
+st.write(f"{m['n']:,} faces audited · {m['n_rejected']:,} image{'s' if m['n_rejected'] != 1 else ''} rejected"
          + (f" · faces found in {100 * m['faces_found']:.1f} % of images" if m.get("faces_found") is not None else "")
          + (f" · **filtered to {len(frame):,} faces**" if len(frame) != m["n"] else ""))
 if frame.empty:

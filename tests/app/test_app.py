@@ -52,7 +52,7 @@ def test_every_page_renders_without_exception(app, page):
 def test_sidebar_filter_changes_overview_counts(app):
     test = app(None)
     before = [m.value for m in test.markdown]
-    assert any(value.startswith("240 faces audited · 1 images rejected") for value in before)
+    assert any(value.startswith("240 faces audited · 1 image rejected") for value in before)
     test.multiselect(key="filter_race").set_value(["Black"]).run()
     after = [m.value for m in test.markdown]
     assert any("filtered to 48 faces" in value for value in after)

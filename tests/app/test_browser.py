@@ -50,7 +50,8 @@ def test_overview_shows_real_metrics(browser_page):
     page = browser_page
     page.get_by_text("faces audited").first.wait_for()
     page.get_by_text("Worst groups at a glance").wait_for()
-    assert page.get_by_text("gender_accuracy").first.is_visible()
+    page.get_by_text("Gender accuracy").first.wait_for()
+    page.wait_for_timeout(1500)
     page.screenshot(path=SHOTS / "01-overview.png")
 
 
@@ -71,6 +72,8 @@ def test_upload_gives_prediction_and_explanations(browser_page):
     assert page.get_by_text("Age", exact=True).first.is_visible()
     assert page.get_by_text("Integrated Gradients").first.is_visible()
     page.screenshot(path=SHOTS / "20-inspect-upload.png")
+    page.get_by_text("Explained value on this chip").scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "20b-inspect-explanations.png")
 
 
 def test_gallery_filter_changes_the_count(browser_page):
