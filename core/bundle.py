@@ -1,5 +1,8 @@
 """Audit bundles: a model's predictions on one dataset, with metrics and rejects, in one folder.
 
+Reading and summarising bundles needs no torch (the dashboard's first page stays fast); making
+them is `core.audit.run_audit`.
+
     <bundle>/predictions.parquet  one row per audited face (the largest face of each image)
     <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group
     <bundle>/rejects.csv          every image that produced no prediction, with the reason
@@ -12,25 +15,18 @@ Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `ge
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core import labels
-from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
-from core.datasets import REJECT_COLUMNS, Dataset
-from core.dedup import find_duplicate_groups, scan_images
-from core.model import Checkpoint
 from core.fairness import row_values
-from core.trainer import CPU, predict
 
-__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "run_audit", "write_bundle", "read_bundle", "prediction_frame",
+__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "write_bundle", "read_bundle", "prediction_frame",
            "resolve_image", "discover_bundles", "compute_metrics"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
@@ -89,50 +85,6 @@ def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[
             groups[column][str(value)] = {"n": len(members), **_headline(members)}
     return {"n": len(frame), "n_images": n_images, "n_rejected": n_images - len(frame), "faces_found": found,
             **overall, **counting_misses, "groups": groups}
-
-
-def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool = False, batch_size: int = 64,
-              device: torch.device = CPU,
-              progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
-    """Detect, align and predict every image of `dataset`; images without a usable face become rejects.
-
-    Args:
-        checkpoint: A loaded checkpoint.
-        dataset: From a reader in `core.datasets` (its rejects are carried into the bundle).
-        aligned_utkface: The images are UTKFace chips: re-align, and keep a chip without a detection as cropped.
-        progress: Optional `(iterable, description, total) -> iterable` wrapper (e.g. tqdm).
-    """
-    size = checkpoint.model.config.input_size
-    paths = dataset.table["path"].tolist()
-    wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
-    align = chips_from_utkface if aligned_utkface else chips_from_photos
-    batch: ChipBatch = align(paths, size=size, progress=wrap("detecting faces"))
-    ok = np.array([error == "" for error in batch.errors])
-    table = dataset.table.loc[ok].reset_index(drop=True)
-    outputs = predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device)
-    frame = prediction_frame(table, outputs)
-    frame["n_faces"] = batch.n_faces[ok]
-    frame = _with_duplicate_groups(frame)
-    failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
-    rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
-    metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects), dataset.extra_columns)
-    metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
-                         "image_root": str(dataset.root) if dataset.root else None,
-                         "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
-                         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"})
-    return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
-
-
-def _with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `dup_group`, `dup_group_size`, `label_conflict` (see `core.dedup`) to audited rows."""
-    if frame.empty:
-        return frame.assign(dup_group=pd.Series(dtype="int64"), dup_group_size=pd.Series(dtype="int64"),
-                            label_conflict=pd.Series(dtype=bool))
-    hashed = scan_images(Dataset(name="", table=frame, rejects=frame.iloc[0:0][list(REJECT_COLUMNS[:3])].assign(reason="")))
-    groups = find_duplicate_groups(hashed.table).set_axis(hashed.table["file"])
-    by_file = groups.reindex(frame["file"])
-    return frame.assign(dup_group=by_file["group"].to_numpy(), dup_group_size=by_file["group_size"].to_numpy(),
-                        label_conflict=by_file["label_conflict"].to_numpy())
 
 
 def resolve_image(row: pd.Series, bundle_metrics: dict[str, Any], data_dir: Path | None) -> Path | None:

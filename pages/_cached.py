@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,10 +14,12 @@ from PIL import Image
 from core import labels
 from core.bundle import Bundle, BundleError, discover_bundles, read_bundle
 from core.config import REPO_ROOT, Settings
-from core.explain import ExplanationCache
 from core.fairness import filter_frame
-from core.faces import FaceDetector
-from core.model import Checkpoint, CheckpointError, load_checkpoint
+
+if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bundles render without them
+    from core.explain import ExplanationCache
+    from core.faces import FaceDetector
+    from core.model import Checkpoint
 
 MEAN_FACE_FILE = REPO_ROOT / "core" / "assets" / "mean_face.png"
 FILTER_COLUMNS = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
@@ -32,11 +36,15 @@ def _mtime(path: Path) -> float:
 
 @st.cache_resource(max_entries=2)
 def _load_model(model_dir: str, mtime: float) -> Checkpoint:
+    from core.model import load_checkpoint
+
     return load_checkpoint(model_dir)
 
 
 def model() -> Checkpoint | None:
     """The configured model in eval mode, or None after showing why it cannot be loaded."""
+    from core.model import CheckpointError
+
     model_dir = settings().model_dir
     try:
         return _load_model(str(model_dir), _mtime(model_dir))
@@ -45,8 +53,19 @@ def model() -> Checkpoint | None:
         return None
 
 
+def model_meta() -> dict[str, Any] | None:
+    """The model's config.json (backbone, training, metrics) without loading torch; None if absent."""
+    path = settings().model_dir / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 @st.cache_resource
 def detector() -> FaceDetector:
+    from core.faces import FaceDetector
+
     return FaceDetector()
 
 
@@ -84,10 +103,11 @@ def current_bundle() -> Bundle | None:
     bundle = load_bundle_at(choices.get(name, next(iter(choices.values()))))
     if bundle is None:
         return None
-    checkpoint_model = model()
-    if checkpoint_model is not None and bundle.metrics.get("model_id") not in (checkpoint_model.model_id, None):
+    meta = model_meta()
+    model_id = meta.get("weights_sha256", "")[:12] if meta else None
+    if model_id and bundle.metrics.get("model_id") not in (model_id, None):
         st.info(f"This bundle was made by model {bundle.metrics.get('model_id')!r}, not the loaded model "
-                f"{checkpoint_model.model_id!r}: its metrics describe that model.")
+                f"{model_id!r}: its metrics describe that model.")
     return bundle
 
 
@@ -117,6 +137,8 @@ def sidebar() -> None:
 @st.cache_resource
 def explanation_cache() -> ExplanationCache:
     """Explanations shared across reruns and users, keyed by chip hash, model id and settings."""
+    from core.explain import ExplanationCache
+
     return ExplanationCache(max_entries=128)
 
 

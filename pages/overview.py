@@ -6,15 +6,16 @@ from core.fairness import METRICS, SHORT_NAMES, SMALL_N, overall_metrics, subgro
 from pages import _cached
 
 st.title("Overview")
-checkpoint = _cached.model()
+meta = _cached.model_meta()
 bundle = _cached.current_bundle()
-if checkpoint is not None:
-    meta = checkpoint.meta
-    training = meta.get("training", {})
+if meta is None:
+    st.error(f"No model at {_cached.settings().model_dir} (config.json missing): set FACEAUDIT_MODEL.")
+else:
+    training, model_config = meta.get("training", {}), meta.get("model", {})
     st.caption(
-        f"Model **{checkpoint.model.config.backbone}** at {checkpoint.model.config.input_size} px · trained on "
+        f"Model **{model_config.get('backbone')}** at {model_config.get('input_size')} px · trained on "
         f"{meta.get('trained_on', 'unknown data')} ({training.get('train_images', '?')} images, epoch "
-        f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{checkpoint.model_id}`")
+        f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{meta.get('weights_sha256', '')[:12]}`")
 if bundle is None:
     st.stop()
 

@@ -19,7 +19,8 @@ import sys
 import torch
 from tqdm import tqdm
 
-from core.bundle import run_audit, write_bundle
+from core.audit import run_audit
+from core.bundle import write_bundle
 from core.config import SPLIT_FILE, Settings
 from core.datasets import Dataset, read_fairface, read_london_set, read_manifest, read_utkface
 from core.model import CheckpointError, load_checkpoint, resolve_device

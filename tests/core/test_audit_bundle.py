@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from core import labels
-from core.bundle import BundleError, read_bundle, resolve_image, run_audit, write_bundle
+from core.audit import run_audit
+from core.bundle import BundleError, read_bundle, resolve_image, write_bundle
 from core.datasets import read_manifest
 from core.model import Checkpoint, ModelConfig, create_model
 from tests.conftest import LONDON_FIXTURES
