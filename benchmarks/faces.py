@@ -10,12 +10,13 @@ before alignment ("as cropped") and after re-aligning the chip and detecting aga
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 
+import cv2
 import numpy as np
-import torch  # noqa: F401  - imported only so thread settings match the app's process
 from tqdm import tqdm
 
 from core.config import SPLIT_FILE, Settings
@@ -65,7 +66,7 @@ def main() -> None:
     ff_rate, ff_seconds = _rate(fairface.table["path"].tolist(), detector, "fairface_sample")
     ld_rate, ld_seconds = _rate(london.table["path"].tolist(), detector, "london_set")
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, {cv2.getNumThreads()} OpenCV threads")
     print(f"{'set':<34}{'images':>8}{'faces found':>13}{'median ms/photo':>17}")
     print(f"{'utkface test chips (200 px)':<34}{len(test_files):>8}{utk_found / len(test_files):>12.2%}{'':>17}")
     print(f"{'fairface_sample (448 px, pad 1.25)':<34}{len(ff_seconds):>8}{ff_rate:>12.2%}{statistics.median(ff_seconds) * 1e3:>17.1f}")
