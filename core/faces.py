@@ -29,6 +29,7 @@ __all__ = [
     "similarity_transform",
     "align_face",
     "find_faces",
+    "draw_faces",
 ]
 
 CHIP_SIZE = 200  # UTKFace chips are 200 x 200
@@ -200,3 +201,15 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
                           "Try a photo where the face is frontal, lit and at least ~20 px wide.")
     chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
     return FaceResult(image=rgb, faces=faces, chips=chips)
+
+
+def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """A copy of `rgb` with each face's box and its 1-based number drawn on it."""
+    canvas = np.ascontiguousarray(rgb).copy()
+    thickness = max(2, canvas.shape[1] // 300)
+    for index, face in enumerate(faces):
+        x, y, w, h = (int(round(v)) for v in face.box)
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (59, 91, 219), thickness)
+        cv2.putText(canvas, str(index + 1), (x + 4, y + 4 + 12 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * thickness, (255, 220, 0), thickness)
+    return canvas

@@ -3,12 +3,11 @@
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw
 
 from core import labels
 from core.config import REPO_ROOT
 from core.explain import BASELINES, stability, valid_targets
-from core.faces import find_faces
+from core.faces import draw_faces, find_faces
 from core.images import ImageError
 from core.trainer import predict
 from pages import _cached
@@ -41,14 +40,8 @@ if not result.faces:
     st.image(result.image, caption=name, width=400)
     st.stop()
 
-drawing = Image.fromarray(result.image)
-draw = ImageDraw.Draw(drawing)
-for index, face in enumerate(result.faces):
-    x, y, w, h = face.box
-    draw.rectangle([x, y, x + w, y + h], outline=(59, 91, 219), width=max(2, drawing.width // 200))
-    draw.text((x + 4, y + 4), str(index + 1), fill=(255, 255, 0))
 left, right = st.columns([2, 1])
-left.image(drawing, caption=f"{name}: {len(result.faces)} face(s), largest first", width="stretch")
+left.image(draw_faces(result.image, result.faces), caption=f"{name}: {len(result.faces)} face(s), largest first", width="stretch")
 choice = 0
 if len(result.faces) > 1:
     choice = right.radio("Face", list(range(len(result.faces))), format_func=lambda i: f"face {i + 1}", key="inspect_face")

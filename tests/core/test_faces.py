@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.faces import CHIP_SIZE, FaceDetector, align_face, find_faces, load_template, similarity_transform
+from core.faces import CHIP_SIZE, FaceDetector, align_face, draw_faces, find_faces, load_template, similarity_transform
 from core.images import ImageError
 from tests.conftest import LONDON_FIXTURES
 
@@ -114,3 +114,12 @@ def test_align_face_moves_landmark_pixels_onto_template():
     for u, v in template.round().astype(int):
         assert chip[v, u].min() > 200
     assert chip.mean() < 20
+
+
+def test_draw_faces_marks_each_box(detector):
+    photo = _photo(0)
+    faces = detector.detect(photo)
+    drawn = draw_faces(photo, faces)
+    assert drawn.shape == photo.shape and not np.array_equal(drawn, photo)
+    x, y, _, _ = (int(round(v)) for v in faces[0].box)
+    assert drawn[y, x + 5].tolist() == [59, 91, 219]
