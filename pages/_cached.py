@@ -145,3 +145,15 @@ def explanation_cache() -> ExplanationCache:
 @st.cache_resource
 def mean_face() -> np.ndarray:
     return np.asarray(Image.open(MEAN_FACE_FILE).convert("RGB"))
+
+
+@st.cache_data(max_entries=4)
+def _load_saliency(path: str, mtime: float) -> dict:
+    from core.saliency import load_saliency
+
+    return load_saliency(path)
+
+
+def saliency(path: Path) -> dict:
+    """Per-group saliency maps of a bundle, reloaded when the file changes."""
+    return _load_saliency(str(path), path.stat().st_mtime)

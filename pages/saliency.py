@@ -5,7 +5,7 @@ import streamlit as st
 from PIL import Image
 
 from core.explain import overlay
-from core.saliency import SALIENCY_FILE, load_saliency
+from core.saliency import SALIENCY_FILE
 from pages import _cached
 
 st.title("Where the model looks, per group")
@@ -18,7 +18,7 @@ if path is None or not path.is_file():
             f"`python -m training.saliency --bundle {bundle.path}`.")
     st.stop()
 
-maps = st.cache_data(load_saliency, max_entries=4)(str(path))
+maps = _cached.saliency(path)
 heads = sorted({key.split("|")[0] for key in maps})
 head = st.radio("Head (each face explains its true class)", heads, horizontal=True, key="saliency_head")
 cohorts = [key.split("|")[1] for key in maps if key.startswith(f"{head}|")]
