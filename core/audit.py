@@ -14,7 +14,7 @@ from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint
-from core.trainer import CPU, predict
+from core.trainer import CPU, mitigation_note, predict
 
 __all__ = ["run_audit"]
 
@@ -48,6 +48,8 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool
                          "image_root": str(dataset.root) if dataset.root else None,
                          "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
                          "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"})
+    if note := mitigation_note(checkpoint.meta.get("training", {})):
+        metrics_json["mitigation"] = note
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
 
 

@@ -1,4 +1,4 @@
-"""Plotly figures from tables: forest plots of subgroup metrics, confusion heatmaps, distributions."""
+"""Plotly figures from tables: forest plots of subgroup metrics, confusion heatmaps, distributions, comparisons."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from core import labels
-from core.fairness import METRICS
+from core.compare import Comparison
+from core.fairness import METRICS, group_label
 
-__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "group_label"]
+__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars"]
 
 _GREY, _BLUE = "#adb5bd", "#3b5bdb"
-
-
-def group_label(key: object) -> str:
-    """'Black / Female' for an intersection tuple, the value itself otherwise."""
-    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) -> go.Figure:
@@ -64,4 +60,17 @@ def strata_heatmap(frame: pd.DataFrame) -> go.Figure:
                        text_auto="d", color_continuous_scale="Blues", aspect="auto",
                        labels={"x": "age bin", "y": "race / gender", "color": "faces"})
     figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=140 + 30 * len(table))
+    return figure
+
+
+def comparison_bars(comparison: Comparison, metric: str) -> go.Figure:
+    """Grouped bars: one bar per bundle in each group, with its 95 % interval."""
+    table = comparison.by_group[metric]
+    figure = go.Figure()
+    for name in comparison.names:
+        figure.add_bar(name=name, x=[group_label(key) for key in table.index], y=table[name],
+                       error_y={"type": "data", "symmetric": False, "array": table[f"{name} ci_high"] - table[name],
+                                "arrayminus": table[name] - table[f"{name} ci_low"]})
+    figure.update_layout(barmode="group", yaxis_title=metric, height=380,
+                         legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure

@@ -18,7 +18,7 @@ from fairlearn.metrics import MetricFrame
 from core import labels
 
 __all__ = ["METRICS", "SHORT_NAMES", "SMALL_N", "row_values", "subgroup_metrics", "overall_metrics", "confusion",
-           "filter_frame", "group_keys", "SubgroupMetrics"]
+           "filter_frame", "group_keys", "group_label", "SubgroupMetrics"]
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
 
@@ -83,6 +83,11 @@ def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
     """The groups `subgroup_metrics` reports for `by`: values, or tuples for intersections."""
     rows = sorted(_sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None))
     return [row[0] for row in rows] if len(by) == 1 else rows
+
+
+def group_label(key: object) -> str:
+    """'Black / Female' for an intersection tuple, the value itself otherwise."""
+    return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def _bootstrap(values: np.ndarray, rng: np.random.Generator, rounds: int) -> tuple[float, float]:

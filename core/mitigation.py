@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from core import labels
 from core.bundle import Bundle, compute_metrics
 
-__all__ = ["fit_gender_thresholds", "apply_gender_thresholds", "compare_tables"]
+__all__ = ["fit_gender_thresholds", "apply_gender_thresholds"]
 
 
 class _PrefitScores(ClassifierMixin, BaseEstimator):
@@ -51,8 +51,12 @@ def fit_gender_thresholds(frame: pd.DataFrame, *, constraints: Literal["equalize
     return optimizer.fit(x, y, sensitive_features=race)
 
 
-def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, seed: int = 0, name: str) -> Bundle:
-    """A copy of `bundle` whose `pred_gender` comes from `optimizer` (rows without a race keep theirs)."""
+def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, seed: int = 0, name: str,
+                            fitted_on: str = "validation") -> Bundle:
+    """A copy of `bundle` whose `pred_gender` comes from `optimizer` (rows without a race keep theirs).
+
+    `name` becomes the new bundle's dataset name; `fitted_on` names the bundle the thresholds were fitted on.
+    """
     frame = bundle.predictions.copy()
     known = frame["race"].notna()
     female = optimizer.predict(frame.loc[known, ["p_gender_Female"]], sensitive_features=frame.loc[known, "race"].astype("string"),
@@ -64,13 +68,7 @@ def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, se
         k: v for k, v in bundle.metrics.items() if k in ("model_id", "model_backbone", "image_root", "image_root_in_data",
                                                            "notes", "created", "format")}
     metrics["dataset"] = name
-    metrics["mitigation"] = f"ThresholdOptimizer({optimizer.constraints}) on the gender head per race, fitted on validation"
+    metrics["mitigation"] = (f"ThresholdOptimizer({optimizer.constraints}) on the gender head per race, "
+                             f"fitted on {fitted_on}")
     return Bundle(predictions=frame, metrics=metrics, rejects=bundle.rejects)
 
-
-def compare_tables(first: pd.DataFrame, second: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Two `subgroup_metrics(...).table`s side by side for one metric, with the delta (second - first)."""
-    columns = [metric, f"{metric}_ci_low", f"{metric}_ci_high", "n"]
-    joined = first[columns].add_suffix(" (A)").join(second[columns].add_suffix(" (B)"), how="outer")
-    joined[f"delta {metric} (B - A)"] = joined[f"{metric} (B)"] - joined[f"{metric} (A)"]
-    return joined

@@ -9,18 +9,19 @@ import json
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-
 import pandas as pd
 import plotly.io as pio
+from PIL import Image
 
 from core import labels
-from core.charts import confusion_heatmap, forest_plot
-from core.fairness import confusion, overall_metrics, subgroup_metrics
+from core.charts import comparison_bars, confusion_heatmap, forest_plot
+from core.compare import Comparison, describe, verdict
+from core.fairness import METRICS, confusion, group_label, overall_metrics, subgroup_metrics
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
            "thumbnail", "html_to_pdf", "report_extras"]
@@ -39,6 +40,7 @@ REPORT_SCHEMA: dict[str, Any] = {
         "n": {"type": "integer", "minimum": 0},
         "empty": {"type": "boolean"},
         "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
+        "compared_with": {"type": "array", "items": {"type": "string"}},
     },
 }
 # Published numbers to read ours against, with how their protocol differs from ours.
@@ -52,14 +54,22 @@ _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", 
              "false_female_rate", "false_male_rate"]
 
 
-def report_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Headline metrics and subgroup tables (race, gender, age bin, race x gender) of a predictions frame."""
+def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None) -> dict[str, pd.DataFrame]:
+    """Headline metrics and subgroup tables (race, gender, age bin, race x gender) of a predictions frame.
+
+    With a `comparison` (whose reference is `frame`): `compare_overall` and one `compare_by_<by>_<metric>` per metric.
+    """
     if frame.empty:
         return {}
     tables = {"headline": overall_metrics(frame, _HEADLINE)}
     for by in (["race"], ["gender"], ["age_bin"], ["race", "gender"]):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
         tables["subgroups_" + "_x_".join(by)] = table
+    if comparison is not None:
+        tables["compare_overall"] = comparison.overall
+        by = "_x_".join(comparison.by)
+        for metric, table in comparison.by_group.items():
+            tables[f"compare_by_{by}_{metric}"] = table
     return tables
 
 
@@ -69,21 +79,25 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(flat.to_json(orient="records"))
 
 
-def report_json(frame: pd.DataFrame, bundle_metrics: dict[str, Any], filters: dict[str, list[str]]) -> str:
+def report_json(frame: pd.DataFrame, bundle_metrics: dict[str, Any], filters: dict[str, list[str]],
+                comparison: Comparison | None = None) -> str:
     """Every metric of the report as JSON (`schema`: REPORT_SCHEMA_VERSION)."""
-    tables = report_tables(frame)
-    return json.dumps({
+    tables = report_tables(frame, comparison)
+    report = {
         "schema": REPORT_SCHEMA_VERSION, "dataset": bundle_metrics.get("dataset"), "model_id": bundle_metrics.get("model_id"),
         "filters": filters, "n": len(frame), "empty": frame.empty,
         "tables": {name: _records(table) for name, table in tables.items()},
-    }, indent=2)
+    }
+    if comparison is not None:
+        report["compared_with"] = comparison.names[1:]
+    return json.dumps(report, indent=2)
 
 
-def report_csv_zip(frame: pd.DataFrame) -> bytes:
+def report_csv_zip(frame: pd.DataFrame, comparison: Comparison | None = None) -> bytes:
     """A zip with one CSV per report table."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, table in report_tables(frame).items():
+        for name, table in report_tables(frame, comparison).items():
             archive.writestr(f"{name}.csv", table.to_csv())
     return buffer.getvalue()
 
@@ -98,7 +112,7 @@ def _cell(value: float, low: float | None = None, high: float | None = None) -> 
 
 def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
     """One column per metric, each cell 'value (95 % CI)'; n and the small-n flag first."""
-    shown = pd.DataFrame(index=[" / ".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in table.index])
+    shown = pd.DataFrame(index=[group_label(k) for k in table.index])
     if "n" in table.columns:
         shown["n"] = table["n"].astype(int).to_numpy()
     if "small_n" in table.columns:
@@ -122,14 +136,23 @@ def thumbnail(path: str | Path, side: int = 96) -> str:
 
 def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta: dict[str, Any],
                 filters: dict[str, list[str]], *, gallery: list[tuple[str, str]] | None = None,
-                explanations: list[tuple[str, np.ndarray]] | None = None) -> str:
+                explanations: list[tuple[str, np.ndarray]] | None = None, comparison: Comparison | None = None) -> str:
     """A self-contained HTML report (charts embedded, plotly.js inlined, works offline). Data text is escaped.
 
     Args:
         gallery: (caption, data URI) thumbnails of the worst cohort's most confident mistakes.
         explanations: (caption, RGB overlay array) explanation panels.
+        comparison: Other bundles against this one (`core.compare.compare_bundles`, this frame first): a
+            "Mitigations compared" section.
     """
     esc = html.escape
+    plotly_js = ["inline"]  # plotly.js is inlined once, with the first chart
+
+    def chart(figure) -> str:
+        text = pio.to_html(figure, include_plotlyjs=plotly_js[0], full_html=False)
+        plotly_js[0] = False
+        return text
+
     title = f"FaceAudit report — {bundle_metrics.get('dataset', 'dataset')}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
     parts = [f"<h1>{esc(title)}</h1>",
@@ -156,18 +179,16 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
                 parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap interval); "
                              "small n: fewer than 30 faces, unstable.</small></p>" + _table_html(table, _SUBGROUP))
         race_gender = tables["subgroups_race_x_gender"]
-        include = "inline"
         for metric in ("gender_accuracy", "age_mae"):
             if race_gender[metric].notna().any():
-                figure = forest_plot(race_gender, metric, overall=float(tables["headline"].loc[metric, "value"]))
-                parts.append(pio.to_html(figure, include_plotlyjs=include, full_html=False))
-                include = False
+                overall = float(tables["headline"].loc[metric, "value"])
+                parts.append(chart(forest_plot(race_gender, metric, overall=overall)))
         for head in ("gender", "race", "age_bin"):
             if frame[head].notna().any():
-                parts.append(f"<h2>Confusion: {head}</h2>" + pio.to_html(
-                    confusion_heatmap(confusion(frame, head, normalize=True), normalized=True),
-                    include_plotlyjs=include, full_html=False))
-                include = False
+                parts.append(f"<h2>Confusion: {head}</h2>"
+                             + chart(confusion_heatmap(confusion(frame, head, normalize=True), normalized=True)))
+        if comparison is not None:
+            parts.append(_comparison_html(comparison, chart))
     if gallery:
         parts.append("<h2>Worst cohort: most confident mistakes</h2><div class='gallery'>" + "".join(
             f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
@@ -197,6 +218,50 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
              "figure img{width:100%}@media print{.js-plotly-plot{page-break-inside:avoid}}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
+
+
+def _delta_cell(delta: float, low: float, high: float) -> str:
+    if pd.isna(delta):
+        return "n/a"
+    marker = " *" if not pd.isna(low) and not low <= 0 <= high else ""
+    return f"{delta:+.3f} ({low:+.3f} to {high:+.3f}){marker}"
+
+
+def _comparison_html(comparison: Comparison, chart: Callable[[Any], str]) -> str:
+    """The "Mitigations compared" section: findings, then per metric an overall table, a group table and bars."""
+    esc = html.escape
+    reference, others = comparison.names[0], comparison.names[1:]
+    by = " × ".join(comparison.by)
+    pairing = "; ".join(f"{name}: {'paired, same images' if comparison.paired[name] else 'unpaired, different images'}"
+                        for name in others)
+    parts = [f"<h2>Mitigations compared</h2><p>Reference <b>{esc(reference)}</b> against {esc(', '.join(others))}, "
+             f"on the same filter. Deltas are other − reference with 95 % bootstrap intervals ({esc(pairing)}); "
+             "* marks an interval that excludes 0. Spread: largest minus smallest value across "
+             f"{esc(by)} groups of at least 30 faces.</p><ul>"
+             + "".join(f"<li>{esc(sentence)}</li>" for sentence in describe(comparison)) + "</ul>"]
+    if comparison.notes:
+        parts.append("<p>The bundles:</p><ul>" + "".join(
+            f"<li><b>{esc(name)}</b>: {esc(note)}</li>" for name, note in comparison.notes.items()) + "</ul>")
+    for metric, groups in comparison.by_group.items():
+        rows = comparison.overall.xs(metric, level="metric").rename_axis(None)
+        deltas = [(r["delta"], r["delta_ci_low"], r["delta_ci_high"]) for _, r in rows.iterrows()]
+        is_reference = rows.index == reference
+        overall = pd.DataFrame({
+            "value": [f"{v:.3f}" for v in rows["value"]],
+            "delta (95 % CI)": ["" if ref else _delta_cell(*d) for ref, d in zip(is_reference, deltas)],
+            "verdict": ["reference" if ref else verdict(metric, *d) for ref, d in zip(is_reference, deltas)],
+            f"spread across {by}": [f"{v:.3f}" for v in rows["spread"]],
+            "worst group": [f"{g} ({v:.3f})" if g else "n/a" for g, v in zip(rows["worst_group"], rows["worst_value"])],
+        }, index=rows.index)
+        by_group = pd.DataFrame({"n": groups["n"].astype(int)}, index=[group_label(key) for key in groups.index])
+        for name in comparison.names:
+            by_group[name] = list(map(_cell, groups[name], groups[f"{name} ci_low"], groups[f"{name} ci_high"]))
+        for name in others:
+            by_group[f"delta {name}"] = list(map(_delta_cell, groups[f"delta {name}"], groups[f"delta {name} ci_low"],
+                                                 groups[f"delta {name} ci_high"]))
+        parts += [f"<h3>{esc(metric)} — {esc(METRICS[metric][0])}</h3>", overall.to_html(escape=True, classes="metrics"),
+                  "<br>", by_group.to_html(escape=True, classes="metrics"), chart(comparison_bars(comparison, metric))]
+    return "".join(parts)
 
 
 def html_to_pdf(html_text: str, out: str | Path, *, chromium: str = "/usr/bin/chromium", timeout: float = 120) -> Path:

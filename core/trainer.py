@@ -23,7 +23,7 @@ from core.model import AGES, MultiTaskNet, age_summary
 
 CPU = torch.device("cpu")
 
-__all__ = ["TrainConfig", "Targets", "targets_from_table", "group_weights", "augment", "multitask_loss",
+__all__ = ["TrainConfig", "Targets", "targets_from_table", "group_weights", "mitigation_note", "augment", "multitask_loss",
            "train_epoch", "predict", "metrics"]
 
 
@@ -70,6 +70,14 @@ def targets_from_table(table: pd.DataFrame) -> Targets:
     """Targets from a dataset table (categorical label columns, nullable age)."""
     age = torch.as_tensor(table["age"].fillna(-1).to_numpy(dtype=np.int64))
     return Targets(age=age, gender=_codes(table["gender"]), race=_codes(table["race"]), age_bin=_codes(table["age_bin"]))
+
+
+def mitigation_note(training: dict) -> str | None:
+    """How a checkpoint's training (its config.json `training` block) mitigated group imbalance, if it did."""
+    if training.get("balance") == "group":
+        return ("training-time reweighting, each row weighted by 1 / size of its race x gender x age-bin cell "
+                "(--balance group)")
+    return None
 
 
 def group_weights(table: pd.DataFrame) -> torch.Tensor:

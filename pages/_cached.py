@@ -13,6 +13,7 @@ from PIL import Image
 
 from core import labels
 from core.bundle import Bundle, BundleError, discover_bundles, read_bundle
+from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
 from core.fairness import filter_frame
 
@@ -92,15 +93,21 @@ def load_bundle_at(path: Path) -> Bundle | None:
         return None
 
 
+def current_bundle_name() -> str | None:
+    """The name of the bundle picked in the sidebar (the first one before the sidebar has run)."""
+    choices = bundle_choices()
+    name = st.session_state.get("bundle_name")
+    return name if name in choices else next(iter(choices), None)
+
+
 def current_bundle() -> Bundle | None:
     """The bundle picked in the sidebar, or None after showing why there is none."""
     choices = bundle_choices()
-    name = st.session_state.get("bundle_name")
     if not choices:
         st.warning(f"No audit bundles found in {settings().model_dir / 'audits'}. Create one with "
                    "`python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample`.")
         return None
-    bundle = load_bundle_at(choices.get(name, next(iter(choices.values()))))
+    bundle = load_bundle_at(choices[current_bundle_name()])
     if bundle is None:
         return None
     meta = model_meta()
@@ -132,6 +139,29 @@ def sidebar() -> None:
         st.subheader("Filter")
         for column, names in FILTER_COLUMNS.items():
             st.multiselect(column.replace("_", " "), list(names), key=f"filter_{column}", placeholder="all")
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing bundles…")
+def _comparison(sources: tuple[tuple[str, str, float], ...], filters_items: tuple, by: tuple[str, ...],
+                metrics: tuple[str, ...]) -> Comparison:
+    bundles = {name: _load_bundle(path, mtime) for name, path, mtime in sources}
+    frames = {name: filter_frame(bundle.predictions, dict(filters_items)) for name, bundle in bundles.items()}
+    return compare_bundles(frames, by=list(by), metrics=list(metrics),
+                           notes={name: bundle_note(bundle.metrics) for name, bundle in bundles.items()})
+
+
+def comparison(names: list[str], by: list[str], metrics: list[str]) -> Comparison | None:
+    """The named bundles under the sidebar filter, compared with the first; None after showing why not."""
+    choices = bundle_choices()
+    for name in names:
+        bundle = load_bundle_at(choices[name])
+        if bundle is None:
+            return None
+        if filtered_predictions(bundle).empty:
+            st.warning(f"No faces of {name} match the filter: nothing to compare.")
+            return None
+    sources = tuple((name, str(choices[name]), _mtime(Path(choices[name]))) for name in names)
+    return _comparison(sources, tuple((k, tuple(v)) for k, v in filters().items()), tuple(by), tuple(metrics))
 
 
 @st.cache_resource

@@ -1,15 +1,14 @@
-"""Compare: two bundles' subgroup metrics side by side, e.g. a model before and after a mitigation."""
+"""Compare: bundles' subgroup metrics side by side, e.g. a model before and after a mitigation."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.bundle import GROUP_COLUMNS
-from core.charts import group_label
-from core.fairness import METRICS, filter_frame, subgroup_metrics
-from core.mitigation import compare_tables
+from core.charts import comparison_bars
+from core.compare import COMPARE_METRICS, describe, mitigations_of
+from core.fairness import METRICS, group_label
 from pages import _cached
 
-st.title("Compare two bundles")
+st.title("Compare bundles")
 choices = _cached.bundle_choices()
 if len(choices) < 2:
     st.info("Comparing needs two bundles in the model's audits folder (e.g. the test split before and after "
@@ -17,28 +16,33 @@ if len(choices) < 2:
     st.stop()
 names = list(choices)
 left, right = st.columns(2)
-name_a = left.selectbox("Bundle A", names, index=0, key="compare_a")
-name_b = right.selectbox("Bundle B", names, index=min(1, len(names) - 1), key="compare_b")
+reference = left.selectbox("Reference bundle (A)", names, index=names.index(_cached.current_bundle_name()),
+                           key="compare_a")
+others = [name for name in names if name != reference]
+chosen = right.multiselect("Compare with (B, …)", others, default=mitigations_of(reference, others) or others[:1],
+                           key="compare_b")
 by = left.multiselect("Group by", list(GROUP_COLUMNS), default=["race"], key="compare_by")
-metric = right.selectbox("Metric", list(METRICS), key="compare_metric")
-if not by:
+metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric")
+if not chosen or not by:
+    st.info("Pick at least one bundle to compare with and one column to group by.")
     st.stop()
-bundles = {}
-for name in (name_a, name_b):
-    bundles[name] = _cached.load_bundle_at(choices[name])
-    if bundles[name] is None:
-        st.stop()
-frames = [filter_frame(bundles[n].predictions, _cached.filters()) for n in (name_a, name_b)]
-tables = [subgroup_metrics(frame, by, [metric]).table for frame in frames]
-overall = [subgroup_metrics(frame, by, [metric], rounds=1).overall[metric] for frame in frames]
-st.write(f"Overall {metric}: A {overall[0]:.4f} · B {overall[1]:.4f} · delta {overall[1] - overall[0]:+.4f}")
-figure = go.Figure()
-for label, table in (("A: " + name_a, tables[0]), ("B: " + name_b, tables[1])):
-    figure.add_bar(name=label, x=[group_label(k) for k in table.index], y=table[metric],
-                   error_y={"type": "data", "symmetric": False, "array": table[f"{metric}_ci_high"] - table[metric],
-                            "arrayminus": table[metric] - table[f"{metric}_ci_low"]})
-figure.update_layout(barmode="group", yaxis_title=metric, height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
-st.plotly_chart(figure, key="compare_chart")
-table = compare_tables(tables[0], tables[1], metric).reset_index()
-table.insert(0, "group", [group_label(tuple(row)) if len(by) > 1 else str(row[0]) for row in table[by].itertuples(index=False)])
-st.dataframe(table.drop(columns=by), hide_index=True)
+comparison = _cached.comparison([reference, *chosen], by, list(dict.fromkeys([metric, *COMPARE_METRICS])))
+if comparison is None:
+    st.stop()
+st.caption("Deltas are B − A with 95 % bootstrap intervals, paired on the same images when both bundles hold the same "
+           "files; * marks an interval that excludes 0. Spread: largest minus smallest value over groups of ≥ 30 "
+           "faces.")
+with st.expander("What each bundle bought and what it cost", expanded=True):
+    for name, note in comparison.notes.items():
+        st.markdown(f"**{name}**: {note}")
+    st.markdown("\n".join(f"- {sentence}" for sentence in describe(comparison)))
+if metric not in comparison.by_group:
+    st.info(f"{comparison.names[0]} has no labels for {metric}: pick another metric.")
+    st.stop()
+st.subheader(f"{metric} by {' × '.join(by)}")
+st.plotly_chart(comparison_bars(comparison, metric), key="compare_chart")
+overall = comparison.overall.xs(metric, level="metric").reset_index()
+st.dataframe(overall.round(4), hide_index=True, key="compare_overall")
+table = comparison.by_group[metric].reset_index(drop=True)
+table.insert(0, "group", [group_label(key) for key in comparison.by_group[metric].index])
+st.dataframe(table.round(4), hide_index=True, key="compare_groups")

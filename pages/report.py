@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.compare import COMPARE_METRICS, describe, mitigations_of
 from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -20,32 +21,46 @@ st.write(f"The report covers **{bundle.metrics.get('dataset')}** with the sideba
          "mistakes with Grad-CAM panels, and public anchors. HTML is one self-contained file that works offline.")
 if frame.empty:
     st.warning("The selection is empty: the report will say so instead of listing metrics.")
+name = _cached.current_bundle_name()
+others = [other for other in _cached.bundle_choices() if other != name]
+compared = st.multiselect("Compare with (adds a “Mitigations compared” section)", others,
+                          default=mitigations_of(name, others), key="report_compare",
+                          help="Other bundles, e.g. this split after a mitigation: deltas per race with paired "
+                               "intervals.")
+comparison = _cached.comparison([name, *compared], ["race"], COMPARE_METRICS) if compared and not frame.empty else None
+if comparison is not None:
+    with st.expander("Mitigations compared: what the section will say"):
+        st.markdown("\n".join(f"- {sentence}" for sentence in describe(comparison)))
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the report…")
-def build(bundle_key: str, filters_key: str) -> tuple[str, str, bytes]:
+def build(bundle_key: str, filters_key: str, compared_key: tuple[str, ...]) -> tuple[str, str, bytes]:
     model = checkpoint.model if checkpoint is not None else None
     gallery, panels = report_extras(frame, bundle.metrics, _cached.settings().data_dir, model=model,
                                     detector=_cached.detector() if model is not None else None)
     meta = checkpoint.meta if checkpoint is not None else {}
-    return (report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels),
-            report_json(frame, bundle.metrics, filters), report_csv_zip(frame))
+    return (report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels,
+                        comparison=comparison),
+            report_json(frame, bundle.metrics, filters, comparison), report_csv_zip(frame, comparison))
 
 
-html_text, json_text, csv_zip = build(str(bundle.path), str(filters))
-name = f"faceaudit-{bundle.metrics.get('dataset', 'report')}"
+report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else ())
+html_text, json_text, csv_zip = build(*report_key)
+file_stem = f"faceaudit-{Path(bundle.path).name}"
 columns = st.columns(4)
-columns[0].download_button("Download HTML", html_text, file_name=f"{name}.html", mime="text/html", key="report_html")
-columns[1].download_button("Download JSON", json_text, file_name=f"{name}.json", mime="application/json",
+columns[0].download_button("Download HTML", html_text, file_name=f"{file_stem}.html", mime="text/html", key="report_html")
+columns[1].download_button("Download JSON", json_text, file_name=f"{file_stem}.json", mime="application/json",
                            key="report_json")
-columns[2].download_button("Download CSV (zip)", csv_zip, file_name=f"{name}-csv.zip", mime="application/zip",
+columns[2].download_button("Download CSV (zip)", csv_zip, file_name=f"{file_stem}-csv.zip", mime="application/zip",
                            key="report_csv")
 if columns[3].button("Prepare PDF", key="report_pdf_prepare"):
     with st.spinner("Printing the report with headless Chromium…"), tempfile.TemporaryDirectory() as folder:
         try:
-            st.session_state["report_pdf"] = html_to_pdf(html_text, Path(folder) / "report.pdf").read_bytes()
+            pdf = html_to_pdf(html_text, Path(folder) / "report.pdf").read_bytes()
+            st.session_state["report_pdf"] = report_key, pdf
         except (FileNotFoundError, RuntimeError) as error:
             st.error(str(error))
-if st.session_state.get("report_pdf"):
-    columns[3].download_button("Download PDF", st.session_state["report_pdf"], file_name=f"{name}.pdf",
+pdf_key, pdf = st.session_state.get("report_pdf", (None, None))
+if pdf_key == report_key:  # a PDF of an earlier selection is not offered for this one
+    columns[3].download_button("Download PDF", pdf, file_name=f"{file_stem}.pdf",
                                mime="application/pdf", key="report_pdf")

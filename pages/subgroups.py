@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.bundle import GROUP_COLUMNS
-from core.charts import forest_plot, group_label
-from core.fairness import METRICS, SMALL_N, group_keys, subgroup_metrics
+from core.charts import forest_plot
+from core.fairness import METRICS, SMALL_N, group_keys, group_label, subgroup_metrics
 from pages import _cached
 
 st.title("Subgroup metrics")

@@ -48,3 +48,12 @@ def synthetic_bundle(n: int = 240) -> Bundle:
                                                "notes": [], "created": "2026-01-01 00:00:00", "format": "faceaudit-bundle/1"}
     rejects = pd.DataFrame([{"file": "broken.jpg", "path": "/nowhere/broken.jpg", "source": "synthetic", "reason": "no face found"}])
     return Bundle(predictions=frame, metrics=metrics, rejects=rejects)
+
+
+def mitigated_bundle(n: int = 240) -> Bundle:
+    """The synthetic bundle after a perfect 'mitigation': the misgendered Black women are predicted right."""
+    bundle = synthetic_bundle(n)
+    frame = bundle.predictions
+    frame["pred_gender"] = frame["gender"].copy()
+    bundle.metrics |= compute_metrics(frame, n + 1) | {"mitigation": "test fix of the Black women's gender predictions"}
+    return bundle

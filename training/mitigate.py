@@ -24,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--constraints", default="equalized_odds",
                         choices=["equalized_odds", "demographic_parity", "true_positive_rate_parity"])
     args = parser.parse_args(argv)
-    optimizer = fit_gender_thresholds(read_bundle(args.fit).predictions, constraints=args.constraints)
+    fit = read_bundle(args.fit)
+    optimizer = fit_gender_thresholds(fit.predictions, constraints=args.constraints)
     target = read_bundle(args.apply)
-    name = f"{target.metrics['dataset']}-thresholdopt"
-    mitigated = apply_gender_thresholds(target, optimizer, name=name)
+    mitigated = apply_gender_thresholds(target, optimizer, name=f"{target.metrics['dataset']}-thresholdopt",
+                                        fitted_on=str(fit.metrics["dataset"]))
     write_bundle(mitigated, args.out)
     print(json.dumps({k: mitigated.metrics[k] for k in ("gender_accuracy", "race_accuracy", "age_mae")}, indent=2))
     print(f"wrote {args.out}")

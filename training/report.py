@@ -2,9 +2,12 @@
 
     python -m training.report --bundle models/default/audits/fairface-sample --format html --out report.html
     python -m training.report --bundle ... --format pdf --out report.pdf --filter race=Black --filter gender=Female
+    python -m training.report --bundle models/default/audits/utkface-test --format html --out mitigations.html \
+        --compare models/default/audits/utkface-test-balanced --compare models/default/audits/utkface-test-thresholdopt
 
 Formats: html (self-contained, works offline), pdf (headless Chromium prints the HTML), json
-(every metric, versioned schema), csv (a zip with one CSV per table).
+(every metric, versioned schema), csv (a zip with one CSV per table). Each --compare bundle adds
+a "Mitigations compared" section: per-race deltas against --bundle with paired bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.bundle import read_bundle
+from core.bundle import BundleError, read_bundle
+from core.compare import bundle_note, compare_bundles
 from core.config import Settings
 from core.faces import FaceDetector
 from core.fairness import filter_frame
@@ -30,9 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="data folder, to find the bundle's images for thumbnails")
     parser.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
                         help="keep rows whose COLUMN is VALUE (repeat; values of one column are OR-ed)")
+    parser.add_argument("--compare", action="append", default=[], metavar="BUNDLE",
+                        help="another bundle to compare with --bundle, e.g. after a mitigation (repeat)")
+    parser.add_argument("--no-images", action="store_true",
+                        help="leave out thumbnails and explanation panels (for images that may not be shared)")
     args = parser.parse_args(argv)
     settings = Settings.from_env().with_overrides(model=args.model, data=args.data)
-    bundle = read_bundle(args.bundle)
+    paths = [args.bundle, *args.compare]
+    names = [Path(path).name for path in paths]
+    if len(set(names)) < len(names):  # same folder name in two places: tell them apart by path
+        names = paths
+    try:
+        bundles = {name: read_bundle(path) for name, path in zip(names, paths)}
+    except BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bundle = bundles[names[0]]
     filters: dict[str, list[str]] = {}
     for item in args.filter:
         column, _, value = item.partition("=")
@@ -40,11 +57,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--filter takes COLUMN=VALUE, got {item!r}")
         filters.setdefault(column, []).append(value)
     frame = filter_frame(bundle.predictions, filters)
+    comparison = None
+    if args.compare and not frame.empty:
+        try:
+            comparison = compare_bundles({name: filter_frame(b.predictions, filters) for name, b in bundles.items()},
+                                         notes={name: bundle_note(b.metrics) for name, b in bundles.items()})
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     out = Path(args.out)
     if args.format == "json":
-        out.write_text(report_json(frame, bundle.metrics, filters))
+        out.write_text(report_json(frame, bundle.metrics, filters, comparison))
     elif args.format == "csv":
-        out.write_bytes(report_csv_zip(frame))
+        out.write_bytes(report_csv_zip(frame, comparison))
     else:
         try:
             checkpoint = load_checkpoint(settings.model_dir)
@@ -52,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as error:
             print(f"warning: no model card or explanation panels ({error})", file=sys.stderr)
             meta, model = {}, None
-        gallery, panels = report_extras(frame, bundle.metrics, settings.data_dir, model=model,
-                                        detector=FaceDetector() if model is not None else None)
-        text = report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels)
+        detector = FaceDetector() if model is not None else None
+        gallery, panels = ([], []) if args.no_images else report_extras(frame, bundle.metrics, settings.data_dir,
+                                                                         model=model, detector=detector)
+        text = report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels,
+                           comparison=comparison)
         if args.format == "html":
             out.write_text(text)
         else:

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.fairness import subgroup_metrics
-from core.mitigation import apply_gender_thresholds, compare_tables, fit_gender_thresholds
+from core.mitigation import apply_gender_thresholds, fit_gender_thresholds
 from tests.bundle_fixture import synthetic_bundle
 
 
@@ -32,10 +32,3 @@ def test_threshold_optimizer_narrows_the_gender_gap_between_races():
     frame = mitigated.predictions  # headline metrics count the post-processed predictions
     assert mitigated.metrics["gender_accuracy"] == pytest.approx((frame["gender"] == frame["pred_gender"]).mean())
 
-
-def test_compare_tables_delta():
-    a = subgroup_metrics(_biased_bundle(0).predictions, ["race"], ["gender_accuracy"]).table
-    b = subgroup_metrics(synthetic_bundle(600).predictions, ["race"], ["gender_accuracy"]).table
-    table = compare_tables(a, b, "gender_accuracy")
-    assert table.loc["Black", "delta gender_accuracy (B - A)"] == pytest.approx(
-        b.loc["Black", "gender_accuracy"] - a.loc["Black", "gender_accuracy"])

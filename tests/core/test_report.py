@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from benchmarks._server import CHROMIUM
+from core.compare import bundle_note, compare_bundles
 from core.report import REPORT_SCHEMA, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
-from tests.bundle_fixture import synthetic_bundle
+from tests.bundle_fixture import mitigated_bundle, synthetic_bundle
 
 HOSTILE = "<script>alert('x')</script>"
 
@@ -24,9 +25,9 @@ class _Collector(HTMLParser):
         self.current = tag
 
     def handle_data(self, data):
-        if self.current in ("h1", "h2"):
+        if self.current in ("h1", "h2", "h3"):
             self.headings.append(data)
-        if self.current == "script" and "alert(" in data:
+        if self.current == "script" and data.strip() == "alert('x')":  # a script element injected by data text
             self.scripts_with_alert += 1
 
 
@@ -62,6 +63,27 @@ def test_json_validates_against_its_schema(bundle):
 def test_csv_zip_has_one_file_per_table(bundle):
     names = zipfile.ZipFile(io.BytesIO(report_csv_zip(bundle.predictions))).namelist()
     assert {"headline.csv", "subgroups_race.csv", "subgroups_race_x_gender.csv"} <= set(names)
+
+
+def test_comparison_section_in_every_format(bundle):
+    fixed = mitigated_bundle(600)
+    comparison = compare_bundles({HOSTILE: bundle.predictions, "fixed": fixed.predictions},
+                                 notes={HOSTILE: bundle_note(bundle.metrics), "fixed": bundle_note(fixed.metrics)})
+    text = report_html(bundle.predictions, bundle.metrics, {}, {}, comparison=comparison)
+    parser = _Collector()
+    parser.feed(text)
+    assert "Mitigations compared" in parser.headings
+    assert "gender_accuracy — share of correct gender predictions" in parser.headings
+    assert HOSTILE not in text and parser.scripts_with_alert == 0
+    assert "+0.250 (" in text  # Black: 30 of 120 misgendered before the fix, none after
+    assert "mitigation: test fix" in text
+    report = json.loads(report_json(bundle.predictions, bundle.metrics, {}, comparison))
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert report["compared_with"] == ["fixed"]
+    black = next(r for r in report["tables"]["compare_by_race_gender_accuracy"] if r["race"] == "Black")
+    assert black["delta fixed"] == pytest.approx(0.25) and black["delta fixed ci_low"] > 0
+    names = zipfile.ZipFile(io.BytesIO(report_csv_zip(bundle.predictions, comparison))).namelist()
+    assert {"compare_overall.csv", "compare_by_race_gender_accuracy.csv"} <= set(names)
 
 
 def test_empty_selection_says_so(bundle):

@@ -1,0 +1,195 @@
+"""Audit bundles side by side: what a mitigation bought and what it cost.
+
+The first bundle is the reference; every other one gets deltas (other - reference) with 95 %
+bootstrap intervals. Bundles of the same images (the same `file` values) are compared *paired*:
+each resample draws the same rows from both, so a delta's interval measures the change rather
+than the noise of two separate samples. Bundles of different images get independent resamples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.fairness import METRICS, group_keys, group_label, row_values, subgroup_metrics
+
+__all__ = ["COMPARE_METRICS", "Comparison", "compare_bundles", "paired_rows", "describe", "verdict", "mitigations_of",
+           "bundle_note"]
+
+# What the mitigations in this project target (gender per race, race recall per race) and what they may cost.
+COMPARE_METRICS = ["gender_accuracy", "race_accuracy", "age_mae", "false_female_rate", "false_male_rate"]
+
+
+@dataclass
+class Comparison:
+    """Overall and per-group metrics of several bundles; `names[0]` is the reference."""
+
+    names: list[str]
+    by: list[str]
+    paired: dict[str, bool]  # other bundle -> compared on the same rows as the reference
+    overall: pd.DataFrame  # one row per (bundle, metric): value, CI, delta, delta CI, spread, worst group
+    by_group: dict[str, pd.DataFrame]  # metric -> one row per group: n, each bundle's value and CI, deltas and CIs
+    notes: dict[str, str]  # bundle -> what it is (`bundle_note`)
+
+
+def bundle_note(metrics: dict) -> str:
+    """What a bundle is, from its metrics.json: dataset, model id and any mitigation applied."""
+    note = f"{metrics.get('dataset')}, model {metrics.get('model_id')}"
+    return note + (f"; mitigation: {metrics['mitigation']}" if metrics.get("mitigation") else "; no mitigation")
+
+
+def paired_rows(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame | None:
+    """`other`'s rows in `reference`'s order when both hold exactly the same files, else None."""
+    if "file" not in reference.columns or "file" not in other.columns or len(reference) != len(other):
+        return None
+    first, second = reference["file"].astype(str), other["file"].astype(str)
+    if not first.is_unique or set(first) != set(second):
+        return None
+    order = pd.Series(np.arange(len(second)), index=second.to_numpy())
+    return other.iloc[order.loc[first.to_numpy()].to_numpy()]
+
+
+def _delta_interval(first: np.ndarray, second: np.ndarray, paired: bool, rng: np.random.Generator,
+                    rounds: int) -> tuple[float, float]:
+    if paired:
+        keep = ~(np.isnan(first) | np.isnan(second))
+        first, second = first[keep], second[keep]
+        if len(first) < 2:
+            return np.nan, np.nan
+        draws = rng.integers(0, len(first), size=(rounds, len(first)))
+        deltas = second[draws].mean(axis=1) - first[draws].mean(axis=1)
+    else:
+        first, second = first[~np.isnan(first)], second[~np.isnan(second)]
+        if len(first) < 2 or len(second) < 2:
+            return np.nan, np.nan
+        deltas = (second[rng.integers(0, len(second), size=(rounds, len(second)))].mean(axis=1)
+                  - first[rng.integers(0, len(first), size=(rounds, len(first)))].mean(axis=1))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _spread_and_worst(table: pd.DataFrame, metric: str) -> tuple[float, object]:
+    """Largest minus smallest value over groups with at least SMALL_N rows, and the worst such group."""
+    big = table.loc[~table["small_n"], metric].dropna()
+    if big.empty:
+        return np.nan, None
+    worst = big.idxmax() if not METRICS[metric][1] else big.idxmin()
+    return float(big.max() - big.min()), worst
+
+
+def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = None, metrics: list[str] | None = None,
+                    notes: dict[str, str] | None = None, rounds: int = 300, seed: int = 0) -> Comparison:
+    """Compare predictions frames (name -> frame, the first is the reference) overall and per group of `by`.
+
+    Args:
+        frames: Filtered bundle predictions; at least two.
+        by: Grouping columns (default race); the spread and worst group are taken over these groups.
+        metrics: Names from `core.fairness.METRICS` (default `COMPARE_METRICS`); those the reference has no
+            labels for (age MAE of a dataset without ages) are left out.
+        notes: What each bundle is (`bundle_note` of its metrics), shown in reports.
+        rounds: Bootstrap resamples for every interval.
+
+    Raises:
+        ValueError: fewer than two frames, an empty frame, or an unknown metric.
+    """
+    if len(frames) < 2:
+        raise ValueError(f"comparing needs at least two bundles, got {len(frames)}")
+    empty = [name for name, frame in frames.items() if frame.empty]
+    if empty:
+        raise ValueError(f"nothing to compare: no rows in {', '.join(empty)}")
+    by, metrics = by or ["race"], metrics or COMPARE_METRICS
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    names = list(frames)
+    reference_name, reference = names[0], frames[names[0]]
+    aligned = {reference_name: reference}
+    paired = {}
+    for name in names[1:]:
+        rows = paired_rows(reference, frames[name])
+        paired[name] = rows is not None
+        aligned[name] = frames[name] if rows is None else rows
+    values = {name: row_values(frame) for name, frame in aligned.items()}
+    metrics = [m for m in metrics if values[reference_name][m].notna().any()]  # e.g. no age MAE without true ages
+    tables = {name: subgroup_metrics(frame, by, metrics, rounds=rounds, seed=seed).table for name, frame in aligned.items()}
+    keys = group_keys(reference, by)
+    rng = np.random.default_rng(seed)
+
+    def members(frame: pd.DataFrame, key) -> np.ndarray:
+        parts = key if isinstance(key, tuple) else (key,)
+        mask = np.ones(len(frame), dtype=bool)
+        for column, value in zip(by, parts):
+            mask &= frame[column].astype("string").fillna("(missing)").to_numpy() == value
+        return mask
+
+    overall_rows, by_group = [], {}
+    for metric in metrics:
+        group_table = pd.DataFrame(index=tables[reference_name].index)
+        group_table["n"] = tables[reference_name]["n"]
+        group_table["small_n"] = tables[reference_name]["small_n"]
+        for name in names:
+            table = tables[name].reindex(group_table.index)
+            group_table[name] = table[metric]
+            group_table[f"{name} ci_low"], group_table[f"{name} ci_high"] = table[f"{metric}_ci_low"], table[f"{metric}_ci_high"]
+        reference_values = values[reference_name][metric].to_numpy()
+        reference_spread, reference_worst = _spread_and_worst(tables[reference_name], metric)
+        for name in names:
+            column = values[name][metric].to_numpy()
+            whole = _delta_interval(reference_values, column, paired.get(name, True), rng, rounds) if name != reference_name else (0.0, 0.0)
+            spread, worst = _spread_and_worst(tables[name], metric)
+            value = float(np.nanmean(column)) if (~np.isnan(column)).any() else np.nan
+            reference_value = float(np.nanmean(reference_values)) if (~np.isnan(reference_values)).any() else np.nan
+            overall_rows.append({"bundle": name, "metric": metric, "value": value, "delta": value - reference_value,
+                                 "delta_ci_low": whole[0], "delta_ci_high": whole[1], "n": int((~np.isnan(column)).sum()),
+                                 "spread": spread, "spread_delta": spread - reference_spread,
+                                 "worst_group": None if worst is None else group_label(worst),
+                                 "worst_value": np.nan if worst is None else float(tables[name].loc[worst, metric])})
+            if name == reference_name:
+                continue
+            intervals = [_delta_interval(reference_values[members(aligned[reference_name], key)],
+                                         column[members(aligned[name], key)], paired[name], rng, rounds) for key in keys]
+            intervals = pd.DataFrame(intervals, index=pd.Index(keys) if len(by) == 1 else pd.MultiIndex.from_tuples(keys),
+                                     columns=["low", "high"]).reindex(group_table.index)
+            group_table[f"delta {name}"] = group_table[name] - group_table[reference_name]
+            group_table[f"delta {name} ci_low"], group_table[f"delta {name} ci_high"] = intervals["low"], intervals["high"]
+        by_group[metric] = group_table
+    overall = pd.DataFrame(overall_rows).set_index(["bundle", "metric"])
+    return Comparison(names=names, by=by, paired=paired, overall=overall, by_group=by_group, notes=notes or {})
+
+
+def mitigations_of(name: str, names: list[str]) -> list[str]:
+    """Bundles named after `name` plus a suffix (utkface-test -> utkface-test-balanced, ...): its mitigations."""
+    return [other for other in names if other.startswith(f"{name}-")]
+
+
+def verdict(metric: str, delta: float, low: float, high: float) -> str:
+    """'better' or 'worse' when the delta's interval excludes 0 (in the metric's direction), else 'no clear change'."""
+    if delta == 0 and low == high == 0:
+        return "unchanged"
+    if np.isnan(delta) or np.isnan(low) or low <= 0 <= high:
+        return "no clear change"
+    return "better" if (delta > 0) == METRICS[metric][1] else "worse"
+
+
+def describe(comparison: Comparison) -> list[str]:
+    """One plain sentence per (other bundle, metric): overall change with its interval, spread and worst group."""
+    sentences = []
+    reference = comparison.names[0]
+    by = " × ".join(comparison.by)
+    for name in comparison.names[1:]:
+        for metric in comparison.overall.index.get_level_values("metric").unique():
+            before, after = comparison.overall.loc[(reference, metric)], comparison.overall.loc[(name, metric)]
+            if np.isnan(after["value"]):
+                continue
+            change = verdict(metric, after["delta"], after["delta_ci_low"], after["delta_ci_high"])
+            if change == "unchanged":
+                sentences.append(f"{name} vs {reference}, {metric}: unchanged ({after['value']:.3f}; same predictions).")
+                continue
+            sentences.append(
+                f"{name} vs {reference}, {metric}: {before['value']:.3f} → {after['value']:.3f} "
+                f"({after['delta']:+.3f}, 95 % CI {after['delta_ci_low']:+.3f} to {after['delta_ci_high']:+.3f}: {change}); "
+                f"spread across {by} {before['spread']:.3f} → {after['spread']:.3f}; worst group "
+                f"{before['worst_group']} {before['worst_value']:.3f} → {after['worst_group']} {after['worst_value']:.3f}.")
+    return sentences
