@@ -9,7 +9,6 @@ import json
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,12 @@ from core.compare import Comparison, describe, verdict
 from core.fairness import METRICS, confusion, group_label, overall_metrics, subgroup_metrics
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
-           "thumbnail", "html_to_pdf", "report_extras"]
+           "thumbnail", "html_to_pdf", "report_extras", "PLOTLY_JS_FILE"]
 
 REPORT_SCHEMA_VERSION = "faceaudit-report/1"
+# plotly.js's "cartesian" bundle (bar, scatter, heatmap; MIT, see plotly-cartesian.LICENSE), the same version as
+# plotly.py's full bundle at a third of its size: reports embed it once and stay self-contained.
+PLOTLY_JS_FILE = Path(__file__).with_name("assets") / "plotly-cartesian.min.js"
 _HEADLINE = ["age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"]
 # JSON Schema of `report_json`'s output.
 REPORT_SCHEMA: dict[str, Any] = {
@@ -146,12 +148,6 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             "Mitigations compared" section.
     """
     esc = html.escape
-    plotly_js = ["inline"]  # plotly.js is inlined once, with the first chart
-
-    def chart(figure) -> str:
-        text = pio.to_html(figure, include_plotlyjs=plotly_js[0], full_html=False)
-        plotly_js[0] = False
-        return text
 
     title = f"FaceAudit report — {bundle_metrics.get('dataset', 'dataset')}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
@@ -176,19 +172,18 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         parts.append("<h2>Headline metrics (95 % bootstrap intervals)</h2>" + _table_html(headline, ["value"]))
         for name, table in tables.items():
             if name != "headline":
-                parts.append(f"<h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap interval); "
-                             "small n: fewer than 30 faces, unstable.</small></p>" + _table_html(table, _SUBGROUP))
+                parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap "
+                             "interval); small n: fewer than 30 faces, unstable.</small></p>"
+                             + _table_html(table, _SUBGROUP) + "</div>")
         race_gender = tables["subgroups_race_x_gender"]
         for metric in ("gender_accuracy", "age_mae"):
             if race_gender[metric].notna().any():
                 overall = float(tables["headline"].loc[metric, "value"])
-                parts.append(chart(forest_plot(race_gender, metric, overall=overall)))
+                parts.append(_chart(forest_plot(race_gender, metric, overall=overall)))
         for head in ("gender", "race", "age_bin"):
             if frame[head].notna().any():
                 parts.append(f"<h2>Confusion: {head}</h2>"
-                             + chart(confusion_heatmap(confusion(frame, head, normalize=True), normalized=True)))
-        if comparison is not None:
-            parts.append(_comparison_html(comparison, chart))
+                             + _chart(confusion_heatmap(confusion(frame, head, normalize=True), normalized=True)))
     if gallery:
         parts.append("<h2>Worst cohort: most confident mistakes</h2><div class='gallery'>" + "".join(
             f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
@@ -202,6 +197,8 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
             parts.append(f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>")
         parts.append("</div>")
+    if comparison is not None and not frame.empty:
+        parts.append(_comparison_html(comparison))
     ours = ", ".join(f"{name} {_cell(bundle_metrics.get(name))}" for name in _HEADLINE)
     anchors = [(f"this model on {bundle_metrics.get('dataset')}", ours, "FaceAudit's protocol (this report)"),
                *PUBLIC_ANCHORS]
@@ -215,9 +212,15 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
              "table.metrics{border-collapse:collapse;font-size:11px}table.metrics td,table.metrics th"
              "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
              ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:110px;font-size:11px}"
-             "figure img{width:100%}@media print{.js-plotly-plot{page-break-inside:avoid}}")
+             "figure img{width:100%}h2,h3{break-after:avoid}table.metrics,.keep{break-inside:avoid}"
+             "@media print{.js-plotly-plot{break-inside:avoid}.modebar{display:none}}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
-            f"</head><body>{''.join(parts)}</body></html>")
+            f"<script>{PLOTLY_JS_FILE.read_text()}</script></head><body>{''.join(parts)}</body></html>")
+
+
+def _chart(figure) -> str:
+    """A plotly figure as an HTML fragment; plotly.js itself is embedded once in the page head."""
+    return pio.to_html(figure, include_plotlyjs=False, full_html=False)
 
 
 def _delta_cell(delta: float, low: float, high: float) -> str:
@@ -227,7 +230,7 @@ def _delta_cell(delta: float, low: float, high: float) -> str:
     return f"{delta:+.3f} ({low:+.3f} to {high:+.3f}){marker}"
 
 
-def _comparison_html(comparison: Comparison, chart: Callable[[Any], str]) -> str:
+def _comparison_html(comparison: Comparison) -> str:
     """The "Mitigations compared" section: findings, then per metric an overall table, a group table and bars."""
     esc = html.escape
     reference, others = comparison.names[0], comparison.names[1:]
@@ -259,8 +262,9 @@ def _comparison_html(comparison: Comparison, chart: Callable[[Any], str]) -> str
         for name in others:
             by_group[f"delta {name}"] = list(map(_delta_cell, groups[f"delta {name}"], groups[f"delta {name} ci_low"],
                                                  groups[f"delta {name} ci_high"]))
-        parts += [f"<h3>{esc(metric)} — {esc(METRICS[metric][0])}</h3>", overall.to_html(escape=True, classes="metrics"),
-                  "<br>", by_group.to_html(escape=True, classes="metrics"), chart(comparison_bars(comparison, metric))]
+        parts += [f"<div class='keep'><h3>{esc(metric)} — {esc(METRICS[metric][0])}</h3>",
+                  overall.to_html(escape=True, classes="metrics"), "<br>", by_group.to_html(escape=True, classes="metrics"),
+                  "</div>", _chart(comparison_bars(comparison, metric))]
     return "".join(parts)
 
 

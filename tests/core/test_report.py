@@ -3,14 +3,24 @@ import json
 import re
 import zipfile
 from html.parser import HTMLParser
+from pathlib import Path
 
 import jsonschema
 import numpy as np
+import plotly
 import pytest
 
-from benchmarks._server import CHROMIUM
+from benchmarks._server import CHROMIUM, launch_chromium
 from core.compare import bundle_note, compare_bundles
-from core.report import REPORT_SCHEMA, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from core.report import (
+    PLOTLY_JS_FILE,
+    REPORT_SCHEMA,
+    html_to_pdf,
+    report_csv_zip,
+    report_extras,
+    report_html,
+    report_json,
+)
 from tests.bundle_fixture import mitigated_bundle, synthetic_bundle
 
 HOSTILE = "<script>alert('x')</script>"
@@ -98,3 +108,33 @@ def test_empty_selection_says_so(bundle):
 def test_pdf_export(bundle, tmp_path):
     path = html_to_pdf(report_html(bundle.predictions, bundle.metrics, {}, {}), tmp_path / "r.pdf")
     assert path.read_bytes()[:5] == b"%PDF-" and path.stat().st_size > 10_000
+
+
+def test_embedded_plotly_js_is_the_version_plotly_py_writes_for():
+    bundled = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()[:200]
+    version = re.search(r"plotly\.js v([\d.]+)", bundled).group(1)
+    assert f"plotly.js (cartesian - minified) v{version}\n" in PLOTLY_JS_FILE.read_text()[:200], (
+        f"plotly.py writes for plotly.js {version}: update core/assets/plotly-cartesian.min.js to that version")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_every_chart_draws_offline(bundle, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    comparison = compare_bundles({"before": bundle.predictions, "fixed": mitigated_bundle(600).predictions})
+    path = tmp_path / "report.html"
+    path.write_text(report_html(bundle.predictions, bundle.metrics, {}, {}, comparison=comparison))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        charts = page.locator(".plotly-graph-div").count()
+        drawn = page.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg').length > 0 && "
+                              "[...document.querySelectorAll('.plotly-graph-div')].filter(d => d.querySelector('.main-svg')).length")
+        browser.close()
+    assert not errors, errors
+    assert charts == 2 + 3 + 5 and drawn == charts  # forest plots, confusion heatmaps, one bar chart per compared metric
