@@ -70,6 +70,10 @@ def _delta_interval(first: np.ndarray, second: np.ndarray, paired: bool, rng: np
     return float(low), float(high)
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if (~np.isnan(values)).any() else np.nan
+
+
 def _spread_and_worst(table: pd.DataFrame, metric: str) -> tuple[float, object]:
     """Largest minus smallest value over groups with at least SMALL_N rows, and the worst such group."""
     big = table.loc[~table["small_n"], metric].dropna()
@@ -113,7 +117,8 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
         aligned[name] = frames[name] if rows is None else rows
     values = {name: row_values(frame) for name, frame in aligned.items()}
     metrics = [m for m in metrics if values[reference_name][m].notna().any()]  # e.g. no age MAE without true ages
-    tables = {name: subgroup_metrics(frame, by, metrics, rounds=rounds, seed=seed).table for name, frame in aligned.items()}
+    tables = {name: subgroup_metrics(frame, by, metrics, rounds=rounds, seed=seed).table
+              for name, frame in aligned.items()}
     keys = group_keys(reference, by)
     rng = np.random.default_rng(seed)
 
@@ -126,34 +131,35 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
 
     overall_rows, by_group = [], {}
     for metric in metrics:
-        group_table = pd.DataFrame(index=tables[reference_name].index)
-        group_table["n"] = tables[reference_name]["n"]
-        group_table["small_n"] = tables[reference_name]["small_n"]
+        reference_values = values[reference_name][metric].to_numpy()
+        reference_spread, _ = _spread_and_worst(tables[reference_name], metric)
+        group_table = tables[reference_name][["n", "small_n"]].copy()
         for name in names:
             table = tables[name].reindex(group_table.index)
             group_table[name] = table[metric]
-            group_table[f"{name} ci_low"], group_table[f"{name} ci_high"] = table[f"{metric}_ci_low"], table[f"{metric}_ci_high"]
-        reference_values = values[reference_name][metric].to_numpy()
-        reference_spread, reference_worst = _spread_and_worst(tables[reference_name], metric)
+            group_table[f"{name} ci_low"] = table[f"{metric}_ci_low"]
+            group_table[f"{name} ci_high"] = table[f"{metric}_ci_high"]
         for name in names:
             column = values[name][metric].to_numpy()
-            whole = _delta_interval(reference_values, column, paired.get(name, True), rng, rounds) if name != reference_name else (0.0, 0.0)
+            whole = (0.0, 0.0)
+            if name != reference_name:
+                whole = _delta_interval(reference_values, column, paired[name], rng, rounds)
+                intervals = [_delta_interval(reference_values[members(aligned[reference_name], key)],
+                                             column[members(aligned[name], key)], paired[name], rng, rounds)
+                             for key in keys]
+                index = pd.Index(keys) if len(by) == 1 else pd.MultiIndex.from_tuples(keys)
+                intervals = pd.DataFrame(intervals, index=index, columns=["low", "high"]).reindex(group_table.index)
+                group_table[f"delta {name}"] = group_table[name] - group_table[reference_name]
+                group_table[f"delta {name} ci_low"] = intervals["low"]
+                group_table[f"delta {name} ci_high"] = intervals["high"]
             spread, worst = _spread_and_worst(tables[name], metric)
-            value = float(np.nanmean(column)) if (~np.isnan(column)).any() else np.nan
-            reference_value = float(np.nanmean(reference_values)) if (~np.isnan(reference_values)).any() else np.nan
-            overall_rows.append({"bundle": name, "metric": metric, "value": value, "delta": value - reference_value,
-                                 "delta_ci_low": whole[0], "delta_ci_high": whole[1], "n": int((~np.isnan(column)).sum()),
+            value = _mean(column)
+            overall_rows.append({"bundle": name, "metric": metric, "value": value,
+                                 "delta": value - _mean(reference_values), "delta_ci_low": whole[0],
+                                 "delta_ci_high": whole[1], "n": int((~np.isnan(column)).sum()),
                                  "spread": spread, "spread_delta": spread - reference_spread,
                                  "worst_group": None if worst is None else group_label(worst),
                                  "worst_value": np.nan if worst is None else float(tables[name].loc[worst, metric])})
-            if name == reference_name:
-                continue
-            intervals = [_delta_interval(reference_values[members(aligned[reference_name], key)],
-                                         column[members(aligned[name], key)], paired[name], rng, rounds) for key in keys]
-            intervals = pd.DataFrame(intervals, index=pd.Index(keys) if len(by) == 1 else pd.MultiIndex.from_tuples(keys),
-                                     columns=["low", "high"]).reindex(group_table.index)
-            group_table[f"delta {name}"] = group_table[name] - group_table[reference_name]
-            group_table[f"delta {name} ci_low"], group_table[f"delta {name} ci_high"] = intervals["low"], intervals["high"]
         by_group[metric] = group_table
     overall = pd.DataFrame(overall_rows).set_index(["bundle", "metric"])
     return Comparison(names=names, by=by, paired=paired, overall=overall, by_group=by_group, notes=notes or {})
@@ -184,12 +190,13 @@ def describe(comparison: Comparison) -> list[str]:
             if np.isnan(after["value"]):
                 continue
             change = verdict(metric, after["delta"], after["delta_ci_low"], after["delta_ci_high"])
+            head = f"{name} vs {reference}, {metric}:"
             if change == "unchanged":
-                sentences.append(f"{name} vs {reference}, {metric}: unchanged ({after['value']:.3f}; same predictions).")
+                sentences.append(f"{head} unchanged ({after['value']:.3f}; same predictions).")
                 continue
             sentences.append(
-                f"{name} vs {reference}, {metric}: {before['value']:.3f} → {after['value']:.3f} "
-                f"({after['delta']:+.3f}, 95 % CI {after['delta_ci_low']:+.3f} to {after['delta_ci_high']:+.3f}: {change}); "
-                f"spread across {by} {before['spread']:.3f} → {after['spread']:.3f}; worst group "
-                f"{before['worst_group']} {before['worst_value']:.3f} → {after['worst_group']} {after['worst_value']:.3f}.")
+                f"{head} {before['value']:.3f} → {after['value']:.3f} ({after['delta']:+.3f}, 95 % CI "
+                f"{after['delta_ci_low']:+.3f} to {after['delta_ci_high']:+.3f}: {change}); spread across {by} "
+                f"{before['spread']:.3f} → {after['spread']:.3f}; worst group {before['worst_group']} "
+                f"{before['worst_value']:.3f} → {after['worst_group']} {after['worst_value']:.3f}.")
     return sentences

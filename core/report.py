@@ -148,7 +148,6 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             "Mitigations compared" section.
     """
     esc = html.escape
-
     title = f"FaceAudit report — {bundle_metrics.get('dataset', 'dataset')}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
     parts = [f"<h1>{esc(title)}</h1>",
@@ -226,8 +225,9 @@ def _chart(figure) -> str:
 def _delta_cell(delta: float, low: float, high: float) -> str:
     if pd.isna(delta):
         return "n/a"
-    marker = " *" if not pd.isna(low) and not low <= 0 <= high else ""
-    return f"{delta:+.3f} ({low:+.3f} to {high:+.3f}){marker}"
+    if pd.isna(low):
+        return f"{delta:+.3f}"
+    return f"{delta:+.3f} ({low:+.3f} to {high:+.3f})" + ("" if low <= 0 <= high else " *")
 
 
 def _comparison_html(comparison: Comparison) -> str:
