@@ -161,6 +161,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     metric_frame = MetricFrame(metrics={"n": count, **{m: metric_fn(m) for m in metrics}},
                                y_true=positions, y_pred=positions, sensitive_features=sensitive)
     by_group = metric_frame.by_group
+    by_group = by_group[by_group["n"].notna()]  # fairlearn lists every combination of values, empty ones too
     rng = np.random.default_rng(seed)
     members = sensitive.groupby(by if len(by) > 1 else by[0]).indices  # group key -> row positions
     table = pd.DataFrame(index=by_group.index)

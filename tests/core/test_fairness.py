@@ -59,3 +59,10 @@ def test_confusion_counts_and_normalisation(frame):
 def test_filter_frame(frame):
     assert set(filter_frame(frame, {"race": ["Asian"], "gender": []})["race"]) == {"Asian"}
     assert len(filter_frame(frame, {})) == len(frame)
+
+
+def test_empty_intersections_are_left_out():
+    frame = synthetic_predictions(240)
+    frame = frame[~((frame["race"] == "Black") & (frame["gender"] == "Female"))]
+    table = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy"], rounds=10).table
+    assert ("Black", "Female") not in table.index and len(table) == 9 and (table["n"] > 0).all()
