@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
-from core.fairness import METRICS, group_label
+from core.fairness import METRICS, SMALL_N, group_label
 
-__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars"]
+__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
+           "intersection_heatmap"]
 
 _GREY, _BLUE = "#adb5bd", "#3b5bdb"
 
@@ -73,4 +75,28 @@ def comparison_bars(comparison: Comparison, metric: str) -> go.Figure:
                                 "arrayminus": table[name] - table[f"{name} ci_low"]})
     figure.update_layout(barmode="group", yaxis_title=metric, height=380,
                          legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return figure
+
+
+def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
+    """A metric over the intersections of two columns (a `subgroup_metrics` table grouped by two columns).
+
+    Cells with fewer than SMALL_N faces are left blank with their n, so that no colour rests on a handful of faces.
+    """
+    rows, columns = table.index.levels[0], table.index.levels[1]
+    order = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
+    rows = [r for r in order.get(table.index.names[0], rows) if r in rows] or list(rows)
+    columns = [c for c in order.get(table.index.names[1], columns) if c in columns] or list(columns)
+    full = table.reindex(pd.MultiIndex.from_product([rows, columns], names=table.index.names))
+    value = full[metric].where(~full["small_n"].fillna(True).astype(bool)).to_numpy().reshape(len(rows), len(columns))
+    n = full["n"].fillna(0).astype(int).to_numpy().reshape(len(rows), len(columns))
+    text = [[f"{v:.2f}<br>n={k}" if not np.isnan(v) else f"n={k}" for v, k in zip(vs, ks)] for vs, ks in zip(value, n)]
+    higher_is_better = METRICS[metric][1]
+    figure = go.Figure(go.Heatmap(
+        z=value, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False,
+        colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": metric},
+        hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"))
+    figure.update_layout(title=f"{metric} by {table.index.names[0]} × {table.index.names[1]} (blank: n < {SMALL_N})",
+                         xaxis_title=table.index.names[1], yaxis_title=table.index.names[0], yaxis={"autorange": "reversed"},
+                         height=120 + 50 * len(rows), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure

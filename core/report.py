@@ -18,7 +18,7 @@ import plotly.io as pio
 from PIL import Image
 
 from core import labels
-from core.charts import comparison_bars, confusion_heatmap, forest_plot
+from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import METRICS, confusion, group_label, overall_metrics, subgroup_metrics
 
@@ -57,14 +57,14 @@ _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", 
 
 
 def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None) -> dict[str, pd.DataFrame]:
-    """Headline metrics and subgroup tables (race, gender, age bin, race x gender) of a predictions frame.
+    """Headline metrics and subgroup tables (race, gender, age bin, race x gender, race x age bin) of a frame.
 
     With a `comparison` (whose reference is `frame`): `compare_overall` and one `compare_by_<by>_<metric>` per metric.
     """
     if frame.empty:
         return {}
     tables = {"headline": overall_metrics(frame, _HEADLINE)}
-    for by in (["race"], ["gender"], ["age_bin"], ["race", "gender"]):
+    for by in (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"]):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
         tables["subgroups_" + "_x_".join(by)] = table
     if comparison is not None:
@@ -170,7 +170,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         headline = tables["headline"].rename(columns={"ci_low": "value_ci_low", "ci_high": "value_ci_high"})
         parts.append("<h2>Headline metrics (95 % bootstrap intervals)</h2>" + _table_html(headline, ["value"]))
         for name, table in tables.items():
-            if name != "headline":
+            if name.startswith("subgroups_") and name != "subgroups_race_x_age_bin":  # that one is shown as heatmaps
                 parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap "
                              "interval); small n: fewer than 30 faces, unstable.</small></p>"
                              + _table_html(table, _SUBGROUP) + "</div>")
@@ -179,6 +179,17 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             if race_gender[metric].notna().any():
                 overall = float(tables["headline"].loc[metric, "value"])
                 parts.append(_chart(forest_plot(race_gender, metric, overall=overall)))
+        race_age = tables["subgroups_race_x_age_bin"]
+        heatmaps = [] if race_age["small_n"].all() else [
+            _chart(intersection_heatmap(race_age, metric))
+            for metric in ("gender_accuracy", "race_accuracy", "age_mae") if race_age[metric].notna().any()]
+        intro = ("<h2>Intersections: race × age bin</h2><p><small>Cells with fewer than 30 faces are blank; the "
+                 "CSV/JSON exports hold every cell with its interval.</small></p>")
+        if race_age["small_n"].all():
+            intro += (f"<p>Every race × age-bin cell has fewer than 30 faces (largest: {race_age['n'].max()}), too few "
+                      "for a heatmap.</p>")
+        first = heatmaps[0] if heatmaps else ""
+        parts.append(f"<div class='keep'>{intro}{first}</div>" + "".join(heatmaps[1:]))  # heading stays with a chart
         for head in ("gender", "race", "age_bin"):
             if frame[head].notna().any():
                 parts.append(f"<h2>Confusion: {head}</h2>"

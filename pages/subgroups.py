@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.bundle import GROUP_COLUMNS
-from core.charts import forest_plot
+from core.charts import forest_plot, intersection_heatmap
 from core.fairness import METRICS, SMALL_N, group_keys, group_label, subgroup_metrics
 from pages import _cached
 
@@ -41,6 +41,10 @@ table = result.table
 
 st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. Intervals: 95 % bootstrap. "
            f"diff and ratio compare each group with {reference_label}.")
+if len(by) == 2:  # two columns: their intersections at a glance
+    for name in metric_names:
+        if table[name].notna().any():
+            st.plotly_chart(intersection_heatmap(table, name), key=f"heatmap_{name}")
 for name in metric_names:
     if table[name].notna().any():
         st.plotly_chart(forest_plot(table, name, overall=float(result.overall[name])), key=f"forest_{name}")

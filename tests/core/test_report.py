@@ -56,6 +56,7 @@ def test_html_parses_has_sections_and_escapes_data_text(bundle):
     parser = _Collector()
     parser.feed(text)
     for section in ("Model card", "Headline metrics (95 % bootstrap intervals)", "subgroups race x gender",
+                    "Intersections: race × age bin",
                     "Confusion: gender", "Worst cohort: most confident mistakes", "Explanations",
                     "Our numbers beside public anchors"):
         assert section in parser.headings, section
@@ -67,7 +68,7 @@ def test_html_parses_has_sections_and_escapes_data_text(bundle):
 def test_json_validates_against_its_schema(bundle):
     report = json.loads(report_json(bundle.predictions, bundle.metrics, {}))
     jsonschema.validate(report, REPORT_SCHEMA)
-    assert report["n"] == 600 and "subgroups_race_x_gender" in report["tables"]
+    assert report["n"] == 600 and {"subgroups_race_x_gender", "subgroups_race_x_age_bin"} <= set(report["tables"])
 
 
 def test_csv_zip_has_one_file_per_table(bundle):
@@ -94,6 +95,13 @@ def test_comparison_section_in_every_format(bundle):
     assert black["delta fixed"] == pytest.approx(0.25) and black["delta fixed ci_low"] > 0
     names = zipfile.ZipFile(io.BytesIO(report_csv_zip(bundle.predictions, comparison))).namelist()
     assert {"compare_overall.csv", "compare_by_race_gender_accuracy.csv"} <= set(names)
+
+
+def test_no_heatmap_when_every_intersection_is_small(bundle):
+    text = report_html(bundle.predictions.iloc[:200], bundle.metrics, {}, {})  # under 30 faces per race x age bin
+    assert "too few for a heatmap" in text
+    assert text.count("Plotly.newPlot") == 2 + 3  # forest plots and confusion heatmaps, no intersection heatmaps
+    assert report_html(bundle.predictions, bundle.metrics, {}, {}).count("Plotly.newPlot") == 2 + 3 + 3
 
 
 def test_empty_selection_says_so(bundle):
@@ -137,4 +145,5 @@ def test_every_chart_draws_offline(bundle, tmp_path):
                               "[...document.querySelectorAll('.plotly-graph-div')].filter(d => d.querySelector('.main-svg')).length")
         browser.close()
     assert not errors, errors
-    assert charts == 2 + 3 + 5 and drawn == charts  # forest plots, confusion heatmaps, one bar chart per compared metric
+    # forest plots, race x age-bin heatmaps, confusion heatmaps, one bar chart per compared metric
+    assert charts == 2 + 3 + 3 + 5 and drawn == charts
