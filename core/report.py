@@ -329,7 +329,7 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
         path = resolve_image(row, bundle_metrics, data_dir)
         if path is None:
             continue
-        caption = f"{race} {gender}, predicted {row['pred_gender']} ({row['confidence']:.2f})"
+        caption = f"{row['file']}: {race} {gender}, predicted {row['pred_gender']} ({row['confidence']:.2f})"
         gallery.append((caption, thumbnail(path)))
         if model is not None and detector is not None and len(explanations) < panels:
             found = find_faces(str(path), detector, size=model.config.input_size)

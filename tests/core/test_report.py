@@ -45,12 +45,15 @@ class _Collector(HTMLParser):
 def bundle():
     bundle = synthetic_bundle(600)  # Black women: n = 60, half misgendered
     bundle.metrics["dataset"] = HOSTILE
+    frame = bundle.predictions
+    frame["file"] = frame["file"].where(frame.index != 6, HOSTILE + ".jpg")  # a misgendered Black woman's file
     return bundle
 
 
 def test_html_parses_has_sections_and_escapes_data_text(bundle):
-    gallery, panels = report_extras(bundle.predictions, bundle.metrics, None)
+    gallery, panels = report_extras(bundle.predictions, bundle.metrics, None, thumbnails=30)  # all 30 mistakes
     assert gallery and all(uri.startswith("data:image/jpeg;base64,") for _, uri in gallery)
+    assert any(caption.startswith(HOSTILE) for caption, _ in gallery)  # captions name the file, to find the image
     text = report_html(bundle.predictions, bundle.metrics, {"model": {"backbone": "test"}}, {"race": [HOSTILE]},
                        gallery=gallery, explanations=[("panel", np.zeros((8, 8, 3), np.uint8))])
     parser = _Collector()
