@@ -57,10 +57,10 @@ if columns[3].button("Prepare PDF", key="report_pdf_prepare"):
     with st.spinner("Printing the report with headless Chromium…"), tempfile.TemporaryDirectory() as folder:
         try:
             pdf = html_to_pdf(html_text, Path(folder) / "report.pdf").read_bytes()
-            st.session_state["report_pdf"] = report_key, pdf
+            st.session_state["report_pdf_bytes"] = report_key, pdf
         except (FileNotFoundError, RuntimeError) as error:
             st.error(str(error))
-pdf_key, pdf = st.session_state.get("report_pdf", (None, None))
+pdf_key, pdf = st.session_state.get("report_pdf_bytes", (None, None))
 if pdf_key == report_key:  # a PDF of an earlier selection is not offered for this one
     columns[3].download_button("Download PDF", pdf, file_name=f"{file_stem}.pdf",
                                mime="application/pdf", key="report_pdf")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from benchmarks._server import CHROMIUM
 from core import labels
 from core.bundle import write_bundle
 from core.config import REPO_ROOT
@@ -136,3 +137,13 @@ def test_report_page_adds_the_comparison(app):
     assert said() and ": better)" in said()[0]
     test.multiselect(key="report_compare").set_value([]).run()
     assert not test.exception and not said()
+
+
+
+def test_report_page_prepares_a_pdf(app):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed")
+    test = app("pages/report.py")
+    test.button(key="report_pdf_prepare").click().run()
+    assert not test.exception, test.exception
+    assert [button.proto.label for button in test.get("download_button")][-1] == "Download PDF"

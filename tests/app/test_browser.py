@@ -109,3 +109,9 @@ def test_report_downloads(browser_page, tmp_path):
     html_path = tmp_path / "report.html"
     download.value.save_as(html_path)
     assert "<h2>Model card</h2>" in html_path.read_text() and "<h2>Mitigations compared</h2>" in html_path.read_text()
+    page.get_by_role("button", name="Prepare PDF").click()
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download PDF").click(timeout=120_000)
+    pdf_path = tmp_path / "report.pdf"
+    download.value.save_as(pdf_path)
+    assert pdf_path.read_bytes()[:5] == b"%PDF-" and download.value.suggested_filename == "faceaudit-fairface-sample.pdf"
