@@ -57,9 +57,9 @@ class PcaBaseline:
         z = self.pca.transform(chip_features(chips))
         out: dict[str, np.ndarray] = {"age": np.clip(self.heads["age"].predict(z), labels.AGE_MIN, labels.AGE_MAX)}
         out["age_std"] = np.zeros(len(z))
-        for name, size in (("gender", len(labels.GENDERS)), ("race", len(labels.RACES)), ("age_bin", len(labels.AGE_BINS))):
+        for name in ("gender", "race", "age_bin"):
             model = self.heads[name]
-            probs = np.zeros((len(z), size))
+            probs = np.zeros((len(z), len(labels.CLASSES[name])))
             probs[:, model.classes_] = model.predict_proba(z)
             out[name] = probs
         return out

@@ -30,7 +30,7 @@ __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "write_bundle", "read_bundl
            "resolve_image", "discover_bundles", "compute_metrics"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
-GROUP_COLUMNS = ("race", "gender", "age_bin")
+GROUP_COLUMNS = tuple(labels.CLASSES)
 
 
 class BundleError(RuntimeError):
@@ -52,8 +52,8 @@ def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.
     frame = table.reset_index(drop=True).copy()
     frame["pred_age"] = outputs["age"].round(2)
     frame["pred_age_std"] = outputs["age_std"].round(2)
-    for head, names in (("age_bin", labels.AGE_BINS), ("gender", labels.GENDERS), ("race", labels.RACES)):
-        probs = outputs[head]
+    for head in ("age_bin", "gender", "race"):
+        probs, names = outputs[head], labels.CLASSES[head]
         frame[f"pred_{head}"] = pd.Categorical.from_codes(probs.argmax(1), categories=list(names), ordered=True)
         for index, name in enumerate(names):
             frame[f"p_{head}_{name}"] = probs[:, index].astype(np.float32)

@@ -45,7 +45,7 @@ def confusion_heatmap(table: pd.DataFrame, *, normalized: bool) -> go.Figure:
 
 def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
     """Counts of a label column in taxonomy order, missing values included."""
-    order = {"age_bin": labels.AGE_BINS, "gender": labels.GENDERS, "race": labels.RACES}.get(column)
+    order = labels.CLASSES.get(column)
     counts = frame[column].astype("string").fillna("(missing)").value_counts()
     index = [name for name in (order or []) if name in counts.index] + [n for n in counts.index if n not in (order or [])]
     counts = counts.reindex(index)
@@ -84,9 +84,8 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     Cells with fewer than SMALL_N faces are left blank with their n, so that no colour rests on a handful of faces.
     """
     rows, columns = table.index.levels[0], table.index.levels[1]
-    order = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
-    rows = [r for r in order.get(table.index.names[0], rows) if r in rows] or list(rows)
-    columns = [c for c in order.get(table.index.names[1], columns) if c in columns] or list(columns)
+    rows = [r for r in labels.CLASSES.get(table.index.names[0], rows) if r in rows] or list(rows)
+    columns = [c for c in labels.CLASSES.get(table.index.names[1], columns) if c in columns] or list(columns)
     full = table.reindex(pd.MultiIndex.from_product([rows, columns], names=table.index.names))
     value = full[metric].where(~full["small_n"].fillna(True).astype(bool)).to_numpy().reshape(len(rows), len(columns))
     n = full["n"].fillna(0).astype(int).to_numpy().reshape(len(rows), len(columns))

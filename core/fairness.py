@@ -183,7 +183,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
 
 def confusion(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"], *, normalize: bool = False) -> pd.DataFrame:
     """Confusion matrix of one head: rows true labels, columns predictions, in taxonomy order."""
-    names = {"gender": labels.GENDERS, "race": labels.RACES, "age_bin": labels.AGE_BINS}[head]
+    names = labels.CLASSES[head]
     known = frame[frame[head].notna()]
     table = pd.crosstab(pd.Categorical(known[head].astype("string"), categories=names),
                         pd.Categorical(known[f"pred_{head}"].astype("string"), categories=names), dropna=False)

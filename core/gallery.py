@@ -34,7 +34,7 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
         threshold = min_age_error or 5.0
         wrong = frame[frame["age_error"] >= threshold].assign(confidence=1.0 / (1.0 + frame["pred_age_std"]))
     else:
-        names = {"gender": labels.GENDERS, "race": labels.RACES, "age_bin": labels.AGE_BINS}[head]
+        names = labels.CLASSES[head]
         known = frame[frame[head].notna()]
         wrong = known[known[head].astype("string") != known[f"pred_{head}"].astype("string")]
         probs = wrong[[f"p_{head}_{name}" for name in names]].to_numpy()

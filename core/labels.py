@@ -17,6 +17,7 @@ __all__ = [
     "AGE_BINS",
     "GENDERS",
     "RACES",
+    "CLASSES",
     "FAIRFACE_RACES",
     "FAIRFACE_TO_RACE",
     "LONDON_TO_RACE",
@@ -45,6 +46,8 @@ _AGE_BIN_RANGES: tuple[tuple[str, int, int], ...] = (
 AGE_BINS: tuple[str, ...] = tuple(name for name, _, _ in _AGE_BIN_RANGES)
 GENDERS: tuple[str, ...] = ("Male", "Female")  # UTKFace codes 0, 1
 RACES: tuple[str, ...] = ("White", "Black", "Asian", "Indian", "Others")  # UTKFace codes 0-4
+# Every categorical label column and its classes, in the order pages and reports show them.
+CLASSES: dict[str, tuple[str, ...]] = {"race": RACES, "gender": GENDERS, "age_bin": AGE_BINS}
 
 FAIRFACE_RACES: tuple[str, ...] = (
     "White",

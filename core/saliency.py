@@ -64,7 +64,7 @@ def cohort_saliency(model: MultiTaskNet, chips: np.ndarray | torch.Tensor, frame
     maps: dict[str, np.ndarray] = {}
     jobs = [(head, name, mask) for head in heads for name, mask in cohorts.items()]
     for head, name, mask in progress(jobs) if progress else jobs:
-        names = {"gender": labels.GENDERS, "race": labels.RACES}[head]
+        names = labels.CLASSES[head]
         codes = pd.Categorical(frame[head].astype("string"), categories=names).codes
         rows = np.flatnonzero(mask & (codes >= 0))
         if len(rows) == 0:

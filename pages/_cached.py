@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bu
     from core.model import Checkpoint
 
 MEAN_FACE_FILE = REPO_ROOT / "core" / "assets" / "mean_face.png"
-FILTER_COLUMNS = {"race": labels.RACES, "gender": labels.GENDERS, "age_bin": labels.AGE_BINS}
+FILTER_COLUMNS = labels.CLASSES
 
 
 def settings() -> Settings:

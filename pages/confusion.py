@@ -16,9 +16,7 @@ frame = _cached.filtered_predictions(bundle)
 left, middle, right = st.columns(3)
 head = left.radio("Head", ["gender", "race", "age_bin"], horizontal=True, key="confusion_head")
 normalized = middle.toggle("Row-normalised", key="confusion_normalized")
-options = ["whole set"] + [f"{column} = {value}" for column, names in
-                           (("race", labels.RACES), ("gender", labels.GENDERS), ("age_bin", labels.AGE_BINS))
-                           for value in names]
+options = ["whole set"] + [f"{column} = {value}" for column, names in labels.CLASSES.items() for value in names]
 subgroup = right.selectbox("Subgroup", options, key="confusion_subgroup")
 if subgroup != "whole set":
     column, value = subgroup.split(" = ", 1)

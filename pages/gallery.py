@@ -15,14 +15,14 @@ if bundle is None:
     st.stop()
 frame = _cached.filtered_predictions(bundle)
 
-names = {"gender": labels.GENDERS, "race": labels.RACES, "age_bin": labels.AGE_BINS}
 left, middle, right = st.columns(3)
 head = left.radio("Mistakes in", ["gender", "race", "age_bin", "age"], horizontal=True, key="gallery_head")
 sort = right.selectbox("Sort", ["most confident", "largest age error", "file"], key="gallery_sort")
 true_values = predicted_values = None
-if head in names:
-    true_values = middle.multiselect(f"true {head}", list(names[head]), key=f"gallery_true_{head}", placeholder="any")
-    predicted_values = middle.multiselect(f"predicted {head}", list(names[head]), key=f"gallery_pred_{head}",
+if head in labels.CLASSES:
+    names = list(labels.CLASSES[head])
+    true_values = middle.multiselect(f"true {head}", names, key=f"gallery_true_{head}", placeholder="any")
+    predicted_values = middle.multiselect(f"predicted {head}", names, key=f"gallery_pred_{head}",
                                           placeholder="any")
 low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence")
 min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")

@@ -61,7 +61,7 @@ right.bar_chart(race_probs, horizontal=True, height=200)
 st.caption(labels.RACE_MAPPING_NOTE)
 
 st.subheader("Why? Explanations of one head and class")
-targets = {"gender": labels.GENDERS, "race": labels.RACES, "age": valid_targets("age")}
+targets = {head: valid_targets(head) for head in ("gender", "race", "age")}
 predicted = {"gender": gender_probs.idxmax(), "race": race_probs.idxmax(), "age": "expected"}
 a, b, c, d = st.columns(4)
 head = a.selectbox("Head", list(targets), key="inspect_head")
