@@ -26,7 +26,7 @@ import pandas as pd
 from core import labels
 from core.fairness import row_values
 
-__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "write_bundle", "read_bundle", "prediction_frame",
+__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "write_bundle", "read_bundle", "prediction_frame",
            "resolve_image", "discover_bundles", "compute_metrics"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
@@ -60,18 +60,19 @@ def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.
     return frame
 
 
-_HEADLINE = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
+# The metrics every bundle, page and report leads with.
+HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
 
 
 def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
     """Headline metrics from the `pred_*` columns (so post-processed predictions count); None without labels."""
     values = row_values(frame)
-    return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in _HEADLINE}
+    return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in HEADLINE_METRICS}
 
 
 def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[str] = ()) -> dict[str, Any]:
     """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too."""
-    overall = _headline(frame) if len(frame) else dict.fromkeys(_HEADLINE)
+    overall = _headline(frame) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
     found = len(frame) / n_images if n_images else None
     # Counting every image: a rejected image (no face) counts as a wrong answer.
     counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)

@@ -18,9 +18,11 @@ import plotly.io as pio
 from PIL import Image
 
 from core import labels
+from core.bundle import HEADLINE_METRICS, resolve_image
 from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import METRICS, confusion, group_label, overall_metrics, subgroup_metrics
+from core.images import load_image
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
            "thumbnail", "html_to_pdf", "report_extras", "PLOTLY_JS_FILE"]
@@ -29,7 +31,6 @@ REPORT_SCHEMA_VERSION = "faceaudit-report/1"
 # plotly.js's "cartesian" bundle (bar, scatter, heatmap; MIT, see plotly-cartesian.LICENSE), the same version as
 # plotly.py's full bundle at a third of its size: reports embed it once and stay self-contained.
 PLOTLY_JS_FILE = Path(__file__).with_name("assets") / "plotly-cartesian.min.js"
-_HEADLINE = ["age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"]
 # JSON Schema of `report_json`'s output.
 REPORT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -63,7 +64,7 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None) -> 
     """
     if frame.empty:
         return {}
-    tables = {"headline": overall_metrics(frame, _HEADLINE)}
+    tables = {"headline": overall_metrics(frame, list(HEADLINE_METRICS))}
     for by in (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"]):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
         tables["subgroups_" + "_x_".join(by)] = table
@@ -129,8 +130,7 @@ def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
 
 def thumbnail(path: str | Path, side: int = 96) -> str:
     """A small JPEG of an image as a data URI, for embedding in the HTML report."""
-    image = Image.open(path).convert("RGB")
-    image.thumbnail((side, side))
+    image = Image.fromarray(load_image(path, max_side=side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -209,7 +209,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         parts.append("</div>")
     if comparison is not None and not frame.empty:
         parts.append(_comparison_html(comparison))
-    ours = ", ".join(f"{name} {_cell(bundle_metrics.get(name))}" for name in _HEADLINE)
+    ours = ", ".join(f"{name} {_cell(bundle_metrics.get(name))}" for name in HEADLINE_METRICS)
     anchors = [(f"this model on {bundle_metrics.get('dataset')}", ours, "FaceAudit's protocol (this report)"),
                *PUBLIC_ANCHORS]
     parts.append("<h2>Our numbers beside public anchors</h2><table class='metrics'><tr><th>anchor</th><th>result</th>"
@@ -309,7 +309,6 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     The worst cohort is the race x gender group (n >= SMALL_N) with the lowest gender accuracy.
     Images that are not on this machine are skipped; without `model` and `detector` there are no panels.
     """
-    from core.bundle import resolve_image
     from core.explain import explain
     from core.faces import find_faces
     from core.fairness import SMALL_N

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["SPLITS", "DEFAULT_FRACTIONS", "SplitError", "make_split", "read_split", "write_split"]
+__all__ = ["SPLITS", "DEFAULT_FRACTIONS", "SplitError", "stratum", "make_split", "read_split", "write_split"]
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)

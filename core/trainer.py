@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core.model import AGES, MultiTaskNet, age_summary
+from core.split import stratum
 
 CPU = torch.device("cpu")
 
@@ -82,7 +83,7 @@ def mitigation_note(training: dict) -> str | None:
 
 def group_weights(table: pd.DataFrame) -> torch.Tensor:
     """Per-row weight 1 / size of its race x gender x age-bin cell, normalised to mean 1."""
-    cell = table["race"].astype("string") + "|" + table["gender"].astype("string") + "|" + table["age_bin"].astype("string")
+    cell = stratum(table)
     weight = 1.0 / cell.map(cell.value_counts()).to_numpy(dtype=np.float64)
     return torch.as_tensor(weight / weight.mean(), dtype=torch.float32)
 

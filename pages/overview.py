@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core.fairness import METRICS, SHORT_NAMES, SMALL_N, overall_metrics, subgroup_metrics
+from core.bundle import HEADLINE_METRICS
+from core.fairness import METRICS, SHORT_NAMES, SMALL_N, group_label, overall_metrics, subgroup_metrics
 from pages import _cached
 
 st.title("Overview")
@@ -29,9 +30,8 @@ if frame.empty:
     st.warning("The sidebar filter leaves no faces.")
     st.stop()
 
-headline = ["age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy"]
-overall = overall_metrics(frame, headline)
-for column, name in zip(st.columns(len(headline)), headline):
+overall = overall_metrics(frame, list(HEADLINE_METRICS))
+for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
     row = overall.loc[name]
     if row["n"] == 0:
         column.metric(SHORT_NAMES[name], "n/a", help="no labels for this metric in this dataset")
@@ -51,5 +51,5 @@ table = table[~table["small_n"]]
 for column, name in zip(st.columns(len(available)), available):
     worst = table[name].sort_values(ascending=METRICS[name][1]).head(3)
     column.markdown(f"**{SHORT_NAMES[name]}** (overall {overall.loc[name, 'value']:.3f})")
-    column.dataframe({"group": [" / ".join(key) for key in worst.index], "value": worst.round(3).to_numpy(),
+    column.dataframe({"group": [group_label(key) for key in worst.index], "value": worst.round(3).to_numpy(),
                       "n": table.loc[worst.index, "n"].to_numpy()}, hide_index=True)
