@@ -8,6 +8,7 @@ chips themselves (`python -m training.template` recomputes it).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -133,6 +134,14 @@ def load_template(path: str | Path = TEMPLATE_FILE) -> np.ndarray:
     return np.asarray(data["landmarks"], dtype=np.float32)
 
 
+@functools.cache
+def _default_template() -> np.ndarray:
+    """UTKFace's template, read once per process (read-only)."""
+    template = load_template()
+    template.flags.writeable = False
+    return template
+
+
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, shift) taking `source` points onto `target`.
 
@@ -165,7 +174,7 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, size: int = CHIP_SIZE,
     Returns:
         `(size, size, 3)` uint8 RGB chip.
     """
-    target = (load_template() if template is None else template) * (size / CHIP_SIZE)
+    target = (_default_template() if template is None else template) * (size / CHIP_SIZE)
     points = np.asarray(landmarks, dtype=np.float64)
     matrix = similarity_transform(points, target)
     zoom = float(np.hypot(matrix[0, 0], matrix[0, 1]))
@@ -193,7 +202,7 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
         core.images.ImageError: `source` is not a readable image.
     """
     rgb = source if isinstance(source, np.ndarray) else load_image(source)
-    template = load_template() if template is None else template
+    template = _default_template() if template is None else template
     faces = detector.detect(rgb)
     if not faces:
         height, width = rgb.shape[:2]
