@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.config import REPO_ROOT, Settings
+from core.config import REPO_ROOT, Settings, add_settings_arguments
 from core.explain import explain, stability
 from core.faces import FaceDetector, find_faces
 from core.model import load_checkpoint
@@ -25,12 +25,11 @@ from core.model import load_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add_settings_arguments(parser, "model", "threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    checkpoint = load_checkpoint(Settings.from_env().with_overrides(model=args.model).model_dir)
+    checkpoint = load_checkpoint(Settings.from_args(args).model_dir)
     model, size = checkpoint.model, checkpoint.model.config.input_size
     detector = FaceDetector()
     chips = [find_faces(path, detector, size=size).chips[0] for path in sorted((REPO_ROOT / "samples").glob("*.jpg"))]

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core import labels
 from core.baseline import PcaBaseline
-from core.config import SPLIT_FILE, Settings
+from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import read_london_set
 from core.faces import FaceDetector, find_faces
 from core.images import load_image
@@ -63,13 +63,11 @@ def _row(name: str, values: dict[str, float | None]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="checkpoint folder (default: FACEAUDIT_MODEL or models/default)")
-    parser.add_argument("--data")
     parser.add_argument("--limit", type=int, default=0, help="first N test images only (0: all)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add_settings_arguments(parser, "model", "data", "threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = Settings.from_env().with_overrides(data=args.data, model=args.model)
+    settings = Settings.from_args(args)
     checkpoint = load_checkpoint(settings.model_dir)
     model, size = checkpoint.model, checkpoint.model.config.input_size
     # Speed: batch inference on random chips at the model's input size.

@@ -6,16 +6,18 @@
 | model folder | `FACEAUDIT_MODEL` | `models/default` in the repository |
 | device | `FACEAUDIT_DEVICE` | `auto` (CUDA when available, else CPU) |
 
-Command-line entry points accept `--data` / `--model` / `--device` flags that override these.
+Command-line entry points accept `--data` / `--model` / `--device` flags that override these
+(`add_settings_arguments` adds them, with `--threads`, in one wording everywhere).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "SPLIT_FILE", "Settings", "DataNotFoundError"]
+__all__ = ["REPO_ROOT", "SPLIT_FILE", "Settings", "DataNotFoundError", "add_settings_arguments"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLIT_FILE = REPO_ROOT / "splits" / "utkface.csv"
@@ -61,6 +63,12 @@ class Settings:
             device=device or self.device,
         )
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        """Settings from the environment, overridden by whichever of `--data/--model/--device` `args` has."""
+        return cls.from_env().with_overrides(data=getattr(args, "data", None), model=getattr(args, "model", None),
+                                             device=getattr(args, "device", None))
+
     def dataset_dir(self, *parts: str) -> Path:
         """Return `data_dir/parts...`, or raise a message that says how to point FaceAudit at the data.
 
@@ -76,3 +84,16 @@ class Settings:
         if not path.exists():
             raise DataNotFoundError(f"{path} does not exist (data folder: {self.data_dir}; set FACEAUDIT_DATA)")
         return path
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str) -> None:
+    """Add the shared flags among `data`, `model`, `device`, `threads` (read them back with `Settings.from_args`)."""
+    flags = {
+        "data": {"help": "data folder (default: FACEAUDIT_DATA or ../shared/data)"},
+        "model": {"help": "checkpoint folder (default: FACEAUDIT_MODEL or models/default)"},
+        "device": {"help": "auto, cpu, cuda (default: FACEAUDIT_DEVICE or auto)"},
+        "threads": {"type": int, "default": len(os.sched_getaffinity(0)),
+                    "help": "CPU threads (default: the cores this process may use)"},
+    }
+    for name in names:
+        parser.add_argument(f"--{name}", **flags[name])

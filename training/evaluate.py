@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from core.audit import run_audit
 from core.bundle import write_bundle
-from core.config import SPLIT_FILE, Settings
+from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import Dataset, read_fairface, read_london_set, read_manifest, read_utkface
 from core.model import CheckpointError, load_checkpoint, resolve_device
 from core.split import read_split
@@ -56,14 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
     source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--model", help="checkpoint folder (default: FACEAUDIT_MODEL or models/default)")
-    parser.add_argument("--data", help="data folder (default: FACEAUDIT_DATA or ../shared/data)")
-    parser.add_argument("--device", help="auto, cpu, cuda")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = Settings.from_env().with_overrides(data=args.data, model=args.model, device=args.device)
+    settings = Settings.from_args(args)
     try:
         checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
     except CheckpointError as error:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core.bundle import BundleError, read_bundle
 from core.compare import bundle_note, compare_bundles
-from core.config import Settings
+from core.config import Settings, add_settings_arguments
 from core.faces import FaceDetector
 from core.fairness import filter_frame
 from core.model import CheckpointError, load_checkpoint
@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--format", required=True, choices=["html", "pdf", "json", "csv"])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--model", help="checkpoint for the model card and explanation panels (default: models/default)")
-    parser.add_argument("--data", help="data folder, to find the bundle's images for thumbnails")
+    add_settings_arguments(parser, "model", "data")  # the model card and Grad-CAM panels; the images for thumbnails
     parser.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
                         help="keep rows whose COLUMN is VALUE (repeat; values of one column are OR-ed)")
     parser.add_argument("--compare", action="append", default=[], metavar="BUNDLE",
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-images", action="store_true",
                         help="leave out thumbnails and explanation panels (for images that may not be shared)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env().with_overrides(model=args.model, data=args.data)
+    settings = Settings.from_args(args)
     paths = [args.bundle, *args.compare]
     names = [Path(path).name for path in paths]
     if len(set(names)) < len(names):  # same folder name in two places: tell them apart by path

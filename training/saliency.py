@@ -9,7 +9,6 @@ its true class). Writes <bundle>/saliency.npz, which the dashboard's Saliency pa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from core.bundle import read_bundle, resolve_image
 from core.chips import chips_from_photos
-from core.config import Settings
+from core.config import Settings, add_settings_arguments
 from core.model import load_checkpoint
 from core.saliency import SALIENCY_FILE, cohort_saliency, save_saliency
 from training._utkface import load_chips
@@ -28,13 +27,11 @@ from training._utkface import load_chips
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True, help="audit bundle folder")
-    parser.add_argument("--model", help="checkpoint folder (default: FACEAUDIT_MODEL or models/default)")
-    parser.add_argument("--data", help="data folder (default: FACEAUDIT_DATA or ../shared/data)")
     parser.add_argument("--max-per-cohort", type=int, default=150)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add_settings_arguments(parser, "model", "data", "threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = Settings.from_env().with_overrides(data=args.data, model=args.model)
+    settings = Settings.from_args(args)
     checkpoint = load_checkpoint(settings.model_dir)
     bundle = read_bundle(args.bundle)
     frame, size = bundle.predictions, checkpoint.model.config.input_size

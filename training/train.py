@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from core.config import SPLIT_FILE, Settings
+from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.model import ModelConfig, create_model, file_sha256, load_checkpoint, resolve_device, save_checkpoint
 from core.trainer import TrainConfig, group_weights, metrics, predict, targets_from_table, train_epoch
 from training._utkface import CACHE_DIR, load_chips, split_tables
+
 
 def validation_score(values: dict[str, float | None]) -> float:
     """Lower is better; each term is 1.0 at the project's minimum targets."""
@@ -38,7 +38,7 @@ def validation_score(values: dict[str, float | None]) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     io_group = parser.add_argument_group("data and output")
-    io_group.add_argument("--data", help="data folder holding utkface/UTKFace (default: FACEAUDIT_DATA or ../shared/data)")
+    add_settings_arguments(io_group, "data")
     io_group.add_argument("--out", required=True, help="run folder for log.csv, last.pt and best/")
     io_group.add_argument("--split-file", default=str(SPLIT_FILE), help="split CSV (default: %(default)s)")
     io_group.add_argument("--cache-dir", default=str(CACHE_DIR), help="aligned-chip cache (default: %(default)s)")
@@ -58,15 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         else:
             train_group.add_argument(flag, type=type(field.default), default=field.default)
     run_group = parser.add_argument_group("machine")
-    run_group.add_argument("--device", help="auto, cpu, cuda (default: FACEAUDIT_DEVICE or auto)")
-    run_group.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads")
+    add_settings_arguments(run_group, "device", "threads")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = Settings.from_env().with_overrides(data=args.data, device=args.device)
+    settings = Settings.from_args(args)
     device = resolve_device(settings.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
