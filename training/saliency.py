@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         chips = batch.chips
         frame = frame.assign(_ok=[e == "" for e in batch.errors])
         chips, frame = chips[frame["_ok"].to_numpy()], frame[frame["_ok"]].reset_index(drop=True)
+        skipped = len(paths) - len(frame)
+        if skipped:
+            print(f"{skipped} of {len(paths)} images gave no face this time and are left out of the maps")
     maps = cohort_saliency(checkpoint.model, np.asarray(chips), frame, max_per_cohort=args.max_per_cohort,
                            progress=lambda jobs: tqdm(jobs, desc="cohorts", unit="cohort"))
     save_saliency(maps, Path(args.bundle) / SALIENCY_FILE)
