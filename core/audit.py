@@ -47,7 +47,7 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool
     metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
                          "image_root": str(dataset.root) if dataset.root else None,
                          "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
-                         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"})
+                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if note := mitigation_note(checkpoint.meta.get("training", {})):
         metrics_json["mitigation"] = note
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)

@@ -30,6 +30,7 @@ __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "write_
            "resolve_image", "discover_bundles", "compute_metrics"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
+BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
 GROUP_COLUMNS = tuple(labels.CLASSES)
 
 
@@ -111,11 +112,11 @@ def discover_bundles(model_dir: Path) -> dict[str, Path]:
 
 
 def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
-    """Write a bundle's three files into `folder`."""
+    """Write a bundle's three files into `folder` (metrics.json gets the `format` stamp)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     bundle.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
-    (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics, indent=2, default=float))
+    (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics | {"format": BUNDLE_FORMAT}, indent=2, default=float))
     bundle.rejects.to_csv(folder / REJECTS_FILE, index=False)
     return folder
 
@@ -124,15 +125,15 @@ def read_bundle(folder: str | Path) -> Bundle:
     """Read a bundle folder.
 
     Raises:
-        BundleError: a file is missing or the format is not `faceaudit-bundle/1`.
+        BundleError: a file is missing or the format is not `BUNDLE_FORMAT`.
     """
     folder = Path(folder)
     missing = [name for name in (PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE) if not (folder / name).is_file()]
     if missing:
         raise BundleError(f"{folder} is not an audit bundle: missing {', '.join(missing)}")
     metrics_json = json.loads((folder / METRICS_FILE).read_text())
-    if metrics_json.get("format") != "faceaudit-bundle/1":
-        raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected 'faceaudit-bundle/1'")
+    if metrics_json.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected {BUNDLE_FORMAT!r}")
     predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
     rejects = pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False)
     return Bundle(predictions=predictions, metrics=metrics_json, rejects=rejects, path=folder)

@@ -66,7 +66,7 @@ def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, se
     frame["pred_gender"] = pd.Categorical(predicted, categories=list(labels.GENDERS), ordered=True)
     metrics = compute_metrics(frame, bundle.metrics["n_images"]) | {
         k: v for k, v in bundle.metrics.items() if k in ("model_id", "model_backbone", "image_root", "image_root_in_data",
-                                                           "notes", "created", "format")}
+                                                           "notes", "created")}
     metrics["dataset"] = name
     metrics["mitigation"] = (f"ThresholdOptimizer({optimizer.constraints}) on the gender head per race, "
                              f"fitted on {fitted_on}")

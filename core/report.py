@@ -36,7 +36,7 @@ REPORT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["schema", "dataset", "model_id", "filters", "n", "empty", "tables"],
     "properties": {
-        "schema": {"const": "faceaudit-report/1"},
+        "schema": {"const": REPORT_SCHEMA_VERSION},
         "dataset": {"type": ["string", "null"]},
         "model_id": {"type": ["string", "null"]},
         "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},

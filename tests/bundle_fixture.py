@@ -45,7 +45,7 @@ def synthetic_bundle(n: int = 240) -> Bundle:
     """The synthetic predictions as a bundle with one reject."""
     frame = synthetic_predictions(n)
     metrics = compute_metrics(frame, n + 1) | {"dataset": "synthetic", "model_id": "test", "model_backbone": "test_efficientnet",
-                                               "notes": [], "created": "2026-01-01 00:00:00", "format": "faceaudit-bundle/1"}
+                                               "notes": [], "created": "2026-01-01 00:00:00"}
     rejects = pd.DataFrame([{"file": "broken.jpg", "path": "/nowhere/broken.jpg", "source": "synthetic", "reason": "no face found"}])
     return Bundle(predictions=frame, metrics=metrics, rejects=rejects)
 

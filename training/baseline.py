@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = prediction_frame(tables["test"], outputs)
         bundle_metrics = compute_metrics(frame, len(frame)) | {
             "dataset": "utkface-test", "model_id": "pca-baseline", "model_backbone": f"PCA({args.components}) + boosted trees",
-            "notes": [], "created": time.strftime("%Y-%m-%d %H:%M:%S"), "format": "faceaudit-bundle/1"}
+            "notes": [], "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_bundle(Bundle(frame, bundle_metrics, tables["test"].iloc[0:0][["file", "path", "source"]].assign(reason="")),
                      Path(args.out))
         print(f"wrote {args.out}")

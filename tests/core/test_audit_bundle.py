@@ -62,6 +62,10 @@ def test_bundle_round_trip_and_errors(tiny_checkpoint, photo_manifest, tmp_path)
     assert loaded.predictions["race"].cat.ordered
     assert loaded.metrics["n"] == 3 and loaded.metrics["groups"] == bundle.metrics["groups"]
     assert len(loaded.rejects) == 3
+    metrics_file = folder / "metrics.json"
+    metrics_file.write_text(metrics_file.read_text().replace("faceaudit-bundle/1", "faceaudit-bundle/99"))
+    with pytest.raises(BundleError, match="unknown bundle format 'faceaudit-bundle/99'"):
+        read_bundle(folder)
     (folder / "rejects.csv").unlink()
     with pytest.raises(BundleError, match="is not an audit bundle: missing rejects.csv"):
         read_bundle(folder)
