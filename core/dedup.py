@@ -1,9 +1,16 @@
 """Image scan, exact and near-duplicate groups, and label conflicts inside groups.
 
 `scan_images` decodes every image once: unreadable ones become rejects, readable ones get a
-content hash (SHA-1 of the bytes) and a perceptual hash (a 256-bit difference hash of a 17 x 16
-grayscale thumbnail). `find_duplicate_groups` joins rows that share a content hash or whose
-perceptual hashes differ in at most `max_distance` bits.
+content hash (SHA-1 of the bytes), a perceptual hash (a 256-bit difference hash of a 17 x 16
+grayscale thumbnail) and a 32 x 32 grayscale thumbnail of the image's central half (the face).
+`find_duplicate_groups` joins rows that share a content hash, or whose perceptual hashes differ in
+at most `max_distance` bits *and* whose centre thumbnails correlate at `min_centre_correlation` or more.
+
+The second test is what keeps different people apart: on studio portraits (uniform background,
+same framing) the whole-image hash of two different people can be 13 bits apart, and a chain of such
+pairs once put 208 people into one group (37 of the London set's 102). Measured on the London set,
+different people's centre thumbnails correlate at most 0.942; on UTKFace, 99 % of the hash-near pairs
+(re-encoded, re-cropped or retouched copies of one photo) correlate at 0.953 or more.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from PIL import Image
 
 from core.datasets import REJECT_COLUMNS, Dataset
 
-__all__ = ["DHASH_BITS", "NEAR_DUPLICATE_DISTANCE", "dhash", "scan_images", "find_duplicate_groups"]
+__all__ = ["DHASH_BITS", "NEAR_DUPLICATE_DISTANCE", "NEAR_DUPLICATE_CORRELATION", "dhash", "centre_thumbnail",
+           "scan_images", "find_duplicate_groups"]
 
 _HASH_SIDE = 16
 DHASH_BITS = _HASH_SIDE * _HASH_SIDE
@@ -29,6 +37,9 @@ DHASH_BITS = _HASH_SIDE * _HASH_SIDE
 # faces around 46; 20 sits in the valley between (12-13 images per bit there). Merging two distinct
 # faces only coarsens a split group, while missing a copy would leak it across splits.
 NEAR_DUPLICATE_DISTANCE = 20
+# Smallest correlation of the two centre thumbnails (z-scored grayscale) still called the same photo.
+NEAR_DUPLICATE_CORRELATION = 0.95
+_CENTRE_SIDE = 32
 
 
 def dhash(image: Image.Image) -> bytes:
@@ -38,8 +49,16 @@ def dhash(image: Image.Image) -> bytes:
     return np.packbits(pixels[:, 1:] > pixels[:, :-1]).tobytes()
 
 
-def _scan_one(path: str) -> tuple[str, str, int, int] | str:
-    """Return (sha1, dhash hex, width, height), or the reason the file is unusable."""
+def centre_thumbnail(image: Image.Image) -> bytes:
+    """The central half of `image` as a 32 x 32 grayscale thumbnail (1,024 bytes): where a face chip's face is."""
+    gray = image.convert("L")
+    width, height = gray.size
+    centre = gray.crop((width // 4, height // 4, width - width // 4, height - height // 4))
+    return np.asarray(centre.resize((_CENTRE_SIDE, _CENTRE_SIDE), Image.Resampling.BILINEAR), dtype=np.uint8).tobytes()
+
+
+def _scan_one(path: str) -> tuple[str, str, str, int, int] | str:
+    """Return (sha1, dhash hex, centre thumbnail hex, width, height), or the reason the file is unusable."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
@@ -49,17 +68,17 @@ def _scan_one(path: str) -> tuple[str, str, int, int] | str:
             width, height = image.size
             image.draft("L", (64, 64))
             image.load()
-            fingerprint = dhash(image)
+            fingerprint, centre = dhash(image), centre_thumbnail(image)
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt data
         return f"unreadable image ({type(error).__name__}: {error})"
-    return hashlib.sha1(data).hexdigest(), fingerprint.hex(), width, height
+    return hashlib.sha1(data).hexdigest(), fingerprint.hex(), centre.hex(), width, height
 
 
 def scan_images(dataset: Dataset, *, workers: int = 2,
                 progress: Callable[[Iterable], Iterable] | None = None) -> Dataset:
     """Decode every image of `dataset` once; return it with hash columns and unreadable rows rejected.
 
-    Adds columns `sha1`, `dhash`, `width`, `height`. Rows whose image cannot be read move to
+    Adds columns `sha1`, `dhash`, `centre` (see `centre_thumbnail`, hex), `width`, `height`. Rows whose image cannot be read move to
     `rejects` with the reason.
 
     Args:
@@ -75,8 +94,9 @@ def scan_images(dataset: Dataset, *, workers: int = 2,
     good = [result for result in results if not isinstance(result, str)]
     table["sha1"] = [result[0] for result in good]
     table["dhash"] = [result[1] for result in good]
-    table["width"] = [result[2] for result in good]
-    table["height"] = [result[3] for result in good]
+    table["centre"] = [result[2] for result in good]
+    table["width"] = [result[3] for result in good]
+    table["height"] = [result[4] for result in good]
     bad = dataset.table.loc[~ok, ["file", "path", "source"]].copy()
     bad["reason"] = [result for result in results if isinstance(result, str)]
     rejects = pd.concat([dataset.rejects, bad[list(REJECT_COLUMNS)]], ignore_index=True)
@@ -115,12 +135,28 @@ def _near_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 256) -> Iter
                 yield int(i), int(j)
 
 
-def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> pd.DataFrame:
+def _centre_correlation(table: pd.DataFrame, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Correlation of the z-scored centre thumbnails of each pair of rows."""
+    if not pairs:
+        return np.zeros(0)
+    rows = sorted({index for pair in pairs for index in pair})
+    position = {row: k for k, row in enumerate(rows)}
+    thumbs = np.stack([np.frombuffer(bytes.fromhex(table["centre"].iat[row]), dtype=np.uint8) for row in rows])
+    thumbs = thumbs.astype(np.float64)
+    thumbs = (thumbs - thumbs.mean(axis=1, keepdims=True)) / (thumbs.std(axis=1, keepdims=True) + 1e-6)
+    first = thumbs[[position[i] for i, _ in pairs]]
+    second = thumbs[[position[j] for _, j in pairs]]
+    return (first * second).mean(axis=1)
+
+
+def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLICATE_DISTANCE,
+                          min_centre_correlation: float = NEAR_DUPLICATE_CORRELATION) -> pd.DataFrame:
     """Group rows that are exact or near duplicates; flag groups whose labels disagree.
 
     Args:
-        table: A scanned table (`sha1`, `dhash` and label columns).
+        table: A scanned table (`sha1`, `dhash`, `centre` and label columns).
         max_distance: Near-duplicate threshold in bits of the 256-bit difference hash.
+        min_centre_correlation: A near pair must also have centre thumbnails this correlated (see the module doc).
 
     Returns:
         One row per input row, same order: `group` (int, shared by all members, singletons
@@ -133,8 +169,11 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
         for other in members[1:]:
             union.union(members[0], other)
     hashes = np.frombuffer(b"".join(bytes.fromhex(h) for h in table["dhash"]), dtype=np.uint8).reshape(n, -1)
-    for i, j in _near_pairs(hashes, max_distance):
-        union.union(i, j)
+    candidates = list(_near_pairs(hashes, max_distance))
+    correlation = _centre_correlation(table, candidates)
+    for (i, j), same_photo in zip(candidates, correlation >= min_centre_correlation):
+        if same_photo:
+            union.union(i, j)
     roots = np.array([union.find(i) for i in range(n)])
     # Number groups by their first row in the table's order, so ids are stable for a stable table.
     _, first_index, inverse = np.unique(roots, return_index=True, return_inverse=True)

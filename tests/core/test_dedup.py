@@ -1,5 +1,8 @@
 import io
 
+import numpy as np
+from PIL import Image
+
 from core.datasets import read_manifest
 from core.dedup import find_duplicate_groups, scan_images
 from tests.conftest import noise_image
@@ -30,3 +33,33 @@ def test_scan_groups_exact_and_near_duplicates_and_flags_conflicts(tmp_path):
     assert groups.loc[["a.png", "a_copy.png", "a_near.jpg"], "exact_duplicate"].tolist() == [True, True, False]
     assert groups.loc["a.png", "label_conflict"] and groups.loc["a.png", "conflict"] == "age"
     assert not groups.loc["b.png", "label_conflict"]
+
+
+def _studio_portrait(seed: int) -> Image.Image:
+    """A 'person' in the centre of one background gradient, as in a studio set.
+
+    The person varies only from top to bottom, which leaves every bit of the whole-image difference hash
+    (left-right comparisons) as the background sets it: the hash sees the framing, not the person.
+    """
+    rng = np.random.default_rng(seed)
+    pixels = np.tile(np.linspace(0, 255, 200), (200, 1))
+    person = np.interp(np.arange(100), np.linspace(0, 99, 6), rng.uniform(-100, 100, 6))
+    pixels[50:150, 50:150] += person[:, None]
+    return Image.fromarray(np.stack([pixels] * 3, axis=-1).clip(0, 255).astype(np.uint8))
+
+
+def test_different_people_in_one_framing_are_never_chained_into_a_group(tmp_path):
+    rows = []
+    for seed in range(6):
+        _studio_portrait(seed).save(tmp_path / f"person{seed}.png")
+        rows.append(f"person{seed}.png,30,Male,White")
+    buffer = io.BytesIO()
+    _studio_portrait(0).resize((190, 190)).save(buffer, format="JPEG", quality=75)  # a real copy of person 0
+    (tmp_path / "person0_copy.jpg").write_bytes(buffer.getvalue())
+    (tmp_path / "m.csv").write_text("path,age,gender,race\n" + "\n".join(rows) + "\nperson0_copy.jpg,30,Male,White\n")
+    table = scan_images(read_manifest(tmp_path / "m.csv")).table
+    hash_only = find_duplicate_groups(table, min_centre_correlation=-1.0)
+    assert hash_only["group_size"].max() == 7  # the whole-image hash alone chains every person into one group
+    groups = find_duplicate_groups(table).set_axis(table["file"])
+    assert groups.loc["person0.png", "group"] == groups.loc["person0_copy.jpg", "group"]
+    assert groups.drop(["person0.png", "person0_copy.jpg"])["group_size"].eq(1).all()

@@ -6,6 +6,7 @@ import pytest
 from core.catalog import apply_split, build_catalog, summarize
 from core.config import SPLIT_FILE
 from core.datasets import read_fairface, read_london_set, read_utkface
+from core.dedup import find_duplicate_groups
 from core.split import make_split, read_split
 
 BROKEN_UTKFACE_NAMES = {
@@ -39,16 +40,26 @@ def test_committed_split_covers_every_usable_file_and_no_group_straddles(utkface
 
 
 def test_committed_split_is_reproducible(utkface_catalog):
+    # The split was made from hash-only groups (before the centre check); today's groups are finer, never coarser.
     table = utkface_catalog.table
-    fresh = make_split(table, table["group"], seed=0).sort_values("file").reset_index(drop=True)
+    hash_only = find_duplicate_groups(table, min_centre_correlation=-1.0)
+    assert table.groupby("group")[[]].size().size >= hash_only["group"].nunique()
+    assert table.assign(coarse=hash_only["group"]).groupby("group")["coarse"].nunique().max() == 1
+    fresh = make_split(table, hash_only["group"], seed=0).sort_values("file").reset_index(drop=True)
     committed = read_split(SPLIT_FILE).sort_values("file").reset_index(drop=True)
     assert fresh["split"].tolist() == committed["split"].tolist()
 
 
 def test_utkface_has_hundreds_of_conflicting_duplicate_groups(utkface_catalog):
     counts = summarize(utkface_catalog)["counts"]
-    assert counts["exact-duplicate groups"] > 300
+    assert counts["exact-duplicate groups"] == 375  # every exact group of the hash-only rule
+    assert counts["duplicate groups (exact or near)"] >= 915  # of 929 with the hash-only rule: 920 measured
     assert counts["groups with conflicting labels"] > 100
+
+
+def test_london_set_duplicate_groups_never_hold_two_people(shared_data):
+    table = build_catalog(read_london_set(shared_data / "london_set")).table
+    assert table.groupby("group")["face_id"].nunique().max() == 1
 
 
 def test_fairface_sample_reads_every_row(shared_data):
