@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 __all__ = [
     "AGE_MIN",
     "AGE_MAX",
@@ -24,6 +26,7 @@ __all__ = [
     "RACE_MAPPING_NOTE",
     "LabelError",
     "age_to_bin",
+    "median_bin_index",
     "parse_age",
     "parse_age_bin",
     "parse_gender",
@@ -156,3 +159,22 @@ def age_to_bin(age: int) -> str:
         if first <= age <= last:
             return name
     raise LabelError(f"age {age!r} is outside {AGE_MIN}-{AGE_MAX}")
+
+
+def median_bin_index(bin_probs: np.ndarray) -> np.ndarray:
+    """Index of the age bin that holds the median of each row's age distribution.
+
+    The bins are contiguous and ordered, so this is the first bin whose cumulative probability
+    reaches one half. Unlike the most probable bin it follows the predicted age: the wide last bin
+    (70-116) no longer wins just for being wide.
+
+    Args:
+        bin_probs: `(n, len(AGE_BINS))` probabilities in bin order.
+
+    Example:
+        >>> median_bin_index(np.array([[0, 0, 0, 0, 0, 0.2, 0.2, 0.2, 0.4]])).tolist()
+        [7]
+    """
+    cumulative = np.cumsum(np.asarray(bin_probs, dtype=np.float64), axis=1)
+    cumulative /= np.where(cumulative[:, -1:] > 0, cumulative[:, -1:], 1.0)  # rows summing to 1 - eps still count
+    return np.minimum((cumulative < 0.5).sum(axis=1), len(AGE_BINS) - 1)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from core import labels
 from core.model import AGES, MultiTaskNet, age_summary
 from core.split import stratum
 
@@ -211,16 +212,16 @@ def metrics(predictions: dict[str, np.ndarray], targets: Targets) -> dict[str, f
     Returns:
         `age_mae`, `cs5` (share within 5 years), `age_bin_accuracy`, `gender_accuracy`, `race_accuracy`.
     """
-    def accuracy(probs: np.ndarray, target: torch.Tensor) -> float | None:
+    def accuracy(probs: np.ndarray, target: torch.Tensor, rule=lambda p: p.argmax(1)) -> float | None:
         mask = target.numpy() >= 0
-        return float((probs[mask].argmax(1) == target.numpy()[mask]).mean()) if mask.any() else None
+        return float((rule(probs[mask]) == target.numpy()[mask]).mean()) if mask.any() else None
 
     age_mask = targets.age.numpy() >= 0
     error = np.abs(predictions["age"][age_mask] - targets.age.numpy()[age_mask])
     return {
         "age_mae": float(error.mean()) if age_mask.any() else None,
         "cs5": float((error <= 5).mean()) if age_mask.any() else None,
-        "age_bin_accuracy": accuracy(predictions["age_bin"], targets.age_bin),
+        "age_bin_accuracy": accuracy(predictions["age_bin"], targets.age_bin, labels.median_bin_index),
         "gender_accuracy": accuracy(predictions["gender"], targets.gender),
         "race_accuracy": accuracy(predictions["race"], targets.race),
     }
