@@ -17,10 +17,14 @@ from fairlearn.metrics import MetricFrame
 
 from core import labels
 
-__all__ = ["METRICS", "SHORT_NAMES", "SMALL_N", "row_values", "subgroup_metrics", "overall_metrics", "confusion",
-           "filter_frame", "group_keys", "group_label", "SubgroupMetrics"]
+__all__ = ["METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+           "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
+           "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
+           "wilson_interval", "bootstrap_means", "metric_interval", "SubgroupMetrics"]
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
+# Columns that name the person in a photo, in order of preference; rows of one person are resampled together.
+IDENTITY_COLUMNS = ("identity", "person_id", "subject_id", "face_id")
 
 # name -> (description, higher is better)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -34,6 +38,9 @@ METRICS: dict[str, tuple[str, bool]] = {
     "false_male_rate": ("share of true females predicted male", False),
     **{f"race_recall_{race}": (f"share of true {race} predicted {race}", True) for race in labels.RACES},
 }
+
+# Metrics whose per-row values are 0 or 1: their intervals are for a proportion.
+PROPORTIONS = frozenset(name for name in METRICS if name not in ("age_mae", "signed_age_error"))
 
 SHORT_NAMES = {"gender_accuracy": "Gender accuracy", "race_accuracy": "Race accuracy", "age_bin_accuracy": "Age-bin accuracy",
                "age_mae": "Age MAE (years)", "signed_age_error": "Signed age error", "cs5": "CS@5 (within 5 y)",
@@ -66,22 +73,82 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(values, index=frame.index)
 
 
+# A column can group or filter an audit when it has at most this many distinct values.
+MAX_GROUP_VALUES = 50
+# Columns that are never groups: ids, paths, per-face geometry, and the model's own outputs.
+_NOT_GROUPS = {"file", "path", "source", "age", "dup_group", "dup_group_size", "face_index", "faces", "face_reason",
+               "face_score", "face_box_x", "face_box_y", "face_box_w", "face_box_h", "face_px", "image_width",
+               "image_height"}
+MISSING = "(missing)"
+
+
+def grouping_columns(frame: pd.DataFrame, max_values: int = MAX_GROUP_VALUES) -> list[str]:
+    """Columns an audit can be grouped and filtered by: the label columns, then any column with few values.
+
+    Text, categorical, boolean and integer columns with at most `max_values` distinct values
+    qualify (an auditor's `skin`, `expression`, `n_faces`, ...); ids, paths, continuous numbers
+    and prediction outputs (`pred_*`, `p_*`) do not.
+    """
+    chosen = [column for column in labels.CLASSES if column in frame.columns]
+    for column in frame.columns:
+        if column in chosen or column in _NOT_GROUPS or str(column).startswith(("pred_", "p_")):
+            continue
+        series = frame[column]
+        if pd.api.types.is_float_dtype(series) and not series.dropna().eq(series.dropna().round()).all():
+            continue  # continuous measurements are not groups
+        if 0 < series.nunique(dropna=True) <= max_values:
+            chosen.append(column)
+    return chosen
+
+
+def value_order(series: pd.Series) -> list[str]:
+    """The distinct values of a column as text, in their natural order (taxonomy, category, number, text)."""
+    present = set(series.astype("string").fillna(MISSING))
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        order = [str(value) for value in series.cat.categories]
+    elif series.name in labels.CLASSES:
+        order = list(labels.CLASSES[series.name])
+    else:
+        numbers = pd.to_numeric(pd.Series(sorted(present - {MISSING})), errors="coerce")
+        order = ([str(v) for v in sorted(present - {MISSING}, key=float)] if numbers.notna().all()
+                 else sorted(present - {MISSING}))
+    return [value for value in order if value in present] + sorted(present - set(order))
+
+
+def check_filters(frame: pd.DataFrame, filters: dict[str, list[str]]) -> None:
+    """Raise ValueError naming the valid choices if a filter names an unknown column or value.
+
+    Raises:
+        ValueError: e.g. "unknown column 'skn'; columns that can filter: race, gender, age_bin, skin".
+    """
+    columns = grouping_columns(frame)
+    for column, chosen in filters.items():
+        if column not in frame.columns:
+            raise ValueError(f"unknown column {column!r}; columns that can filter: {', '.join(columns)}")
+        valid = value_order(frame[column])
+        wrong = [value for value in chosen if value not in valid]
+        if wrong:
+            raise ValueError(f"{column} has no value {', '.join(map(repr, wrong))}; its values: {', '.join(valid)}")
+
+
 def filter_frame(frame: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
     """Rows whose columns take one of the chosen values; an empty choice means no filter."""
     mask = pd.Series(True, index=frame.index)
     for column, chosen in filters.items():
         if chosen and column in frame.columns:
-            mask &= frame[column].astype("string").isin(chosen).fillna(False)
+            mask &= frame[column].astype("string").fillna(MISSING).isin(chosen)
     return frame[mask]
 
 
 def _sensitive(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    return frame[by].astype("string").fillna("(missing)").reset_index(drop=True)
+    return frame[by].astype("string").fillna(MISSING).reset_index(drop=True)
 
 
 def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
-    """The groups `subgroup_metrics` reports for `by`: values, or tuples for intersections."""
-    rows = sorted(_sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None))
+    """The groups `subgroup_metrics` reports for `by`, in natural order: values, or tuples for intersections."""
+    ranks = [{value: rank for rank, value in enumerate(value_order(frame[column]))} for column in by]
+    rows = _sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None)
+    rows = sorted(rows, key=lambda row: tuple(rank[value] for rank, value in zip(ranks, row)))
     return [row[0] for row in rows] if len(by) == 1 else rows
 
 
@@ -90,13 +157,119 @@ def group_label(key: object) -> str:
     return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
-def _bootstrap(values: np.ndarray, rng: np.random.Generator, rounds: int) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
+_Z95 = 1.959963984540054
+
+
+def cluster_column(frame: pd.DataFrame) -> str | None:
+    """The column whose values identify people: an identity column, else duplicate groups; None if every row is its own.
+
+    Intervals resample these clusters instead of rows, so two photos of one person count as one
+    observation's worth of evidence, not two.
+    """
+    for column in (*IDENTITY_COLUMNS, "dup_group"):
+        if column in frame.columns and frame[column].notna().any():
+            values = frame[column]
+            if values.nunique(dropna=True) < values.notna().sum():
+                return column
+    return None
+
+
+def cluster_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    """Integer cluster ids of the rows for `column` (rows without a value are their own cluster), or None."""
+    if column is None:
+        return None
+    codes = pd.factorize(frame[column].astype("string"))[0].astype(np.int64)
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(missing.sum())
+    return codes
+
+
+def interval_note(column: str | None) -> str:
+    """How this module's 95 % intervals are made, in one sentence for pages and reports."""
+    how = ("95 % intervals: Wilson score for shares (never zero-width, also at 0 % or 100 %), "
+           "bootstrap for age errors")
+    if column is None:
+        return how + "."
+    return how + f"; photos sharing a `{column}` value are one person and resampled together."
+
+
+def wilson_interval(successes: float, n: float, z: float = _Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; `n` may be an effective (non-integer) sample size."""
+    if n <= 0:
         return np.nan, np.nan
-    means = values[rng.integers(0, len(values), size=(rounds, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (0.0 if p <= 0 else float(max(0.0, centre - half))), (1.0 if p >= 1 else float(min(1.0, centre + half)))
+
+
+def _cluster_sums(values: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of `values` and row counts (rows already without NaN)."""
+    _, inverse = np.unique(clusters, return_inverse=True)
+    return np.bincount(inverse, weights=values), np.bincount(inverse).astype(float)
+
+
+def bootstrap_means(columns: list[np.ndarray], clusters: np.ndarray | None, rng: np.random.Generator,
+                    rounds: int) -> list[np.ndarray] | None:
+    """`rounds` bootstrap means of each column, all from the same draws (paired), rows or clusters resampled.
+
+    Rows where any column is NaN are left out. Returns None with fewer than two rows (or clusters).
+    """
+    keep = ~np.any([np.isnan(column) for column in columns], axis=0)
+    columns = [column[keep] for column in columns]
+    if keep.sum() < 2:
+        return None
+    if clusters is None:
+        draws = rng.integers(0, len(columns[0]), size=(rounds, len(columns[0])))
+        return [column[draws].mean(axis=1) for column in columns]
+    clusters = clusters[keep]
+    sums = [_cluster_sums(column, clusters) for column in columns]
+    k = len(sums[0][1])
+    if k < 2:
+        return None
+    draws = rng.integers(0, k, size=(rounds, k))
+    return [total[draws].sum(axis=1) / count[draws].sum(axis=1) for total, count in sums]
+
+
+def _bootstrap(values: np.ndarray, rng: np.random.Generator, rounds: int,
+               clusters: np.ndarray | None = None) -> tuple[float, float]:
+    means = bootstrap_means([values], clusters, rng, rounds)
+    if means is None:
+        return np.nan, np.nan
+    low, high = np.percentile(means[0], [2.5, 97.5])
     return float(low), float(high)
+
+
+def _effective_n(values: np.ndarray, clusters: np.ndarray | None) -> float:
+    """Rows, shrunk by the design effect of clustering; a person counts once when the share is 0 or 1."""
+    n = len(values)
+    if clusters is None or n < 2:
+        return float(n)
+    sums, counts = _cluster_sums(values, clusters)
+    k, p = len(counts), values.mean()
+    if k < 2:
+        return 1.0
+    variance = k / (k - 1) * np.sum((sums - p * counts) ** 2) / n**2
+    if variance <= 0:
+        return float(k)
+    return float(np.clip(p * (1 - p) / variance, 1.0, n))
+
+
+def metric_interval(name: str, values: np.ndarray, rng: np.random.Generator, rounds: int,
+                    clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """95 % interval of a metric from its per-row values (NaN: row does not count).
+
+    Shares (accuracies, rates, recalls) get a Wilson score interval, on the effective sample size
+    when rows cluster by person; age errors get a (cluster) bootstrap.
+    """
+    known = ~np.isnan(values)
+    if not known.any():
+        return np.nan, np.nan
+    if name in PROPORTIONS:
+        kept = values[known]
+        n = _effective_n(kept, None if clusters is None else clusters[known])
+        return wilson_interval(kept.mean() * n, n)
+    return _bootstrap(values, rng, rounds, clusters)
 
 
 @dataclass
@@ -110,13 +283,14 @@ class SubgroupMetrics:
 
 def overall_metrics(frame: pd.DataFrame, metrics: list[str] | None = None, *, rounds: int = 500,
                     seed: int = 0) -> pd.DataFrame:
-    """Headline metrics over all rows with 95 % bootstrap intervals: columns value, ci_low, ci_high, n."""
+    """Headline metrics over all rows with 95 % intervals (`metric_interval`): columns value, ci_low, ci_high, n."""
     values = row_values(frame)
     rng = np.random.default_rng(seed)
+    clusters = cluster_ids(frame, cluster_column(frame))
     rows = {}
     for name in metrics or list(METRICS):
         column = values[name].to_numpy()
-        low, high = _bootstrap(column, rng, rounds)
+        low, high = metric_interval(name, column, rng, rounds, clusters)
         n = int((~np.isnan(column)).sum())
         rows[name] = {"value": float(np.nanmean(column)) if n else np.nan, "ci_low": low, "ci_high": high, "n": n}
     return pd.DataFrame(rows).T
@@ -132,7 +306,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
         by: Grouping columns, e.g. `["race", "gender"]`.
         metrics: Names from `METRICS`.
         reference: A group label (tuple for intersections) to compare with; default: overall.
-        rounds: Bootstrap resamples for the 95 % intervals.
+        rounds: Bootstrap resamples for the intervals of age errors (shares get Wilson intervals).
 
     Raises:
         ValueError: an unknown metric or grouping column, naming the valid ones.
@@ -162,7 +336,9 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
                                y_true=positions, y_pred=positions, sensitive_features=sensitive)
     by_group = metric_frame.by_group
     by_group = by_group[by_group["n"].notna()]  # fairlearn lists every combination of values, empty ones too
+    by_group = by_group.reindex([key for key in group_keys(frame, by) if key in by_group.index])  # natural order
     rng = np.random.default_rng(seed)
+    clusters = cluster_ids(frame, cluster_column(frame))
     members = sensitive.groupby(by if len(by) > 1 else by[0]).indices  # group key -> row positions
     table = pd.DataFrame(index=by_group.index)
     table["n"] = by_group["n"].astype(int)
@@ -171,14 +347,30 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     for name in metrics:
         column = values[name].to_numpy()
         table[name] = by_group[name].astype(float)
-        intervals = [_bootstrap(column[members[key]], rng, rounds) if key in members else (np.nan, np.nan)
-                     for key in by_group.index]
+        intervals = [metric_interval(name, column[members[key]], rng, rounds,
+                                     None if clusters is None else clusters[members[key]])
+                     if key in members else (np.nan, np.nan) for key in by_group.index]
         table[f"{name}_ci_low"] = [low for low, _ in intervals]
         table[f"{name}_ci_high"] = [high for _, high in intervals]
         table[f"{name}_diff"] = table[name] - float(reference_row[name])
         with np.errstate(divide="ignore", invalid="ignore"):
             table[f"{name}_ratio"] = table[name] / float(reference_row[name])
     return SubgroupMetrics(table=table, overall=metric_frame.overall, metric_frame=metric_frame)
+
+
+def worst_group(table: pd.DataFrame, metric: str, min_n: int = SMALL_N) -> dict | None:
+    """The worst group of a `subgroup_metrics` table for `metric` among groups of at least `min_n` faces.
+
+    Returns:
+        `group` (key), `label`, `value`, `ci_low`, `ci_high`, `n`; None when no group qualifies.
+    """
+    candidates = table.loc[(table["n"] >= min_n) & table[metric].notna(), metric]
+    if candidates.empty:
+        return None
+    key = candidates.idxmax() if not METRICS[metric][1] else candidates.idxmin()
+    row = table.loc[key]
+    return {"group": key, "label": group_label(key), "value": float(row[metric]), "ci_low": float(row[f"{metric}_ci_low"]),
+            "ci_high": float(row[f"{metric}_ci_high"]), "n": int(row["n"])}
 
 
 def confusion(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"], *, normalize: bool = False) -> pd.DataFrame:
