@@ -1,9 +1,10 @@
-"""Run a model over a dataset: detect, align, predict, and collect everything into an audit bundle."""
+"""Run a model over a dataset: detect, choose the labelled face, align, predict, and collect everything into a bundle."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,42 +12,109 @@ import torch
 
 from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
+from core.config import SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import find_duplicate_groups, scan_images
-from core.model import Checkpoint
+from core.model import Checkpoint, file_sha256
+from core.split import read_split
 from core.trainer import CPU, mitigation_note, predict
 
-__all__ = ["run_audit"]
+__all__ = ["INPUT_KINDS", "TrainingOverlapError", "run_audit", "training_files", "training_overlap", "model_card"]
+
+# photos: detect every face, choose the labelled one, align it; aligned-chips: images already are aligned
+# UTKFace-style chips (re-aligned when a face is found, used as they are otherwise). Never inferred from a name.
+INPUT_KINDS = ("photos", "aligned-chips")
 
 
-def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, aligned_utkface: bool = False, batch_size: int = 64,
-              device: torch.device = CPU,
+class TrainingOverlapError(ValueError):
+    """The dataset holds images the checkpoint was trained on."""
+
+
+def training_files(meta: dict[str, Any]) -> set[str] | None:
+    """File names of the checkpoint's training split, or None when its split file is not this repository's.
+
+    The checkpoint records its split file's name and SHA-256 (`training.train`); only a split file
+    with the same hash can say which images it trained on.
+    """
+    name, digest = meta.get("split_file"), meta.get("split_sha256")
+    path = SPLIT_FILE.parent / str(name) if name else None
+    if path is None or not path.is_file() or file_sha256(path) != digest:
+        return None
+    split = read_split(path)
+    return set(split.loc[split["split"] == "train", "file"])
+
+
+def training_overlap(dataset: Dataset, meta: dict[str, Any]) -> tuple[int, str]:
+    """How many rows of `dataset` the checkpoint trained on (matched by file name), and a sentence saying so."""
+    train = training_files(meta)
+    if train is None:
+        if meta.get("split_sha256"):
+            return 0, (f"cannot check for training images: the checkpoint's split file {meta.get('split_file')!r} "
+                       "(by its SHA-256) is not in splits/")
+        return 0, "the checkpoint records no training split"
+    names = dataset.table["path"].map(lambda path: str(path).replace("\\", "/").rsplit("/", 1)[-1])
+    overlap = int(names.isin(train).sum())
+    return overlap, (f"{overlap} of {len(names)} images are in the checkpoint's training split"
+                     if overlap else "no image of the checkpoint's training split")
+
+
+def model_card(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What a bundle records about the model that made it (so pages never describe another model)."""
+    meta, config = checkpoint.meta, checkpoint.model.config
+    training = meta.get("training", {})
+    return {"id": checkpoint.model_id, "backbone": config.backbone, "input_size": config.input_size,
+            "trained_on": meta.get("trained_on"), "dir": str(checkpoint.path) if checkpoint.path else None,
+            "train_images": training.get("train_images"), "epoch": training.get("epoch"),
+            "balance": training.get("balance"), "device": training.get("device"),
+            "split_file": meta.get("split_file"), "split_sha256": meta.get("split_sha256"), "created": meta.get("created")}
+
+
+def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["photos", "aligned-chips"] = "photos",
+              face_rule: str = "center", allow_training_images: bool = False, command: str | None = None,
+              batch_size: int = 64, device: torch.device = CPU,
               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
-    """Detect, align and predict every image of `dataset`; images without a usable face become rejects.
+    """Detect, choose, align and predict every image of `dataset`; images without a usable face become rejects.
 
     Args:
         checkpoint: A loaded checkpoint.
         dataset: From a reader in `core.datasets` (its rejects are carried into the bundle).
-        aligned_utkface: The images are UTKFace chips: re-align, and keep a chip without a detection as cropped.
+        input_kind: One of `INPUT_KINDS`, stated by the caller.
+        face_rule: How the labelled face is chosen among several (`core.faces.FACE_RULES`).
+        allow_training_images: Audit even if the dataset holds images the checkpoint trained on.
+        command: The command line that made the bundle, recorded for provenance.
         progress: Optional `(iterable, description, total) -> iterable` wrapper (e.g. tqdm).
+
+    Raises:
+        TrainingOverlapError: the dataset holds training images and `allow_training_images` is False.
+        ValueError: an unknown `input_kind` or `face_rule`.
     """
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"unknown input kind {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
+    overlap, overlap_note = training_overlap(dataset, checkpoint.meta)
+    if overlap and not allow_training_images:
+        raise TrainingOverlapError(f"{dataset.name}: {overlap_note}; its metrics would flatter the model. Audit "
+                                   "other images, or pass --allow-training-images to audit them anyway.")
     size = checkpoint.model.config.input_size
     paths = dataset.table["path"].tolist()
     wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
-    align = chips_from_utkface if aligned_utkface else chips_from_photos
-    batch: ChipBatch = align(paths, size=size, progress=wrap("detecting faces"))
-    ok = np.array([error == "" for error in batch.errors])
+    align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
+    batch: ChipBatch = align(paths, size=size, face_rule=face_rule, progress=wrap("detecting faces"))
+    ok = np.array([error == "" for error in batch.errors], dtype=bool)
     table = dataset.table.loc[ok].reset_index(drop=True)
     outputs = predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device)
     frame = prediction_frame(table, outputs)
-    frame["n_faces"] = batch.n_faces[ok]
+    records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index)
+    frame = pd.concat([frame, records], axis=1) if len(records.columns) else frame.assign(n_faces=0)
     frame = _with_duplicate_groups(frame)
     failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
-    metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects), dataset.extra_columns)
-    metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
+    metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects))
+    metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id, "model": model_card(checkpoint),
                          "image_root": str(dataset.root) if dataset.root else None,
                          "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
+                         "input_kind": input_kind, "face_rule": face_rule, "command": command,
+                         "training_overlap": overlap, "training_overlap_note": overlap_note,
+                         "multi_face_images": int(frame["multi_face"].sum()) if "multi_face" in frame else 0,
                          "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if note := mitigation_note(checkpoint.meta.get("training", {})):
         metrics_json["mitigation"] = note

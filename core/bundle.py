@@ -3,19 +3,22 @@
 Reading and summarising bundles needs no torch (the dashboard's first page stays fast); making
 them is `core.audit.run_audit`.
 
-    <bundle>/predictions.parquet  one row per audited face (the largest face of each image)
-    <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group
+    <bundle>/predictions.parquet  one row per audited image: its labelled face's prediction
+    <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group,
+                                  and provenance: dataset, model card, mitigation, command, input kind, face rule
     <bundle>/rejects.csv          every image that produced no prediction, with the reason
 
 Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `gender`, `race`),
-`pred_age`, `pred_age_std`, `pred_age_bin`, `pred_gender`, `pred_race`, probabilities
-`p_age_bin_<bin>`, `p_gender_<name>`, `p_race_<name>`, `n_faces`, then the dataset's extra columns.
+`pred_age`, `pred_age_std`, `pred_age_bin` (the bin holding the median age), `pred_gender`,
+`pred_race`, probabilities `p_age_bin_<bin>`, `p_gender_<name>`, `p_race_<name>`; detection:
+`n_faces`, `multi_face`, `face_index`, `face_reason`, `face_score`, `face_box_x/y/w/h`, `face_px`,
+`image_width`, `image_height`, `faces` (every detection as JSON); `dup_group`, `dup_group_size`,
+`label_conflict`; then the dataset's extra columns.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 from core import labels
-from core.fairness import row_values
+from core.fairness import grouping_columns, row_values
 
-__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "write_bundle", "read_bundle", "prediction_frame",
-           "resolve_image", "discover_bundles", "compute_metrics"]
+__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "PROVENANCE_KEYS", "write_bundle", "read_bundle", "prediction_frame",
+           "resolve_image", "discover_bundles", "compute_metrics", "bundle_title", "provenance", "bundle_model_dir",
+           "chosen_box"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
@@ -55,11 +59,17 @@ def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.
     frame["pred_age_std"] = outputs["age_std"].round(2)
     for head in ("age_bin", "gender", "race"):
         probs, names = outputs[head], labels.CLASSES[head]
-        frame[f"pred_{head}"] = pd.Categorical.from_codes(probs.argmax(1), categories=list(names), ordered=True)
+        codes = labels.median_bin_index(probs) if head == "age_bin" else probs.argmax(1)
+        frame[f"pred_{head}"] = pd.Categorical.from_codes(codes, categories=list(names), ordered=True)
         for index, name in enumerate(names):
             frame[f"p_{head}_{name}"] = probs[:, index].astype(np.float32)
     return frame
 
+
+# What metrics.json says about where a bundle came from; a derived bundle (post-processing) keeps it.
+PROVENANCE_KEYS = ("dataset", "model_id", "model", "model_backbone", "image_root", "image_root_in_data", "notes",
+                   "input_kind", "face_rule", "training_overlap", "training_overlap_note", "multi_face_images",
+                   "command", "created")
 
 # The metrics every bundle, page and report leads with.
 HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
@@ -71,16 +81,19 @@ def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
     return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in HEADLINE_METRICS}
 
 
-def compute_metrics(frame: pd.DataFrame, n_images: int, extra_columns: Iterable[str] = ()) -> dict[str, Any]:
-    """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too."""
+def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
+    """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too.
+
+    Groups: every column of `grouping_columns` (labels, the dataset's own columns with few values, `n_faces`, ...).
+    """
     overall = _headline(frame) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
     found = len(frame) / n_images if n_images else None
     # Counting every image: a rejected image (no face) counts as a wrong answer.
     counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)
                        for name, value in overall.items() if name.endswith("accuracy")}
     groups: dict[str, dict[str, dict[str, Any]]] = {}
-    for column in (*GROUP_COLUMNS, *extra_columns):
-        if column not in frame.columns or frame[column].isna().all():
+    for column in grouping_columns(frame):
+        if frame[column].isna().all():
             continue
         groups[column] = {}
         for value, members in frame.groupby(column, observed=True, sort=True):
@@ -101,6 +114,66 @@ def resolve_image(row: pd.Series, bundle_metrics: dict[str, Any], data_dir: Path
     if bundle_metrics.get("image_root"):
         candidates.append(Path(bundle_metrics["image_root"]) / str(row["file"]))
     return next((path for path in candidates if path.is_file()), None)
+
+
+def bundle_title(metrics: dict[str, Any]) -> str:
+    """'fairface-sample · model 48096d53945d · mitigation: …': what the bundle's numbers are about."""
+    mitigation = metrics.get("mitigation")
+    return (f"{metrics.get('dataset', 'unknown dataset')} · model {metrics.get('model_id') or 'unknown'}"
+            + (f" · mitigation: {mitigation}" if mitigation else ""))
+
+
+def provenance(metrics: dict[str, Any]) -> dict[str, str]:
+    """What made a bundle, as label -> plain text, from its own metrics.json (never from the loaded model)."""
+    card = metrics.get("model") or {}
+    model = f"{card.get('backbone') or metrics.get('model_backbone') or '?'}"
+    if card.get("input_size"):
+        model += f" at {card['input_size']} px"
+    rows = {
+        "dataset": str(metrics.get("dataset")),
+        "model id": str(metrics.get("model_id")),
+        "model": model,
+        "trained on": str(card.get("trained_on") or "not recorded (bundle made before FaceAudit recorded it)"),
+        "mitigation": str(metrics.get("mitigation") or "none"),
+        "input": {"photos": "photos: faces detected, the labelled face chosen, then aligned",
+                  "aligned-chips": "aligned face chips (re-aligned where a face is found)"}.get(
+                      metrics.get("input_kind"), "not recorded"),
+        "face rule": str(metrics.get("face_rule") or "not recorded (largest face)"),
+        "training images audited": str(metrics.get("training_overlap_note") or "not checked"),
+        "created": str(metrics.get("created")),
+        "command": str(metrics.get("command") or "not recorded"),
+    }
+    if metrics.get("fitted_on"):
+        rows["mitigation"] += f" (fitted on {metrics['fitted_on']})"
+    return rows
+
+
+def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path | None:
+    """The checkpoint folder that made the bundle (its weights' id matches `model_id`), or None if absent here.
+
+    Tries the folder recorded in the bundle, then `candidates` (e.g. the dashboard's model folder).
+    """
+    wanted = metrics.get("model_id")
+    recorded = (metrics.get("model") or {}).get("dir")
+    for folder in (Path(recorded) if recorded else None, *candidates):
+        if folder is None or not wanted:
+            continue
+        try:
+            config = json.loads((Path(folder) / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if str(config.get("weights_sha256", ""))[:12] == wanted:
+            return Path(folder)
+    return None
+
+
+def chosen_box(row: pd.Series) -> tuple[float, float, float, float] | None:
+    """The (x, y, w, h) box of the face a prediction row is about, or None (no detection recorded)."""
+    try:
+        box = tuple(float(row[f"face_box_{k}"]) for k in "xywh")
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if any(np.isnan(box)) else box
 
 
 def discover_bundles(model_dir: Path) -> dict[str, Path]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from core.faces import FaceDetector, find_faces
+from core.faces import FaceDetector, choose_face, face_record, find_faces
 from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos"]
@@ -32,14 +32,18 @@ class ChipBatch:
     Attributes:
         chips: `(n, size, size, 3)` uint8; rows of failed images are zeros.
         errors: "" for a usable chip, else the reason (no face, unreadable image).
-        n_faces: Faces found per image (the chip is the largest face's).
-        boxes: `(n, 4)` float box (x, y, w, h) of the chosen face in the upright image; NaN when none.
+        records: Per image, what detection found (`core.faces.face_record`: every face, the chosen
+            one and why); an empty dict for an unreadable image.
     """
 
     chips: np.ndarray
     errors: list[str]
-    n_faces: np.ndarray
-    boxes: np.ndarray
+    records: list[dict]
+
+    @property
+    def n_faces(self) -> np.ndarray:
+        """Faces found per image."""
+        return np.array([record.get("n_faces", 0) for record in self.records], dtype=np.int32)
 
 
 def _resize(chip: np.ndarray, size: int) -> np.ndarray:
@@ -49,48 +53,61 @@ def _resize(chip: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(chip, (size, size), interpolation=interpolation)
 
 
-def _run(function: Callable[[str], tuple[np.ndarray | None, str, int, tuple]], paths: Sequence[str], size: int,
-         workers: int, progress: Callable[[Iterable], Iterable] | None) -> ChipBatch:
+_Result = tuple[np.ndarray | None, str, dict]
+
+
+def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, workers: int,
+         progress: Callable[[Iterable], Iterable] | None) -> ChipBatch:
     chips = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-    errors, n_faces, boxes = [""] * len(paths), np.zeros(len(paths), dtype=np.int32), np.full((len(paths), 4), np.nan)
+    errors, records = [""] * len(paths), [{} for _ in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(function, paths)
-        for index, (chip, error, count, box) in enumerate(progress(results) if progress else results):
-            errors[index], n_faces[index], boxes[index] = error, count, box
+        for index, (chip, error, record) in enumerate(progress(results) if progress else results):
+            errors[index], records[index] = error, record
             if chip is not None:
                 chips[index] = _resize(chip, size)
-    return ChipBatch(chips=chips, errors=errors, n_faces=n_faces, boxes=boxes)
+    return ChipBatch(chips=chips, errors=errors, records=records)
 
 
-def chips_from_utkface(paths: Sequence[str], *, size: int, workers: int = 2,
+def _chosen(image: np.ndarray, face_rule: str) -> tuple[np.ndarray | None, dict]:
+    """Detect, choose the labelled face by `face_rule`, align it; (None, record) when there is no face."""
+    result = find_faces(image, _detector())
+    height, width = image.shape[:2]
+    if not result.faces:
+        return None, face_record([], -1, "no face found", width, height)
+    index, reason = choose_face(result.faces, width, height, face_rule)
+    return result.chips[index], face_record(result.faces, index, reason, width, height)
+
+
+def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
                        progress: Callable[[Iterable], Iterable] | None = None) -> ChipBatch:
     """Re-align UTKFace chips onto the template; a chip with no detected face is used as cropped.
 
     UTKFace chips already have the template's geometry on average, so the fallback keeps every
-    labelled image (its `errors` entry is "" and `n_faces` is 0).
+    labelled image (its `errors` entry is "" and its record says so).
     """
-    def one(path: str) -> tuple[np.ndarray | None, str, int, tuple]:
-        detector = _detector()
+    def one(path: str) -> _Result:
         image = load_image(path)
-        result = find_faces(image, detector)
-        if not result.faces:
-            return image, "", 0, (np.nan,) * 4
-        return result.chips[0], "", len(result.faces), result.faces[0].box
+        chip, record = _chosen(image, face_rule)
+        if chip is None:
+            return image, "", record | {"face_reason": "no face found: the chip is used as cropped"}
+        return chip, "", record
 
     return _run(one, paths, size, workers, progress)
 
 
-def chips_from_photos(paths: Sequence[str], *, size: int, workers: int = 2,
+def chips_from_photos(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
                       progress: Callable[[Iterable], Iterable] | None = None) -> ChipBatch:
-    """Detect and align the largest face of arbitrary photos; failures are recorded, never dropped."""
-    def one(path: str) -> tuple[np.ndarray | None, str, int, tuple]:
-        detector = _detector()
+    """Detect every face of arbitrary photos and align the labelled one (`core.faces.choose_face`).
+
+    Failures are recorded, never dropped.
+    """
+    def one(path: str) -> _Result:
         try:
-            result = find_faces(path, detector)
+            image = load_image(path)
         except ImageError as error:
-            return None, str(error), 0, (np.nan,) * 4
-        if not result.faces:
-            return None, "no face found", 0, (np.nan,) * 4
-        return result.chips[0], "", len(result.faces), result.faces[0].box
+            return None, str(error), {}
+        chip, record = _chosen(image, face_rule)
+        return chip, ("" if chip is not None else "no face found"), record
 
     return _run(one, paths, size, workers, progress)

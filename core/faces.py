@@ -31,6 +31,11 @@ __all__ = [
     "align_face",
     "find_faces",
     "draw_faces",
+    "draw_box",
+    "FACE_RULES",
+    "choose_face",
+    "face_record",
+    "match_face",
 ]
 
 CHIP_SIZE = 200  # UTKFace chips are 200 x 200
@@ -40,6 +45,10 @@ _YUNET_FILE = "models/face_detection_yunet_2023mar_int8bq.onnx"
 # copy are not found), padded so that faces filling the whole frame (as in chips) are found too.
 _DETECT_MIN_SIDE, _DETECT_MAX_SIDE = 320, 1280
 _DETECT_PAD = 0.25
+
+
+# How the labelled face of a photo is chosen among its detections (`choose_face`).
+FACE_RULES = ("center", "largest")
 
 
 class DetectorNotFoundError(FileNotFoundError):
@@ -222,3 +231,75 @@ def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         cv2.putText(canvas, str(index + 1), (x + 4, y + 4 + 12 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5 * thickness, (255, 220, 0), thickness)
     return canvas
+
+
+def draw_box(rgb: np.ndarray, box: tuple[float, float, float, float], color: tuple[int, int, int] = (255, 196, 0)) -> np.ndarray:
+    """A copy of `rgb` with one (x, y, w, h) box drawn on it, e.g. the face an audit row is about."""
+    canvas = np.ascontiguousarray(rgb).copy()
+    thickness = max(2, canvas.shape[1] // 150)
+    x, y, w, h = (int(round(v)) for v in box)
+    cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thickness)
+    return canvas
+
+
+def choose_face(faces: list[Face], width: int, height: int, rule: str = "center") -> tuple[int, str]:
+    """Pick the labelled face among a photo's detections; return its index in `faces` and why.
+
+    Labeled face sets are cropped around their subject (FairFace pads a detected face by a fixed
+    margin; UTKFace chips are aligned on it), so a bystander sits off-centre even when it is larger.
+
+    Rules:
+        center: the highest `score x sqrt(area / largest area) x (1 - d)^2`, d being the distance from
+            the box centre to the image centre as a share of the half-diagonal (0 at the centre, 1 in a corner).
+        largest: the largest box (FaceAudit's rule before bundles recorded the choice).
+
+    Raises:
+        ValueError: `faces` is empty or `rule` is not one of `FACE_RULES`.
+    """
+    if rule not in FACE_RULES:
+        raise ValueError(f"unknown face rule {rule!r}; valid: {', '.join(FACE_RULES)}")
+    if not faces:
+        raise ValueError("no faces to choose from")
+    areas = np.array([max(face.area, 1e-6) for face in faces])
+    if len(faces) == 1:
+        return 0, "the only face"
+    if rule == "largest":
+        index = int(areas.argmax())
+        return index, f"largest of {len(faces)} faces"
+    centres = np.array([(face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2) for face in faces])
+    distance = np.hypot(*(centres - (width / 2, height / 2)).T) / (0.5 * np.hypot(width, height))
+    weight = np.array([face.score for face in faces]) * np.sqrt(areas / areas.max()) * np.clip(1 - distance, 0, 1) ** 2
+    index = int(weight.argmax())
+    largest = " (also the largest)" if index == int(areas.argmax()) else " (not the largest)"
+    return index, f"most central of {len(faces)} faces{largest}: centre distance {distance[index]:.2f}, weight {weight[index]:.2f}"
+
+
+def face_record(faces: list[Face], chosen: int, reason: str, width: int, height: int) -> dict:
+    """What an audit row stores about detection: every face (JSON), the chosen one, and why."""
+    face = faces[chosen] if chosen >= 0 else None
+    box = face.box if face is not None else (np.nan,) * 4
+    return {
+        "n_faces": len(faces), "multi_face": len(faces) > 1, "face_index": chosen, "face_reason": reason,
+        "face_score": face.score if face is not None else np.nan,
+        "face_box_x": box[0], "face_box_y": box[1], "face_box_w": box[2], "face_box_h": box[3],
+        "face_px": box[2], "image_width": width, "image_height": height,
+        "faces": json.dumps([{"box": [round(v, 1) for v in f.box], "score": round(f.score, 4),
+                              "landmarks": np.round(f.landmarks, 1).tolist()} for f in faces]),
+    }
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_face(faces: list[Face], box: tuple[float, float, float, float], min_iou: float = 0.5) -> int | None:
+    """Index of the detection that best overlaps a recorded box (IoU >= `min_iou`), or None."""
+    if not faces or any(np.isnan(box)):
+        return None
+    overlaps = [_iou(face.box, tuple(box)) for face in faces]
+    best = int(np.argmax(overlaps))
+    return best if overlaps[best] >= min_iou else None

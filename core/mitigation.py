@@ -7,6 +7,7 @@ predictions come from group-specific (randomised) thresholds on P(Female).
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import numpy as np
@@ -15,7 +16,7 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from core import labels
-from core.bundle import Bundle, compute_metrics
+from core.bundle import PROVENANCE_KEYS, Bundle, compute_metrics
 
 __all__ = ["fit_gender_thresholds", "apply_gender_thresholds"]
 
@@ -51,11 +52,12 @@ def fit_gender_thresholds(frame: pd.DataFrame, *, constraints: Literal["equalize
     return optimizer.fit(x, y, sensitive_features=race)
 
 
-def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, seed: int = 0, name: str,
-                            fitted_on: str = "validation") -> Bundle:
+def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, seed: int = 0,
+                            fitted_on: str = "validation", command: str | None = None) -> Bundle:
     """A copy of `bundle` whose `pred_gender` comes from `optimizer` (rows without a race keep theirs).
 
-    `name` becomes the new bundle's dataset name; `fitted_on` names the bundle the thresholds were fitted on.
+    The copy keeps the bundle's dataset and model provenance and records the mitigation, the bundle the
+    thresholds were `fitted_on` and the `command` that made it.
     """
     frame = bundle.predictions.copy()
     known = frame["race"].notna()
@@ -65,10 +67,11 @@ def apply_gender_thresholds(bundle: Bundle, optimizer: ThresholdOptimizer, *, se
     predicted[known] = np.where(female == 1, "Female", "Male")
     frame["pred_gender"] = pd.Categorical(predicted, categories=list(labels.GENDERS), ordered=True)
     metrics = compute_metrics(frame, bundle.metrics["n_images"]) | {
-        k: v for k, v in bundle.metrics.items() if k in ("model_id", "model_backbone", "image_root", "image_root_in_data",
-                                                           "notes", "created")}
-    metrics["dataset"] = name
+        key: bundle.metrics[key] for key in PROVENANCE_KEYS if key in bundle.metrics}
     metrics["mitigation"] = (f"ThresholdOptimizer({optimizer.constraints}) on the gender head per race, "
                              f"fitted on {fitted_on}")
+    metrics["fitted_on"] = fitted_on
+    metrics["base_created"], metrics["created"] = bundle.metrics.get("created"), time.strftime("%Y-%m-%d %H:%M:%S")
+    metrics["command"] = command
     return Bundle(predictions=frame, metrics=metrics, rejects=bundle.rejects)
 

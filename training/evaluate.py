@@ -3,29 +3,37 @@
     python -m training.evaluate --dataset utkface-test --out models/default/audits/utkface-test
     python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample
     python -m training.evaluate --manifest my_photos/manifest.csv --out audits/my-photos
+    python -m training.evaluate --manifest chips/manifest.csv --input aligned-chips --out audits/chips
 
 Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
-fairface-sample, london-set. Arbitrary photos are detected and aligned first; images without a
-face go to the bundle's rejects.csv.
+utkface-train, fairface-sample, london-set. Photos are detected and every face is recorded; the
+labelled face is the most central one (--face-rule largest for the largest) and is aligned before
+prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
+are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
+checkpoint was trained on is refused unless --allow-training-images is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 import torch
 from tqdm import tqdm
 
-from core.audit import run_audit
+from core.audit import INPUT_KINDS, TrainingOverlapError, run_audit
 from core.bundle import write_bundle
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import Dataset, read_fairface, read_london_set, read_manifest, read_utkface
+from core.faces import FACE_RULES
 from core.model import CheckpointError, load_checkpoint, resolve_device
 from core.split import read_split
 
-DATASETS = ("utkface-test", "utkface-val", "fairface-sample", "london-set")
+# Named datasets and what their images are.
+DATASETS = {"utkface-test": "aligned-chips", "utkface-val": "aligned-chips", "utkface-train": "aligned-chips",
+            "fairface-sample": "photos", "london-set": "photos"}
 
 
 def load_named_dataset(name: str, settings: Settings) -> Dataset:
@@ -51,10 +59,17 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", choices=DATASETS)
+    source.add_argument("--dataset", choices=list(DATASETS))
     source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
     source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--input", choices=INPUT_KINDS, default=None,
+                        help="photos (detect and align; default for manifests) or aligned-chips (UTKFace-style chips; "
+                             "default for the named UTKFace datasets)")
+    parser.add_argument("--face-rule", choices=FACE_RULES, default="center",
+                        help="which face of a multi-face photo is the labelled one (default: the most central)")
+    parser.add_argument("--allow-training-images", action="store_true",
+                        help="audit even if the dataset holds images the checkpoint was trained on (metrics will flatter it)")
     parser.add_argument("--batch-size", type=int, default=64)
     add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
@@ -71,15 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         dataset = read_fairface(args.fairface)
     else:
         dataset = read_manifest(args.manifest)
-    bundle = run_audit(checkpoint, dataset, aligned_utkface=dataset.name.startswith("utkface"),
-                       batch_size=args.batch_size, device=resolve_device(settings.device),
-                       progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
+    input_kind = args.input or (DATASETS[args.dataset] if args.dataset else "photos")
+    command = shlex.join(["python", "-m", "training.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,
+                           allow_training_images=args.allow_training_images, command=command,
+                           batch_size=args.batch_size, device=resolve_device(settings.device),
+                           progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
+    except TrainingOverlapError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):
         bundle.metrics["image_root_in_data"] = str(dataset.root.relative_to(settings.data_dir))
     write_bundle(bundle, args.out)
     headline = {k: v for k, v in bundle.metrics.items() if k != "groups"}
     print(json.dumps(headline, indent=2))
-    print(f"wrote {args.out}: {bundle.metrics['n']} faces, {bundle.metrics['n_rejected']} rejected")
+    print(f"wrote {args.out}: {bundle.metrics['n']} faces, {bundle.metrics['n_rejected']} rejected, "
+          f"{bundle.metrics['multi_face_images']} images with several faces; {bundle.metrics['training_overlap_note']}")
     return 0
 
 

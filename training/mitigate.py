@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from core.bundle import read_bundle, write_bundle
@@ -27,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     fit = read_bundle(args.fit)
     optimizer = fit_gender_thresholds(fit.predictions, constraints=args.constraints)
     target = read_bundle(args.apply)
-    mitigated = apply_gender_thresholds(target, optimizer, name=f"{target.metrics['dataset']}-thresholdopt",
-                                        fitted_on=str(fit.metrics["dataset"]))
+    command = shlex.join(["python", "-m", "training.mitigate", *(sys.argv[1:] if argv is None else argv)])
+    mitigated = apply_gender_thresholds(target, optimizer, fitted_on=str(fit.metrics["dataset"]), command=command)
     write_bundle(mitigated, args.out)
     print(json.dumps({k: mitigated.metrics[k] for k in ("gender_accuracy", "race_accuracy", "age_mae")}, indent=2))
     print(f"wrote {args.out}")
