@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
 from core import labels
+from core.images import load_image
 
-__all__ = ["HEADS", "mistakes"]
+__all__ = ["HEADS", "mistakes", "face_thumbnail"]
 
 HEADS = ("gender", "race", "age_bin", "age")
 
@@ -49,3 +52,13 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     key, ascending = {"most confident": ("confidence", False), "largest age error": ("age_error", False),
                       "file": ("file", True)}[sort]
     return wrong.sort_values(key, ascending=ascending, kind="stable")
+
+
+def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:
+    """An image shrunk to `side` px with the audited face's (x, y, w, h) box outlined, so a bystander is never mistaken for it."""
+    image = Image.fromarray(load_image(path))
+    if box is not None:
+        x, y, w, h = box
+        ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=max(2, image.width // 60))
+    image.thumbnail((side, side))
+    return np.asarray(image)

@@ -15,17 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.io as pio
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from core import labels
-from core.bundle import HEADLINE_METRICS, resolve_image
+from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, provenance, resolve_image
 from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
-from core.fairness import METRICS, confusion, group_label, overall_metrics, subgroup_metrics
+from core.fairness import (METRICS, SMALL_N, cluster_column, confusion, group_label, grouping_columns, interval_note,
+                           overall_metrics, subgroup_metrics, worst_group)
 from core.images import load_image
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
-           "thumbnail", "html_to_pdf", "report_extras", "PLOTLY_JS_FILE"]
+           "thumbnail", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
 
 REPORT_SCHEMA_VERSION = "faceaudit-report/1"
 # plotly.js's "cartesian" bundle (bar, scatter, heatmap; MIT, see plotly-cartesian.LICENSE), the same version as
@@ -44,6 +45,9 @@ REPORT_SCHEMA: dict[str, Any] = {
         "empty": {"type": "boolean"},
         "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}}},
         "compared_with": {"type": "array", "items": {"type": "string"}},
+        "group_by": {"type": "array", "items": {"type": "string"}},
+        "intervals": {"type": "string"},
+        "provenance": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
 # Published numbers to read ours against, with how their protocol differs from ours.
@@ -57,17 +61,53 @@ _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", 
              "false_female_rate", "false_male_rate"]
 
 
-def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None) -> dict[str, pd.DataFrame]:
-    """Headline metrics and subgroup tables (race, gender, age bin, race x gender, race x age bin) of a frame.
+_DEFAULT_GROUPINGS = (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"])
+
+
+def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[list[str]]:
+    """The groupings a report holds: the labels' five, then each `group_by` column and their intersection.
+
+    Raises:
+        ValueError: a `group_by` column the audit cannot group by, naming those it can.
+    """
+    valid = grouping_columns(frame)
+    unknown = [column for column in group_by or [] if column not in valid]
+    if unknown:
+        raise ValueError(f"cannot group by {', '.join(map(repr, unknown))}; columns with at most 50 values: "
+                         f"{', '.join(valid)}")
+    chosen = [by for by in _DEFAULT_GROUPINGS if all(frame[c].notna().any() for c in by if c in frame.columns)
+              and all(c in frame.columns for c in by)]
+    extra = [[column] for column in group_by or []]
+    if group_by and len(group_by) > 1:
+        extra.append(list(group_by[:3]))  # intersections of up to three columns
+    return chosen + [by for by in extra if by not in chosen]
+
+
+def _name(by: list[str]) -> str:
+    return "subgroups_" + "_x_".join(by)
+
+
+def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
+                  group_by: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Headline metrics, one subgroup table per grouping (see `groupings`) and the worst group of each.
 
     With a `comparison` (whose reference is `frame`): `compare_overall` and one `compare_by_<by>_<metric>` per metric.
     """
     if frame.empty:
         return {}
     tables = {"headline": overall_metrics(frame, list(HEADLINE_METRICS))}
-    for by in (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"]):
+    worst_rows = []
+    for by in groupings(frame, group_by):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
-        tables["subgroups_" + "_x_".join(by)] = table
+        tables[_name(by)] = table
+        for metric in _SUBGROUP:
+            worst = worst_group(table, metric)
+            if worst is not None:
+                worst_rows.append({"grouping": " × ".join(by), "metric": metric, "worst group": worst["label"],
+                                   "value": worst["value"], "ci_low": worst["ci_low"], "ci_high": worst["ci_high"],
+                                   "n": worst["n"]})
+    tables["worst_groups"] = pd.DataFrame(worst_rows, columns=["grouping", "metric", "worst group", "value", "ci_low",
+                                                               "ci_high", "n"])
     if comparison is not None:
         tables["compare_overall"] = comparison.overall
         by = "_x_".join(comparison.by)
@@ -83,12 +123,13 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def report_json(frame: pd.DataFrame, bundle_metrics: dict[str, Any], filters: dict[str, list[str]],
-                comparison: Comparison | None = None) -> str:
-    """Every metric of the report as JSON (`schema`: REPORT_SCHEMA_VERSION)."""
-    tables = report_tables(frame, comparison)
+                comparison: Comparison | None = None, group_by: list[str] | None = None) -> str:
+    """Every metric of the report as JSON (`schema`: REPORT_SCHEMA_VERSION), with the bundle's provenance."""
+    tables = report_tables(frame, comparison, group_by)
     report = {
         "schema": REPORT_SCHEMA_VERSION, "dataset": bundle_metrics.get("dataset"), "model_id": bundle_metrics.get("model_id"),
-        "filters": filters, "n": len(frame), "empty": frame.empty,
+        "provenance": provenance(bundle_metrics), "filters": filters, "group_by": list(group_by or []),
+        "intervals": interval_note(cluster_column(frame)), "n": len(frame), "empty": frame.empty,
         "tables": {name: _records(table) for name, table in tables.items()},
     }
     if comparison is not None:
@@ -96,11 +137,11 @@ def report_json(frame: pd.DataFrame, bundle_metrics: dict[str, Any], filters: di
     return json.dumps(report, indent=2)
 
 
-def report_csv_zip(frame: pd.DataFrame, comparison: Comparison | None = None) -> bytes:
+def report_csv_zip(frame: pd.DataFrame, comparison: Comparison | None = None, group_by: list[str] | None = None) -> bytes:
     """A zip with one CSV per report table."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, table in report_tables(frame, comparison).items():
+        for name, table in report_tables(frame, comparison, group_by).items():
             archive.writestr(f"{name}.csv", table.to_csv())
     return buffer.getvalue()
 
@@ -128,9 +169,13 @@ def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
     return shown.to_html(escape=True, classes="metrics")
 
 
-def thumbnail(path: str | Path, side: int = 96) -> str:
-    """A small JPEG of an image as a data URI, for embedding in the HTML report."""
-    image = Image.fromarray(load_image(path, max_side=side))
+def thumbnail(path: str | Path, side: int = 96, box: tuple[float, float, float, float] | None = None) -> str:
+    """A small JPEG of an image as a data URI, for embedding in the HTML report; `box` (x, y, w, h) is outlined."""
+    image = Image.fromarray(load_image(path))
+    if box is not None:  # the face the row is about, drawn before shrinking so the line stays visible
+        x, y, w, h = box
+        ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=max(2, image.width // 40))
+    image.thumbnail((side, side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -138,58 +183,68 @@ def thumbnail(path: str | Path, side: int = 96) -> str:
 
 def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta: dict[str, Any],
                 filters: dict[str, list[str]], *, gallery: list[tuple[str, str]] | None = None,
-                explanations: list[tuple[str, np.ndarray]] | None = None, comparison: Comparison | None = None) -> str:
+                explanations: list[tuple[str, np.ndarray]] | None = None, comparison: Comparison | None = None,
+                group_by: list[str] | None = None, explanation_note: str = "") -> str:
     """A self-contained HTML report (charts embedded, plotly.js inlined, works offline). Data text is escaped.
 
     Args:
+        model_meta: The loaded model's config.json; used only where the bundle predates its own model card and
+            the loaded model is the one that made it.
+        group_by: The auditor's own grouping columns (e.g. `["skin", "gender"]`): a table for each, their
+            intersection, its worst cell, a forest plot and (for two columns) heatmaps.
         gallery: (caption, data URI) thumbnails of the worst cohort's most confident mistakes.
         explanations: (caption, RGB overlay array) explanation panels.
+        explanation_note: What the panels show or why there are none (`report_extras`).
         comparison: Other bundles against this one (`core.compare.compare_bundles`, this frame first): a
             "Mitigations compared" section.
     """
     esc = html.escape
-    title = f"FaceAudit report — {bundle_metrics.get('dataset', 'dataset')}"
+    title = f"FaceAudit report — {bundle_title(bundle_metrics)}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
+    card = bundle_metrics.get("model") or {}
+    if not card.get("trained_on") and str(model_meta.get("weights_sha256", ""))[:12] == bundle_metrics.get("model_id"):
+        card = {"trained_on": model_meta.get("trained_on")}  # an older bundle: the loaded model is the one that made it
+    origin = provenance(bundle_metrics)
     parts = [f"<h1>{esc(title)}</h1>",
-             f"<p>Model <code>{esc(str(model_meta.get('model', {}).get('backbone', '?')))}</code>, id "
-             f"<code>{esc(str(bundle_metrics.get('model_id')))}</code>; filters: {esc(chosen)}; {len(frame):,} faces, "
-             f"{bundle_metrics.get('n_rejected', 0):,} images rejected.</p>",
+             f"<p>Filters: {esc(chosen)}; {len(frame):,} faces, {bundle_metrics.get('n_rejected', 0):,} images rejected. "
+             f"{esc(interval_note(cluster_column(frame)))}.</p>",
+             "<h2>Provenance</h2><table class='metrics'>" + "".join(
+                 f"<tr><th>{esc(key)}</th><td style='text-align:left'>{esc(value)}</td></tr>" for key, value in origin.items())
+             + "</table>",
              "<h2>Model card</h2><ul>"
+             f"<li><b>Model</b>: {esc(origin['model'])}, id <code>{esc(origin['model id'])}</code>; mitigation: "
+             f"{esc(origin['mitigation'])}.</li>"
              "<li><b>Intended use</b>: assessing subgroup disparities of an age/gender/race classifier on labeled "
              "images before deployment; research and audit.</li>"
              "<li><b>Out of scope</b>: inferring anyone's gender or race identity; decisions about individuals; "
              "surveillance.</li>"
-             f"<li><b>Training data</b>: {esc(str(model_meta.get('trained_on', 'unknown')))} — UTKFace skews White "
-             "(42 %) and 20–39 years; Others is 7 %.</li>"
+             f"<li><b>Training data</b>: {esc(str(card.get('trained_on') or 'not recorded in this bundle'))}"
+             + (" — UTKFace skews White (42 %) and 20–39 years; Others is 7 %." if "UTKFace" in str(card.get("trained_on"))
+                else "") + "</li>"
              f"<li><b>Race labels</b>: {esc(labels.RACE_MAPPING_NOTE)}</li>"
              "<li><b>Gender</b> is a binary label as annotated in the datasets, not a self-identified gender.</li></ul>"]
     if frame.empty:
         parts.append("<p><b>The selection is empty: no faces match the filters, so there are no metrics.</b></p>")
     else:
-        tables = report_tables(frame)
+        tables = report_tables(frame, group_by=group_by)
         headline = tables["headline"].rename(columns={"ci_low": "value_ci_low", "ci_high": "value_ci_high"})
-        parts.append("<h2>Headline metrics (95 % bootstrap intervals)</h2>" + _table_html(headline, ["value"]))
+        parts.append("<h2>Headline metrics (95 % intervals)</h2>" + _table_html(headline, ["value"]))
+        parts.append(_worst_html(tables["worst_groups"], group_by))
         for name, table in tables.items():
             if name.startswith("subgroups_") and name != "subgroups_race_x_age_bin":  # that one is shown as heatmaps
-                parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % bootstrap "
-                             "interval); small n: fewer than 30 faces, unstable.</small></p>"
+                parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % interval); "
+                             f"small n: fewer than {SMALL_N} faces, unstable.</small></p>"
                              + _table_html(table, _SUBGROUP) + "</div>")
-        race_gender = tables["subgroups_race_x_gender"]
-        for metric in ("gender_accuracy", "age_mae"):
-            if race_gender[metric].notna().any():
-                overall = float(tables["headline"].loc[metric, "value"])
-                parts.append(_chart(forest_plot(race_gender, metric, overall=overall)))
-        race_age = tables["subgroups_race_x_age_bin"]
-        heatmaps = [] if race_age["small_n"].all() else [
-            _chart(intersection_heatmap(race_age, metric))
-            for metric in ("gender_accuracy", "race_accuracy", "age_mae") if race_age[metric].notna().any()]
-        intro = ("<h2>Intersections: race × age bin</h2><p><small>Cells with fewer than 30 faces are blank; the "
-                 "CSV/JSON exports hold every cell with its interval.</small></p>")
-        if race_age["small_n"].all():
-            intro += (f"<p>Every race × age-bin cell has fewer than 30 faces (largest: {race_age['n'].max()}), too few "
-                      "for a heatmap.</p>")
-        first = heatmaps[0] if heatmaps else ""
-        parts.append(f"<div class='keep'>{intro}{first}</div>" + "".join(heatmaps[1:]))  # heading stays with a chart
+        custom = groupings(frame, group_by)[-1] if group_by else None
+        for by in [["race", "gender"]] + ([custom] if custom and custom != ["race", "gender"] else []):
+            table = tables.get(_name(by))
+            for metric in ("gender_accuracy", "age_mae"):
+                if table is not None and table[metric].notna().any():
+                    overall = float(tables["headline"].loc[metric, "value"])
+                    parts.append(_chart(forest_plot(table, metric, overall=overall)))
+        for by in [["race", "age_bin"]] + ([custom] if custom and len(custom) == 2 else []):
+            if _name(by) in tables:
+                parts.append(_heatmaps_html(tables[_name(by)], by))
         for head in ("gender", "race", "age_bin"):
             if frame[head].notna().any():
                 parts.append(f"<h2>Confusion: {head}</h2>"
@@ -199,9 +254,10 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
             + f"</div><p><small>Thumbnails come from the audited dataset ({esc(str(bundle_metrics.get('dataset')))}) "
             "and remain under that dataset's licence and attribution.</small></p>")
-    if explanations:
-        parts.append("<h2>Explanations</h2><div class='gallery'>")
-        for caption, image in explanations:
+    if explanations or (gallery and explanation_note):
+        parts.append("<h2>Explanations</h2>" + (f"<p>{esc(explanation_note)}</p>" if explanation_note else "")
+                     + "<div class='gallery'>")
+        for caption, image in explanations or []:
             buffer = io.BytesIO()
             Image.fromarray(image).save(buffer, format="PNG")
             uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -215,9 +271,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
     parts.append("<h2>Our numbers beside public anchors</h2><table class='metrics'><tr><th>anchor</th><th>result</th>"
                  "<th>protocol difference</th></tr>" + "".join(
                      f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in anchors)
-                 + "</table><p>Ours are measured on FaceAudit's duplicate-aware, stratified UTKFace test split "
-                 "(splits/utkface.csv); published numbers use other splits, so differences of a few tenths of a year "
-                 "are within protocol noise.</p>")
+                 + "</table><p>" + esc(_anchor_note(bundle_metrics)) + "</p>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#212529}"
              "table.metrics{border-collapse:collapse;font-size:11px}table.metrics td,table.metrics th"
              "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
@@ -226,6 +280,44 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
              "@media print{.js-plotly-plot{break-inside:avoid}.modebar{display:none}}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
             f"<script>{PLOTLY_JS_FILE.read_text()}</script></head><body>{''.join(parts)}</body></html>")
+
+
+def _anchor_note(bundle_metrics: dict[str, Any]) -> str:
+    """How this bundle's numbers relate to the public anchors, which are all UTKFace numbers."""
+    dataset = str(bundle_metrics.get("dataset"))
+    if dataset == "utkface-test":
+        return ("Ours are measured on FaceAudit's duplicate-aware, stratified UTKFace test split (splits/utkface.csv); "
+                "published numbers use other splits, so differences of a few tenths of a year are within protocol noise.")
+    return (f"Ours are measured on {dataset}, not on UTKFace: the anchors (UTKFace test sets) show the model's "
+            "home ground, and a gap between the two rows is the cost of leaving it, not protocol noise.")
+
+
+def _worst_html(worst: pd.DataFrame, group_by: list[str] | None) -> str:
+    """The worst group of every grouping and metric (groups of at least SMALL_N faces), the auditor's first."""
+    if worst.empty:
+        return f"<h2>Worst groups</h2><p>No group has {SMALL_N} or more faces with labels.</p>"
+    esc = html.escape
+    custom = " × ".join(group_by or [])
+    worst = worst.assign(first=worst["grouping"] != custom).sort_values("first", kind="stable")
+    sentences = [f"<li>{esc(row['grouping'])}, {esc(row['metric'])}: worst <b>{esc(str(row['worst group']))}</b> "
+                 f"{_cell(row['value'], row['ci_low'], row['ci_high'])}, n = {row['n']:,}</li>"
+                 for _, row in worst.iterrows() if row["grouping"] == custom or row["metric"] in ("gender_accuracy", "age_mae")]
+    return (f"<div class='keep'><h2>Worst groups</h2><p><small>Among groups of at least {SMALL_N} faces; value "
+            "(95 % interval). Every grouping and metric is in the JSON/CSV table worst_groups.</small></p><ul>"
+            + "".join(sentences) + "</ul></div>")
+
+
+def _heatmaps_html(table: pd.DataFrame, by: list[str]) -> str:
+    """Heatmaps of a two-column intersection table, or a sentence when every cell is small."""
+    title = " × ".join(by).replace("age_bin", "age bin")
+    intro = (f"<h2>Intersections: {html.escape(title)}</h2><p><small>Cells with fewer than {SMALL_N} faces are blank; "
+             "the CSV/JSON exports hold every cell with its interval.</small></p>")
+    if table["small_n"].all():
+        return (f"<div class='keep'>{intro}<p>Every {html.escape(title)} cell has fewer than {SMALL_N} faces (largest: "
+                f"{table['n'].max()}), too few for a heatmap.</p></div>")
+    heatmaps = [_chart(intersection_heatmap(table, metric)) for metric in ("gender_accuracy", "race_accuracy", "age_mae")
+                if table[metric].notna().any()]
+    return f"<div class='keep'>{intro}{heatmaps[0] if heatmaps else ''}</div>" + "".join(heatmaps[1:])
 
 
 def _chart(figure) -> str:
@@ -302,24 +394,36 @@ def html_to_pdf(html_text: str, out: str | Path, *, chromium: str = "/usr/bin/ch
     return out
 
 
-def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir: Path | None, *, model=None,
-                  detector=None, thumbnails: int = 12, panels: int = 3) -> tuple[list[tuple[str, str]], list[tuple[str, np.ndarray]]]:
-    """Thumbnails of the worst cohort's most confident gender mistakes and Grad-CAM panels for a few of them.
+def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir: Path | None, *, checkpoint=None,
+                  detector=None, thumbnails: int = 12,
+                  panels: int = 3) -> tuple[list[tuple[str, str]], list[tuple[str, np.ndarray]], str]:
+    """Thumbnails of the worst cohort's most confident gender mistakes, Grad-CAM panels for a few, and a note.
 
-    The worst cohort is the race x gender group (n >= SMALL_N) with the lowest gender accuracy.
-    Images that are not on this machine are skipped; without `model` and `detector` there are no panels.
+    The worst cohort is the race x gender group (n >= SMALL_N) with the lowest gender accuracy. Each
+    thumbnail outlines the face the row is about; panels explain that face with the bundle's own model:
+    `checkpoint` must be the one that made the bundle (same weights id), else there are no panels and the
+    note says why. Images that are not on this machine are skipped.
     """
     from core.explain import explain
-    from core.faces import find_faces
-    from core.fairness import SMALL_N
+    from core.faces import choose_face, find_faces, match_face
     from core.gallery import mistakes
 
+    note = ""
+    if checkpoint is not None and checkpoint.model_id != bundle_metrics.get("model_id"):
+        note = (f"Explanations unavailable: this bundle was made by model {bundle_metrics.get('model_id')}, and that "
+                f"model is not on this machine (the loaded model is {checkpoint.model_id}).")
+        checkpoint = None
+    elif checkpoint is None:
+        note = "Explanations unavailable: no model was given to compute them with."
+    elif bundle_metrics.get("fitted_on"):
+        note = ("Grad-CAM shows the model's evidence before the post-processing thresholds that decided this "
+                "bundle's gender predictions.")
     if frame.empty or frame["gender"].isna().all() or frame["race"].isna().all():
-        return [], []
+        return [], [], note
     table = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy"], rounds=1).table
     table = table[table["n"] >= SMALL_N]
     if table.empty:
-        return [], []
+        return [], [], note
     race, gender = table["gender_accuracy"].idxmin()
     cohort = frame[(frame["race"].astype("string") == race) & (frame["gender"].astype("string") == gender)]
     wrong = mistakes(cohort, "gender").head(thumbnails)
@@ -329,10 +433,17 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
         if path is None:
             continue
         caption = f"{row['file']}: {race} {gender}, predicted {row['pred_gender']} ({row['confidence']:.2f})"
-        gallery.append((caption, thumbnail(path)))
-        if model is not None and detector is not None and len(explanations) < panels:
-            found = find_faces(str(path), detector, size=model.config.input_size)
-            if found.chips:
-                result = explain(model, found.chips[0], method="gradcam", head="gender", target=str(row["pred_gender"]))
-                explanations.append((f"Grad-CAM for '{row['pred_gender']}': {caption}", result.overlay))
-    return gallery, explanations
+        box = chosen_box(row)
+        gallery.append((caption, thumbnail(path, box=box)))
+        if checkpoint is not None and detector is not None and len(explanations) < panels:
+            found = find_faces(str(path), detector, size=checkpoint.model.config.input_size)
+            if not found.faces:
+                continue
+            height, width = found.image.shape[:2]
+            index = match_face(found.faces, box) if box is not None else None
+            if index is None:  # a bundle without recorded boxes: choose as it did
+                index, _ = choose_face(found.faces, width, height, bundle_metrics.get("face_rule") or "largest")
+            result = explain(checkpoint.model, found.chips[index], method="gradcam", head="gender",
+                             target=str(row["pred_gender"]))
+            explanations.append((f"Grad-CAM for '{row['pred_gender']}': {caption}", result.overlay))
+    return gallery, explanations, note

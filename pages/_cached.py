@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,10 +13,10 @@ import streamlit as st
 from PIL import Image
 
 from core import labels
-from core.bundle import Bundle, BundleError, discover_bundles, read_bundle
+from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles, read_bundle
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
-from core.fairness import filter_frame
+from core.fairness import filter_frame, grouping_columns, value_order
 
 if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bundles render without them
     from core.explain import ExplanationCache
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bu
     from core.model import Checkpoint
 
 MEAN_FACE_FILE = REPO_ROOT / "core" / "assets" / "mean_face.png"
-FILTER_COLUMNS = labels.CLASSES
 
 
 def settings() -> Settings:
@@ -52,6 +52,24 @@ def model() -> Checkpoint | None:
     except CheckpointError as error:
         st.error(f"Cannot load the model: {error}")
         return None
+
+
+def bundle_model(bundle: Bundle) -> Checkpoint | None:
+    """The checkpoint that made `bundle` (by weights id, see `core.bundle.bundle_model_dir`), or None if not here."""
+    from core.model import CheckpointError
+
+    folder = bundle_model_dir(bundle.metrics, settings().model_dir)
+    if folder is None:
+        return None
+    try:
+        return _load_model(str(folder), _mtime(folder))
+    except CheckpointError:
+        return None
+
+
+def plain(text: object) -> str:
+    """`text` with Markdown's special characters escaped: bundle text shows as written, never as links or images."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", str(text))
 
 
 def model_meta() -> dict[str, Any] | None:
@@ -119,8 +137,9 @@ def current_bundle() -> Bundle | None:
 
 
 def filters() -> dict[str, list[str]]:
-    """The sidebar's race / gender / age-bin choices."""
-    return {column: st.session_state.get(f"filter_{column}", []) for column in FILTER_COLUMNS}
+    """The sidebar's choices: column -> chosen values, for every column with a choice (labels and the bundle's own)."""
+    return {key.removeprefix("filter_"): list(value) for key, value in sorted(st.session_state.items())
+            if key.startswith("filter_") and value}
 
 
 def filtered_predictions(bundle: Bundle) -> pd.DataFrame:
@@ -128,17 +147,42 @@ def filtered_predictions(bundle: Bundle) -> pd.DataFrame:
     return filter_frame(bundle.predictions, filters())
 
 
+@st.cache_data(max_entries=8)
+def _filter_options(path: str, mtime: float) -> dict[str, list[str]]:
+    frame = _load_bundle(path, mtime).predictions
+    return {column: value_order(frame[column]) for column in grouping_columns(frame)}
+
+
+def filter_options(bundle: Bundle) -> dict[str, list[str]]:
+    """Columns of `bundle` that can filter and group, with their values in natural order."""
+    return _filter_options(str(bundle.path), _mtime(Path(bundle.path)))
+
+
 def sidebar() -> None:
-    """Bundle picker and the persistent filter; every page respects them."""
+    """Bundle picker and the persistent filter over the labels and the bundle's own columns; every page respects them."""
     with st.sidebar:
         choices = bundle_choices()
         if choices:
             st.selectbox("Audit dataset", list(choices), key="bundle_name")
         st.text_input("Other bundle folder", key="bundle_extra", placeholder="path/to/bundle",
                       help="A folder written by `python -m training.evaluate`.")
+        name = current_bundle_name()
+        try:
+            options = filter_options(_load_bundle(str(choices[name]), _mtime(choices[name]))) if name else {}
+        except BundleError:
+            options = {}  # the page says why the bundle cannot be read
         st.subheader("Filter")
-        for column, names in FILTER_COLUMNS.items():
+        for column, names in labels.CLASSES.items():  # the whole taxonomy: choices survive a change of bundle
             st.multiselect(column.replace("_", " "), list(names), key=f"filter_{column}", placeholder="all")
+        own = [c for c in options if c not in labels.CLASSES]
+        if own:
+            with st.expander(f"More columns ({len(own)})", expanded=any(st.session_state.get(f"filter_{c}") for c in own)):
+                for column in own:
+                    key = f"filter_{column}"
+                    if key in st.session_state:  # values of another bundle are not choices here
+                        st.session_state[key] = [v for v in st.session_state[key] if v in options[column]]
+                    st.multiselect(column, options[column], key=key, placeholder="all",
+                                   help="A column of the audited dataset (at most 50 values) or of detection.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing bundles…")

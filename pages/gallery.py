@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from core import labels
-from core.bundle import resolve_image
-from core.gallery import mistakes
+from core.bundle import chosen_box, resolve_image
+from core.gallery import face_thumbnail, mistakes
 from pages import _cached
 
 PER_PAGE = 24
@@ -44,9 +44,11 @@ for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
     true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
     caption = (f"true {true_age} {row['gender']} {row['race']} → {row['pred_age']:.0f} {row['pred_gender']} "
                f"{row['pred_race']} ({row['confidence']:.2f})")
+    if row.get("n_faces", 1) > 1 and "face_index" in row.index:
+        caption += f" · face {int(row['face_index']) + 1} of {int(row['n_faces'])} (outlined)"
     with columns[index % 6]:
         if path is not None:
-            st.image(str(path), caption=caption, width="stretch")
+            st.image(face_thumbnail(path, chosen_box(row)), caption=caption, width="stretch")
         else:
             st.caption(caption)
 

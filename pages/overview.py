@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from core.bundle import HEADLINE_METRICS
-from core.fairness import METRICS, SHORT_NAMES, SMALL_N, group_label, overall_metrics, subgroup_metrics
+from core.bundle import HEADLINE_METRICS, bundle_title, provenance
+from core.fairness import (METRICS, SHORT_NAMES, SMALL_N, cluster_column, group_label, interval_note, overall_metrics,
+                           subgroup_metrics)
 from pages import _cached
 
 st.title("Overview")
@@ -14,7 +15,7 @@ if meta is None:
 else:
     training, model_config = meta.get("training", {}), meta.get("model", {})
     st.caption(
-        f"Model **{model_config.get('backbone')}** at {model_config.get('input_size')} px · trained on "
+        f"Loaded model (live explanations on Inspect): **{model_config.get('backbone')}** at {model_config.get('input_size')} px · trained on "
         f"{meta.get('trained_on', 'unknown data')} ({training.get('train_images', '?')} images, epoch "
         f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{meta.get('weights_sha256', '')[:12]}`")
 if bundle is None:
@@ -22,9 +23,17 @@ if bundle is None:
 
 frame = _cached.filtered_predictions(bundle)
 m = bundle.metrics
-st.subheader(f"Audit dataset: {m.get('dataset')}")
+st.subheader(f"Audit: {_cached.plain(bundle_title(m))}")
+origin = provenance(m)
+with st.expander("Provenance: what made these numbers"):
+    st.table({"": list(origin), "value": list(origin.values())})
+if m.get("training_overlap"):
+    st.error(f"This audit includes images the model was trained on: {m.get('training_overlap_note')}. "
+             "Its metrics flatter the model.")
 st.write(f"{m['n']:,} faces audited · {m['n_rejected']:,} image{'s' if m['n_rejected'] != 1 else ''} rejected"
          + (f" · faces found in {100 * m['faces_found']:.1f} % of images" if m.get("faces_found") is not None else "")
+         + (f" · {m['multi_face_images']:,} images with several faces (filter: multi_face)" if m.get("multi_face_images")
+            else "")
          + (f" · **filtered to {len(frame):,} faces**" if len(frame) != m["n"] else ""))
 if frame.empty:
     st.warning("The sidebar filter leaves no faces.")
@@ -38,7 +47,8 @@ for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
         continue
     scale, unit = (1, "") if name == "age_mae" else (100, " %")
     column.metric(SHORT_NAMES[name], f"{scale * row['value']:.1f}{unit}",
-                  help=f"{METRICS[name][0]}; 95 % bootstrap interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, n={int(row['n'])}")
+                  help=f"{METRICS[name][0]}; 95 % interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, "
+                       f"n={int(row['n'])}. {interval_note(cluster_column(frame))}.")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
 st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")

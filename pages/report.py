@@ -6,21 +6,29 @@ from pathlib import Path
 import streamlit as st
 
 from core.compare import COMPARE_METRICS, describe, mitigations_of
+from core.fairness import grouping_columns
 from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
 st.title("Report")
 bundle = _cached.current_bundle()
-checkpoint = _cached.model()
 if bundle is None:
     st.stop()
+checkpoint = _cached.bundle_model(bundle)  # explanations come from the model that made the bundle, or none
 frame = _cached.filtered_predictions(bundle)
 filters = _cached.filters()
-st.write(f"The report covers **{bundle.metrics.get('dataset')}** with the sidebar filter ({len(frame):,} faces): "
-         "model card, headline metrics with intervals, subgroup tables, heatmaps, the worst cohort's most confident "
-         "mistakes with Grad-CAM panels, and public anchors. HTML is one self-contained file that works offline.")
+st.write(f"The report covers **{_cached.plain(bundle.metrics.get('dataset'))}** with the sidebar filter "
+         f"({len(frame):,} faces): provenance, model card, headline metrics with intervals, the worst groups, subgroup "
+         "tables, heatmaps, the worst cohort's most confident mistakes with Grad-CAM panels, and public anchors. "
+         "HTML is one self-contained file that works offline.")
 if frame.empty:
     st.warning("The selection is empty: the report will say so instead of listing metrics.")
+own_columns = [c for c in grouping_columns(bundle.predictions) if c not in ("race", "gender", "age_bin")]
+if "report_group_by" in st.session_state:  # columns of another bundle are not choices here
+    st.session_state["report_group_by"] = [c for c in st.session_state["report_group_by"] if c in own_columns + ["race", "gender", "age_bin"]]
+group_by = st.multiselect("Also group by (each alone and intersected, up to three)",
+                          own_columns + ["race", "gender", "age_bin"], key="report_group_by", max_selections=3,
+                          help="The dataset's own columns, e.g. skin × gender for a Gender Shades-style audit.")
 name = _cached.current_bundle_name()
 others = [other for other in _cached.bundle_choices() if other != name]
 compared = st.multiselect("Compare with (adds a “Mitigations compared” section)", others,
@@ -30,21 +38,24 @@ compared = st.multiselect("Compare with (adds a “Mitigations compared” secti
 comparison = _cached.comparison([name, *compared], ["race"], COMPARE_METRICS) if compared and not frame.empty else None
 if comparison is not None:
     with st.expander("Mitigations compared: what the section will say"):
-        st.markdown("\n".join(f"- {sentence}" for sentence in describe(comparison)))
+        st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison)))
+if checkpoint is None:
+    st.caption(f"Explanation panels: unavailable, the model that made this bundle ({bundle.metrics.get('model_id')}) "
+               "is not on this machine.")
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the report…")
-def build(bundle_key: str, filters_key: str, compared_key: tuple[str, ...]) -> tuple[str, str, bytes]:
-    model = checkpoint.model if checkpoint is not None else None
-    gallery, panels = report_extras(frame, bundle.metrics, _cached.settings().data_dir, model=model,
-                                    detector=_cached.detector() if model is not None else None)
+def build(bundle_key: str, filters_key: str, compared_key: tuple[str, ...], group_key: tuple[str, ...]) -> tuple[str, str, bytes]:
+    gallery, panels, note = report_extras(frame, bundle.metrics, _cached.settings().data_dir, checkpoint=checkpoint,
+                                          detector=_cached.detector() if checkpoint is not None else None)
     meta = checkpoint.meta if checkpoint is not None else {}
     return (report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels,
-                        comparison=comparison),
-            report_json(frame, bundle.metrics, filters, comparison), report_csv_zip(frame, comparison))
+                        comparison=comparison, group_by=list(group_key), explanation_note=note),
+            report_json(frame, bundle.metrics, filters, comparison, list(group_key)),
+            report_csv_zip(frame, comparison, list(group_key)))
 
 
-report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else ())
+report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else (), tuple(group_by))
 html_text, json_text, csv_zip = build(*report_key)
 file_stem = f"faceaudit-{Path(bundle.path).name}"
 columns = st.columns(4)

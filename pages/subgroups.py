@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.bundle import GROUP_COLUMNS
 from core.charts import forest_plot, intersection_heatmap
-from core.fairness import METRICS, SMALL_N, group_keys, group_label, subgroup_metrics
+from core.fairness import (METRICS, SMALL_N, cluster_column, group_keys, group_label, grouping_columns, interval_note,
+                           subgroup_metrics, worst_group)
 from pages import _cached
 
 st.title("Subgroup metrics")
@@ -16,11 +16,14 @@ if frame.empty:
     st.warning("The sidebar filter leaves no faces.")
     st.stop()
 
-extra = [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype) in ("string", "category")]
-group_options = list(GROUP_COLUMNS) + [c for c in extra if c not in GROUP_COLUMNS and not c.startswith("pred_")
-                                       and c not in ("file", "path", "source")]
+group_options = grouping_columns(frame)
+if "subgroups_by" in st.session_state:  # columns of another bundle are not choices here
+    st.session_state["subgroups_by"] = [c for c in st.session_state["subgroups_by"] if c in group_options]
 left, right = st.columns(2)
-by = left.multiselect("Group by (several: their intersections)", group_options, default=["race"], key="subgroups_by")
+by = left.multiselect("Group by (up to three: their intersections)", group_options,
+                      default=[c for c in ["race"] if c in group_options], max_selections=3, key="subgroups_by",
+                      help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
+                           "(n_faces, multi_face) with at most 50 values.")
 metric_names = right.multiselect("Metrics", list(METRICS), default=["gender_accuracy", "race_accuracy", "age_mae",
                                                                    "signed_age_error"], key="subgroups_metrics")
 if not by or not metric_names:
@@ -39,8 +42,16 @@ reference = None if reference_label == "overall" else groups[[group_label(g) for
 result = compute(str(bundle.path), str(_cached.filters()), tuple(by), tuple(metric_names), reference)
 table = result.table
 
-st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. Intervals: 95 % bootstrap. "
+st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. {interval_note(cluster_column(frame))}. "
            f"diff and ratio compare each group with {reference_label}.")
+worst_lines = []
+for name in metric_names:
+    worst = worst_group(table, name)
+    if worst is not None:
+        worst_lines.append(f"- **{name}**: worst {' × '.join(by)} group **{worst['label']}**: {worst['value']:.3f} "
+                           f"(95 % CI {worst['ci_low']:.3f}–{worst['ci_high']:.3f}), n = {worst['n']:,}")
+if worst_lines:
+    st.markdown(f"Worst groups among those with n ≥ {SMALL_N}:\n" + "\n".join(worst_lines))
 if len(by) == 2:  # two columns: their intersections at a glance
     for name in metric_names:
         if table[name].notna().any():

@@ -57,3 +57,27 @@ def mitigated_bundle(n: int = 240) -> Bundle:
     frame["pred_gender"] = frame["gender"].copy()
     bundle.metrics |= compute_metrics(frame, n + 1) | {"mitigation": "test fix of the Black women's gender predictions"}
     return bundle
+
+
+# Gender Shades' finding, planted: gender error by skin type x gender (darker women worst by far).
+GENDER_SHADES_ERRORS = {("lighter", "Male"): 0.0, ("lighter", "Female"): 0.05, ("darker", "Male"): 0.10,
+                        ("darker", "Female"): 0.35}
+
+
+def gender_shades_bundle(per_cell: int = 60) -> Bundle:
+    """A bundle with an auditor's own `skin` column (text) and the planted error rates of GENDER_SHADES_ERRORS."""
+    frame = synthetic_predictions(4 * per_cell, seed=1)
+    cells = [cell for cell in GENDER_SHADES_ERRORS for _ in range(per_cell)]
+    frame["skin"] = pd.array([skin for skin, _ in cells], dtype="str")
+    frame["gender"] = pd.Categorical([gender for _, gender in cells], categories=labels.GENDERS, ordered=True)
+    predicted = []
+    for index, cell in enumerate(cells):
+        wrong = index % per_cell < round(GENDER_SHADES_ERRORS[cell] * per_cell)
+        predicted.append(("Female" if cell[1] == "Male" else "Male") if wrong else cell[1])
+    frame["pred_gender"] = pd.Categorical(predicted, categories=labels.GENDERS, ordered=True)
+    frame["p_gender_Male"] = np.where(frame["pred_gender"] == "Male", 0.9, 0.1).astype(np.float32)
+    frame["p_gender_Female"] = 1 - frame["p_gender_Male"]
+    metrics = compute_metrics(frame, len(frame)) | {"dataset": "gender-shades-fixture", "model_id": "test",
+                                                    "model_backbone": "test_efficientnet", "notes": [],
+                                                    "created": "2026-01-01 00:00:00"}
+    return Bundle(predictions=frame, metrics=metrics, rejects=pd.DataFrame(columns=["file", "path", "source", "reason"]))

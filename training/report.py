@@ -2,12 +2,17 @@
 
     python -m training.report --bundle models/default/audits/fairface-sample --format html --out report.html
     python -m training.report --bundle ... --format pdf --out report.pdf --filter race=Black --filter gender=Female
+    python -m training.report --bundle audits/my-photos --format html --out skin.html --group-by skin,gender
     python -m training.report --bundle models/default/audits/utkface-test --format html --out mitigations.html \
         --compare models/default/audits/utkface-test-balanced --compare models/default/audits/utkface-test-thresholdopt
 
 Formats: html (self-contained, works offline), pdf (headless Chromium prints the HTML), json
-(every metric, versioned schema), csv (a zip with one CSV per table). Each --compare bundle adds
-a "Mitigations compared" section: per-race deltas against --bundle with paired bootstrap intervals.
+(every metric, versioned schema), csv (a zip with one CSV per table). --group-by adds the bundle's
+own columns (any column with at most 50 values) and their intersection, with its worst cell; --filter
+takes any such column and refuses unknown columns or values, naming the valid ones. Each --compare
+bundle adds a "Mitigations compared" section: per-race deltas against --bundle with paired intervals.
+Explanation panels are computed with the model that made the bundle (found by its weights id in the
+folder the bundle records or in --model), never with another one.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.bundle import BundleError, read_bundle
+from core.bundle import BundleError, bundle_model_dir, read_bundle
 from core.compare import bundle_note, compare_bundles
 from core.config import Settings, add_settings_arguments
 from core.faces import FaceDetector
-from core.fairness import filter_frame
+from core.fairness import check_filters, filter_frame
 from core.model import CheckpointError, load_checkpoint
-from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from core.report import groupings, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     add_settings_arguments(parser, "model", "data")  # the model card and Grad-CAM panels; the images for thumbnails
     parser.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE",
                         help="keep rows whose COLUMN is VALUE (repeat; values of one column are OR-ed)")
+    parser.add_argument("--group-by", default="", metavar="COLUMN[,COLUMN…]",
+                        help="the bundle's own grouping columns, e.g. skin,gender (up to three are intersected)")
     parser.add_argument("--compare", action="append", default=[], metavar="BUNDLE",
                         help="another bundle to compare with --bundle, e.g. after a mitigation (repeat)")
     parser.add_argument("--no-images", action="store_true",
@@ -55,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         if not value:
             parser.error(f"--filter takes COLUMN=VALUE, got {item!r}")
         filters.setdefault(column, []).append(value)
+    group_by = [column.strip() for column in args.group_by.split(",") if column.strip()]
+    try:
+        check_filters(bundle.predictions, filters)
+        groupings(bundle.predictions, group_by)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     frame = filter_frame(bundle.predictions, filters)
     comparison = None
     if args.compare and not frame.empty:
@@ -66,21 +80,25 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     out = Path(args.out)
     if args.format == "json":
-        out.write_text(report_json(frame, bundle.metrics, filters, comparison))
+        out.write_text(report_json(frame, bundle.metrics, filters, comparison, group_by))
     elif args.format == "csv":
-        out.write_bytes(report_csv_zip(frame, comparison))
+        out.write_bytes(report_csv_zip(frame, comparison, group_by))
     else:
-        try:
-            checkpoint = load_checkpoint(settings.model_dir)
-            meta, model = checkpoint.meta, checkpoint.model
-        except CheckpointError as error:
-            print(f"warning: no model card or explanation panels ({error})", file=sys.stderr)
-            meta, model = {}, None
-        detector = FaceDetector() if model is not None else None
-        gallery, panels = ([], []) if args.no_images else report_extras(frame, bundle.metrics, settings.data_dir,
-                                                                         model=model, detector=detector)
+        checkpoint, meta = None, {}
+        model_dir = bundle_model_dir(bundle.metrics, settings.model_dir)
+        if model_dir is not None and not args.no_images:
+            try:
+                checkpoint = load_checkpoint(model_dir)
+                meta = checkpoint.meta
+            except CheckpointError as error:
+                print(f"warning: no explanation panels ({error})", file=sys.stderr)
+        gallery, panels, note = ([], [], "") if args.no_images else report_extras(
+            frame, bundle.metrics, settings.data_dir, checkpoint=checkpoint,
+            detector=FaceDetector() if checkpoint is not None else None)
+        if note and not panels:
+            print(f"note: {note}", file=sys.stderr)
         text = report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels,
-                           comparison=comparison)
+                           comparison=comparison, group_by=group_by, explanation_note=note)
         if args.format == "html":
             out.write_text(text)
         else:

@@ -11,7 +11,7 @@ from core import labels
 from core.bundle import write_bundle
 from core.config import REPO_ROOT
 from core.model import ModelConfig, create_model, save_checkpoint
-from tests.bundle_fixture import mitigated_bundle, synthetic_bundle
+from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
@@ -29,6 +29,7 @@ def model_dir(tmp_path_factory):
     write_bundle(bundle, folder / "audits" / "synthetic")
     write_bundle(mitigated_bundle(), folder / "audits" / "synthetic-fixed")
     write_bundle(synthetic_bundle(120), folder / "audits" / "synthetic-small")
+    write_bundle(gender_shades_bundle(60), folder / "audits" / "wild-gender-shades")  # an auditor's `skin` column
     return folder
 
 
@@ -36,8 +37,10 @@ def model_dir(tmp_path_factory):
 def app(model_dir, monkeypatch):
     monkeypatch.setenv("FACEAUDIT_MODEL", str(model_dir))
 
-    def open_page(page: str | None) -> AppTest:
+    def open_page(page: str | None, **state) -> AppTest:
         test = AppTest.from_file(APP, default_timeout=60)
+        for key, value in state.items():  # e.g. bundle_name: a sidebar choice before the first run
+            test.session_state[key] = value
         if page is not None:  # None: the default page, run through app.py with its sidebar
             test.switch_page(page)
         return test.run()
@@ -133,7 +136,8 @@ def test_report_page_adds_the_comparison(app):
     test = app("pages/report.py")
     assert test.multiselect(key="report_compare").value == ["synthetic-fixed", "synthetic-small"]
     assert not test.exception and not test.error
-    said = lambda: [m.value for m in test.markdown if "synthetic-fixed vs synthetic, gender_accuracy" in m.value]
+    shown = lambda: [m.value.replace("\\", "") for m in test.markdown]  # bundle text is shown Markdown-escaped
+    said = lambda: [text for text in shown() if "synthetic-fixed vs synthetic, gender_accuracy" in text]
     assert said() and ": better)" in said()[0]
     test.multiselect(key="report_compare").set_value([]).run()
     assert not test.exception and not said()
@@ -147,3 +151,17 @@ def test_report_page_prepares_a_pdf(app):
     test.button(key="report_pdf_prepare").click().run()
     assert not test.exception, test.exception
     assert [button.proto.label for button in test.get("download_button")][-1] == "Download PDF"
+
+
+def test_auditors_own_column_filters_and_groups(app):
+    test = app(None, bundle_name="wild-gender-shades")
+    assert "darker" in test.multiselect(key="filter_skin").options  # a text column of the dataset, in the sidebar
+    test.multiselect(key="filter_skin").set_value(["darker"]).run()
+    assert not test.exception
+    assert any("filtered to 120 faces" in m.value for m in test.markdown)
+    test = app("pages/subgroups.py", bundle_name="wild-gender-shades")
+    assert "skin" in test.multiselect(key="subgroups_by").options
+    test.multiselect(key="subgroups_by").set_value(["skin", "gender"]).run()
+    assert not test.exception and not test.error
+    worst = [m.value for m in test.markdown if "Worst groups" in m.value]
+    assert worst and "worst skin × gender group **darker / Female**: 0.650 (95 % CI" in worst[0] and "n = 60" in worst[0]

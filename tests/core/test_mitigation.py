@@ -24,11 +24,14 @@ def _biased_bundle(seed: int):
 def test_threshold_optimizer_narrows_the_gender_gap_between_races():
     optimizer = fit_gender_thresholds(_biased_bundle(0).predictions)
     test = _biased_bundle(1)
-    mitigated = apply_gender_thresholds(test, optimizer, name="synthetic-thresholds")
+    mitigated = apply_gender_thresholds(test, optimizer, fitted_on="synthetic-val", command="python -m training.mitigate …")
     before = subgroup_metrics(test.predictions, ["race"], ["false_male_rate"]).table["false_male_rate"]
     after = subgroup_metrics(mitigated.predictions, ["race"], ["false_male_rate"]).table["false_male_rate"]
     assert after.max() - after.min() < before.max() - before.min()
-    assert mitigated.metrics["dataset"] == "synthetic-thresholds" and "ThresholdOptimizer" in mitigated.metrics["mitigation"]
+    # provenance: the dataset stays the audited one, the mitigation and its fit are recorded beside it
+    assert mitigated.metrics["dataset"] == test.metrics["dataset"] and "ThresholdOptimizer" in mitigated.metrics["mitigation"]
+    assert mitigated.metrics["model_id"] == test.metrics["model_id"] and mitigated.metrics["fitted_on"] == "synthetic-val"
+    assert mitigated.metrics["command"].startswith("python -m training.mitigate")
     frame = mitigated.predictions  # headline metrics count the post-processed predictions
     assert mitigated.metrics["gender_accuracy"] == pytest.approx((frame["gender"] == frame["pred_gender"]).mean())
 

@@ -51,14 +51,14 @@ def bundle():
 
 
 def test_html_parses_has_sections_and_escapes_data_text(bundle):
-    gallery, panels = report_extras(bundle.predictions, bundle.metrics, None, thumbnails=30)  # all 30 mistakes
+    gallery, panels, _ = report_extras(bundle.predictions, bundle.metrics, None, thumbnails=30)  # all 30 mistakes
     assert gallery and all(uri.startswith("data:image/jpeg;base64,") for _, uri in gallery)
     assert any(caption.startswith(HOSTILE) for caption, _ in gallery)  # captions name the file, to find the image
     text = report_html(bundle.predictions, bundle.metrics, {"model": {"backbone": "test"}}, {"race": [HOSTILE]},
                        gallery=gallery, explanations=[("panel", np.zeros((8, 8, 3), np.uint8))])
     parser = _Collector()
     parser.feed(text)
-    for section in ("Model card", "Headline metrics (95 % bootstrap intervals)", "subgroups race x gender",
+    for section in ("Model card", "Headline metrics (95 % intervals)", "subgroups race x gender",
                     "Intersections: race × age bin",
                     "Confusion: gender", "Worst cohort: most confident mistakes", "Explanations",
                     "Our numbers beside public anchors"):
