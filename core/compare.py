@@ -4,6 +4,7 @@ The first bundle is the reference; every other one gets deltas (other - referenc
 bootstrap intervals. Bundles of the same images (the same `file` values) are compared *paired*:
 each resample draws the same rows from both, so a delta's interval measures the change rather
 than the noise of two separate samples. Bundles of different images get independent resamples.
+Photos of one person (`core.fairness.cluster_column`) are drawn together.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.fairness import METRICS, group_keys, group_label, row_values, subgroup_metrics
+from core.fairness import (METRICS, bootstrap_means, cluster_column, cluster_ids, group_keys, group_label, row_values,
+                           subgroup_metrics)
 
 __all__ = ["COMPARE_METRICS", "Comparison", "compare_bundles", "paired_rows", "describe", "verdict", "mitigations_of",
            "bundle_note"]
@@ -35,9 +37,12 @@ class Comparison:
 
 
 def bundle_note(metrics: dict) -> str:
-    """What a bundle is, from its metrics.json: dataset, model id and any mitigation applied."""
+    """What a bundle is, from its metrics.json: dataset, model id, any mitigation, and an older face rule."""
     note = f"{metrics.get('dataset')}, model {metrics.get('model_id')}"
-    return note + (f"; mitigation: {metrics['mitigation']}" if metrics.get("mitigation") else "; no mitigation")
+    note += f"; mitigation: {metrics['mitigation']}" if metrics.get("mitigation") else "; no mitigation"
+    if metrics.get("face_rule") == "largest":
+        note += "; in multi-face photos the largest face was audited"
+    return note
 
 
 def paired_rows(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame | None:
@@ -51,21 +56,19 @@ def paired_rows(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame | 
     return other.iloc[order.loc[first.to_numpy()].to_numpy()]
 
 
-def _delta_interval(first: np.ndarray, second: np.ndarray, paired: bool, rng: np.random.Generator,
-                    rounds: int) -> tuple[float, float]:
+def _delta_interval(first: np.ndarray, second: np.ndarray, paired: bool, rng: np.random.Generator, rounds: int,
+                    clusters: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> tuple[float, float]:
+    """95 % bootstrap interval of mean(second) - mean(first); people (clusters) are resampled whole."""
     if paired:
-        keep = ~(np.isnan(first) | np.isnan(second))
-        first, second = first[keep], second[keep]
-        if len(first) < 2:
+        means = bootstrap_means([first, second], clusters[0], rng, rounds)
+        if means is None:
             return np.nan, np.nan
-        draws = rng.integers(0, len(first), size=(rounds, len(first)))
-        deltas = second[draws].mean(axis=1) - first[draws].mean(axis=1)
+        deltas = means[1] - means[0]
     else:
-        first, second = first[~np.isnan(first)], second[~np.isnan(second)]
-        if len(first) < 2 or len(second) < 2:
+        before, after = (bootstrap_means([values], ids, rng, rounds) for values, ids in zip((first, second), clusters))
+        if before is None or after is None:
             return np.nan, np.nan
-        deltas = (second[rng.integers(0, len(second), size=(rounds, len(second)))].mean(axis=1)
-                  - first[rng.integers(0, len(first), size=(rounds, len(first)))].mean(axis=1))
+        deltas = after[0] - before[0]
     low, high = np.percentile(deltas, [2.5, 97.5])
     return float(low), float(high)
 
@@ -116,6 +119,10 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
         paired[name] = rows is not None
         aligned[name] = frames[name] if rows is None else rows
     values = {name: row_values(frame) for name, frame in aligned.items()}
+    people = {name: cluster_ids(frame, cluster_column(frame)) for name, frame in aligned.items()}
+
+    def subset(ids: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+        return None if ids is None else ids[mask]
     metrics = [m for m in metrics if values[reference_name][m].notna().any()]  # e.g. no age MAE without true ages
     tables = {name: subgroup_metrics(frame, by, metrics, rounds=rounds, seed=seed).table
               for name, frame in aligned.items()}
@@ -143,10 +150,13 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
             column = values[name][metric].to_numpy()
             whole = (0.0, 0.0)
             if name != reference_name:
-                whole = _delta_interval(reference_values, column, paired[name], rng, rounds)
-                intervals = [_delta_interval(reference_values[members(aligned[reference_name], key)],
-                                             column[members(aligned[name], key)], paired[name], rng, rounds)
-                             for key in keys]
+                whole = _delta_interval(reference_values, column, paired[name], rng, rounds,
+                                        (people[reference_name], people[name]))
+                intervals = []
+                for key in keys:
+                    mine, theirs = members(aligned[reference_name], key), members(aligned[name], key)
+                    intervals.append(_delta_interval(reference_values[mine], column[theirs], paired[name], rng, rounds,
+                                                     (subset(people[reference_name], mine), subset(people[name], theirs))))
                 index = pd.Index(keys) if len(by) == 1 else pd.MultiIndex.from_tuples(keys)
                 intervals = pd.DataFrame(intervals, index=index, columns=["low", "high"]).reindex(group_table.index)
                 group_table[f"delta {name}"] = group_table[name] - group_table[reference_name]

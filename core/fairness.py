@@ -1,9 +1,11 @@
-"""Subgroup metrics of an audit bundle: fairlearn `MetricFrame` point estimates plus bootstrap intervals.
+"""Subgroup metrics of an audit bundle: fairlearn `MetricFrame` point estimates plus 95 % intervals.
 
 Every metric here is the mean of a per-row quantity over a row mask (a correct answer, an age
-error, a false-female among true males, ...). That makes bootstrap intervals cheap and exact
-per group, and lets one `MetricFrame` hold all metrics at once: its `y_true`/`y_pred` are row
-positions and each metric looks its values up by position.
+error, a false-female among true males, ...). That makes intervals cheap and exact per group, and
+lets one `MetricFrame` hold all metrics at once: its `y_true`/`y_pred` are row positions and each
+metric looks its values up by position. Shares get Wilson score intervals (a percentile bootstrap
+collapses to zero width at 0 or 1, making small perfect groups look the most certain); age errors get
+a bootstrap; photos of one person are resampled together (`cluster_column`).
 """
 
 from __future__ import annotations

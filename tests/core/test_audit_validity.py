@@ -15,6 +15,7 @@ from PIL import Image
 from core import labels
 from core.audit import TrainingOverlapError, run_audit
 from core.bundle import bundle_model_dir, prediction_frame, write_bundle
+from core.compare import compare_bundles
 from core.config import SPLIT_FILE
 from core.datasets import read_manifest
 from core.faces import Face, choose_face
@@ -186,7 +187,7 @@ def test_share_intervals_never_collapse_at_0_or_1():
     assert low == 0.0 and high == pytest.approx(0.176, abs=1e-3)
 
 
-def test_photos_of_one_person_are_resampled_together():
+def test_photos_of_one_person_are_resampled_together_in_intervals_and_deltas():
     frame = synthetic_predictions(200)
     wrong = np.repeat(np.arange(40) % 4 == 0, 5)  # 40 people x 5 photos; a person is misgendered in all or none
     flipped = np.where(frame["gender"] == "Male", "Female", "Male")
@@ -200,6 +201,13 @@ def test_photos_of_one_person_are_resampled_together():
     assert widths[40]["age_mae"] > widths[200]["age_mae"]
     assert cluster_column(frame.assign(identity=np.repeat(np.arange(40), 5))) == "identity"
     assert "`identity`" in interval_note("identity")
+    fixed = frame.assign(pred_gender=frame["gender"])  # a mitigation that fixes every misgendered person
+    delta_widths = []
+    for people in (np.arange(200), np.repeat(np.arange(40), 5)):
+        frames = {name: f.assign(identity=people) for name, f in (("before", frame), ("after", fixed))}
+        row = compare_bundles(frames, metrics=["gender_accuracy"]).overall.loc[("after", "gender_accuracy")]
+        delta_widths.append(row["delta_ci_high"] - row["delta_ci_low"])
+    assert delta_widths[1] > 1.8 * delta_widths[0]
 
 
 # 5. Age bins
