@@ -31,7 +31,7 @@ def split_tables(settings: Settings, split_file: Path) -> dict[str, pd.DataFrame
 def load_chips(folder: Path, files: list[str], size: int, cache_dir: Path = CACHE_DIR) -> torch.Tensor:
     """Aligned uint8 chips `(n, size, size, 3)` for UTKFace `files`, cached in `cache_dir` between runs."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"utkface-{size}-{len(files)}-{hashlib.sha1(chr(10).join(files).encode()).hexdigest()[:10]}"
+    key = f"utkface-{size}-central-{len(files)}-{hashlib.sha1(chr(10).join(files).encode()).hexdigest()[:10]}"
     cache = cache_dir / f"{key}.npy"
     if cache.is_file() and (cache_dir / f"{key}.txt").read_text().splitlines() == files:
         return torch.from_numpy(np.load(cache))
