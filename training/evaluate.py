@@ -6,7 +6,7 @@
     python -m training.evaluate --manifest chips/manifest.csv --input aligned-chips --out audits/chips
 
 Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
-utkface-train, fairface-sample, london-set. Photos are detected and every face is recorded; the
+utkface-train, fairface-sample, fairface-val (FairFace's 10,954 validation photos), london-set. Photos are detected and every face is recorded; the
 labelled face is the most central one (--face-rule largest for the largest) and is aligned before
 prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
 are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
@@ -33,7 +33,7 @@ from core.split import read_split
 
 # Named datasets and what their images are.
 DATASETS = {"utkface-test": "aligned-chips", "utkface-val": "aligned-chips", "utkface-train": "aligned-chips",
-            "fairface-sample": "photos", "london-set": "photos"}
+            "fairface-sample": "photos", "fairface-val": "photos", "london-set": "photos"}
 
 
 def load_named_dataset(name: str, settings: Settings) -> Dataset:
@@ -49,6 +49,8 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
         return dataset
     if name == "fairface-sample":
         return read_fairface(settings.dataset_dir("fairface_sample", "labels.csv"), name=name)
+    if name == "fairface-val":
+        return read_fairface(settings.dataset_dir("fairface", "fairface_label_val.csv"), name=name)
     if name == "london-set":
         dataset = read_london_set(settings.dataset_dir("london_set"))
         dataset.name = name
