@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from core.bundle import GROUP_COLUMNS
 from core.charts import comparison_bars
 from core.compare import COMPARE_METRICS, describe, mitigations_of
-from core.fairness import METRICS, group_label
+from core.fairness import METRICS, group_label, grouping_columns
 from pages import _cached
 
 st.title("Compare bundles")
@@ -21,7 +20,14 @@ reference = left.selectbox("Reference bundle (A)", names, index=names.index(_cac
 others = [name for name in names if name != reference]
 chosen = right.multiselect("Compare with (B, …)", others, default=mitigations_of(reference, others) or others[:1],
                            key="compare_b")
-by = left.multiselect("Group by", list(GROUP_COLUMNS), default=["race"], key="compare_by")
+reference_bundle = _cached.load_bundle_at(choices[reference])
+if reference_bundle is None:
+    st.stop()
+group_options = grouping_columns(reference_bundle.predictions)
+if "compare_by" in st.session_state:  # columns of another bundle are not choices here
+    st.session_state["compare_by"] = [c for c in st.session_state["compare_by"] if c in group_options]
+by = left.multiselect("Group by", group_options, default=[c for c in ["race"] if c in group_options], max_selections=3,
+                      key="compare_by")
 metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric")
 if not chosen or not by:
     st.info("Pick at least one bundle to compare with and one column to group by.")
@@ -30,12 +36,12 @@ comparison = _cached.comparison([reference, *chosen], by, list(dict.fromkeys([me
 if comparison is None:
     st.stop()
 st.caption("Deltas are B − A with 95 % bootstrap intervals, paired on the same images when both bundles hold the same "
-           "files; * marks an interval that excludes 0. Spread: largest minus smallest value over groups of ≥ 30 "
+           "files, photos of one person resampled together; * marks an interval that excludes 0. Spread: largest minus smallest value over groups of ≥ 30 "
            "faces.")
 with st.expander("What each bundle bought and what it cost", expanded=True):
     for name, note in comparison.notes.items():
-        st.markdown(f"**{name}**: {note}")
-    st.markdown("\n".join(f"- {sentence}" for sentence in describe(comparison)))
+        st.markdown(f"**{_cached.plain(name)}**: {_cached.plain(note)}")
+    st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison)))
 if metric not in comparison.by_group:
     st.info(f"{comparison.names[0]} has no labels for {metric}: pick another metric.")
     st.stop()
