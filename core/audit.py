@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
-from core.config import SPLIT_FILE
+from core.config import REPO_ROOT, SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint, file_sha256
@@ -58,12 +59,20 @@ def training_overlap(dataset: Dataset, meta: dict[str, Any]) -> tuple[int, str]:
                      if overlap else "no image of the checkpoint's training split")
 
 
+def _portable(path: Path | None) -> str | None:
+    """A folder as recorded in a bundle: relative to the repository when inside it, so clones resolve it too."""
+    if path is None:
+        return None
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def model_card(checkpoint: Checkpoint) -> dict[str, Any]:
     """What a bundle records about the model that made it (so pages never describe another model)."""
     meta, config = checkpoint.meta, checkpoint.model.config
     training = meta.get("training", {})
     return {"id": checkpoint.model_id, "backbone": config.backbone, "input_size": config.input_size,
-            "trained_on": meta.get("trained_on"), "dir": str(checkpoint.path) if checkpoint.path else None,
+            "trained_on": meta.get("trained_on"), "dir": _portable(checkpoint.path),
             "train_images": training.get("train_images"), "epoch": training.get("epoch"),
             "balance": training.get("balance"), "device": training.get("device"),
             "split_file": meta.get("split_file"), "split_sha256": meta.get("split_sha256"), "created": meta.get("created")}

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core import labels
+from core.config import REPO_ROOT
 from core.fairness import grouping_columns, row_values
 
 __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "PROVENANCE_KEYS", "write_bundle", "read_bundle", "prediction_frame",
@@ -155,7 +156,7 @@ def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path 
     """
     wanted = metrics.get("model_id")
     recorded = (metrics.get("model") or {}).get("dir")
-    for folder in (Path(recorded) if recorded else None, *candidates):
+    for folder in (REPO_ROOT / recorded if recorded else None, *candidates):  # an absolute `recorded` stays absolute
         if folder is None or not wanted:
             continue
         try:
