@@ -139,7 +139,9 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
         "input": {"photos": "photos: faces detected, the labelled face chosen, then aligned",
                   "aligned-chips": "aligned face chips (re-aligned where a face is found)"}.get(
                       metrics.get("input_kind"), "not recorded"),
-        "face rule": str(metrics.get("face_rule") or "not recorded (largest face)"),
+        "face rule": {"center": "center: in a multi-face photo, the most central face (weighted by size and score)",
+                      "largest": "largest: in a multi-face photo, the largest face"}.get(
+                          metrics.get("face_rule"), "not recorded (largest face)"),
         "training images audited": str(metrics.get("training_overlap_note") or "not checked"),
         "created": str(metrics.get("created")),
         "command": str(metrics.get("command") or "not recorded"),

@@ -369,6 +369,8 @@ def worst_group(table: pd.DataFrame, metric: str, min_n: int = SMALL_N) -> dict 
     candidates = table.loc[(table["n"] >= min_n) & table[metric].notna(), metric]
     if candidates.empty:
         return None
+    if metric == "signed_age_error":  # a bias either way: the largest in size is the worst
+        candidates = candidates.abs()
     key = candidates.idxmax() if not METRICS[metric][1] else candidates.idxmin()
     row = table.loc[key]
     return {"group": key, "label": group_label(key), "value": float(row[metric]), "ci_low": float(row[f"{metric}_ci_low"]),

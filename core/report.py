@@ -207,7 +207,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
     origin = provenance(bundle_metrics)
     parts = [f"<h1>{esc(title)}</h1>",
              f"<p>Filters: {esc(chosen)}; {len(frame):,} faces, {bundle_metrics.get('n_rejected', 0):,} images rejected. "
-             f"{esc(interval_note(cluster_column(frame)))}.</p>",
+             f"{esc(interval_note(cluster_column(frame)))}</p>",
              "<h2>Provenance</h2><table class='metrics'>" + "".join(
                  f"<tr><th>{esc(key)}</th><td style='text-align:left'>{esc(value)}</td></tr>" for key, value in origin.items())
              + "</table>",

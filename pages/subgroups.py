@@ -42,7 +42,7 @@ reference = None if reference_label == "overall" else groups[[group_label(g) for
 result = compute(str(bundle.path), str(_cached.filters()), tuple(by), tuple(metric_names), reference)
 table = result.table
 
-st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. {interval_note(cluster_column(frame))}. "
+st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. {interval_note(cluster_column(frame))} "
            f"diff and ratio compare each group with {reference_label}.")
 worst_lines = []
 for name in metric_names:

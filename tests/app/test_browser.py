@@ -115,3 +115,22 @@ def test_report_downloads(browser_page, tmp_path):
     pdf_path = tmp_path / "report.pdf"
     download.value.save_as(pdf_path)
     assert pdf_path.read_bytes()[:5] == b"%PDF-" and download.value.suggested_filename == "faceaudit-fairface-sample.pdf"
+
+
+def test_auditors_own_column_and_the_audited_face(browser_page):
+    page = browser_page
+    _open(page, "Error gallery")  # the FairFace sample: in-the-wild photos, the audited face outlined
+    page.get_by_text(re.compile(r"mistakes among")).first.wait_for()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=SHOTS / "22-gallery-audited-face-outlined.png")
+    picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Audit dataset")
+    picker.click()
+    page.get_by_role("option", name="london-set", exact=True).click()
+    _open(page, "Subgroup metrics")
+    group_by = page.locator("[data-testid='stMultiSelect']").filter(has_text="Group by")
+    group_by.locator("input").fill("expression")  # a column of the London set's own labels file
+    page.keyboard.press("Enter")
+    page.get_by_text(re.compile(r"worst race × expression group")).first.wait_for(timeout=60_000)
+    page.get_by_text("Worst groups among those with").first.scroll_into_view_if_needed()
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=SHOTS / "23-subgroups-race-x-expression.png")
