@@ -61,5 +61,7 @@ table = table[~table["small_n"]]
 for column, name in zip(st.columns(len(available)), available):
     worst = table[name].sort_values(ascending=METRICS[name][1]).head(3)
     column.markdown(f"**{SHORT_NAMES[name]}** (overall {overall.loc[name, 'value']:.3f})")
+    low, high = table.loc[worst.index, f"{name}_ci_low"], table.loc[worst.index, f"{name}_ci_high"]
     column.dataframe({"group": [group_label(key) for key in worst.index], "value": worst.round(3).to_numpy(),
+                      "95 % CI": [f"{a:.3f}–{b:.3f}" for a, b in zip(low, high)],
                       "n": table.loc[worst.index, "n"].to_numpy()}, hide_index=True)

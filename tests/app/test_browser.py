@@ -130,6 +130,7 @@ def test_auditors_own_column_and_the_audited_face(browser_page):
     group_by = page.locator("[data-testid='stMultiSelect']").filter(has_text="Group by")
     group_by.locator("input").fill("expression")  # a column of the London set's own labels file
     page.keyboard.press("Enter")
+    page.keyboard.press("Escape")  # close the list so the findings are visible
     page.get_by_text(re.compile(r"worst race × expression group")).first.wait_for(timeout=60_000)
     page.get_by_text("Worst groups among those with").first.scroll_into_view_if_needed()
     assert page.locator("[data-testid='stException']").count() == 0
