@@ -7,7 +7,7 @@ import streamlit as st
 from core import labels
 from core.config import REPO_ROOT
 from core.explain import BASELINES, stability, valid_targets
-from core.faces import draw_faces, find_faces
+from core.faces import choose_face, draw_faces, find_faces
 from core.images import ImageError
 from core.trainer import predict
 from pages import _cached
@@ -43,8 +43,10 @@ if not result.faces:
 left, right = st.columns([2, 1])
 left.image(draw_faces(result.image, result.faces), caption=f"{name}: {len(result.faces)} face(s), largest first", width="stretch")
 choice = 0
-if len(result.faces) > 1:
-    choice = right.radio("Face", list(range(len(result.faces))), format_func=lambda i: f"face {i + 1}", key="inspect_face")
+if len(result.faces) > 1:  # the default is the face an audit of this photo would score (core.faces.choose_face)
+    central, _ = choose_face(result.faces, result.image.shape[1], result.image.shape[0])
+    choice = right.radio("Face", list(range(len(result.faces))), index=central, key="inspect_face",
+                         format_func=lambda i: f"face {i + 1}" + (" (most central: the one an audit scores)" if i == central else ""))
 chip = result.chips[choice]
 right.image(chip, caption="aligned chip (model input)", width=160)
 
