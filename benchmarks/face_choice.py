@@ -19,10 +19,9 @@ import pandas as pd
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from core.chips import _detector
 from core.config import Settings, add_settings_arguments
 from core.datasets import read_fairface
-from core.faces import choose_face
+from core.faces import choose_face, thread_detector
 from core.images import ImageError, load_image
 
 _TILE, _PER_ROW, _ROWS = 200, 6, 5
@@ -33,7 +32,7 @@ def _detect(path: str) -> dict:
         image = load_image(path)
     except ImageError:
         return {"path": path, "n_faces": -1}
-    faces = _detector().detect(image)
+    faces = thread_detector().detect(image)
     height, width = image.shape[:2]
     if not faces:
         return {"path": path, "n_faces": 0}

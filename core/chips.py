@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -10,20 +9,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.faces import FaceDetector, choose_face, face_record, find_faces
+from core.faces import choose_face, face_record, find_faces, thread_detector
 from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos"]
-
-_local = threading.local()
-
-
-def _detector() -> FaceDetector:
-    """One detector per thread: OpenCV's detector keeps per-call state."""
-    if not hasattr(_local, "detector"):
-        _local.detector = FaceDetector()
-    return _local.detector
-
 
 @dataclass
 class ChipBatch:
@@ -71,7 +60,7 @@ def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, wo
 
 def _chosen(image: np.ndarray, face_rule: str) -> tuple[np.ndarray | None, dict]:
     """Detect, choose the labelled face by `face_rule`, align it; (None, record) when there is no face."""
-    result = find_faces(image, _detector())
+    result = find_faces(image, thread_detector())
     height, width = image.shape[:2]
     if not result.faces:
         return None, face_record([], -1, "no face found", width, height)

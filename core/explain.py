@@ -17,22 +17,25 @@ sampler: same chip + settings + seed -> the same explanation.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from unittest import mock
 from typing import Literal
+from unittest import mock
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core import labels
 from core.model import AGES, MultiTaskNet
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
-           "overlay", "last_conv_layer", "stability"]
+           "overlay", "grad_cam", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
 BASELINES = ("black", "blurred", "mean")
@@ -86,21 +89,39 @@ class _Target(nn.Module):
         elif head != "age":
             self.index = valid_targets(head).index(target)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)[self.head]
-        probs = logits.float().softmax(dim=1)
+    def score(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The explained scalar from the model's logits: `(b,)`."""
+        probs = logits[self.head].float().softmax(dim=1)
         if self.head != "age":
             return probs[:, self.index]
         if self.target == "expected":
             return probs @ AGES.to(probs.device)
         return probs[:, self.indices].sum(dim=1)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(self.model(x))
 
-def last_conv_layer(model: MultiTaskNet) -> nn.Module:
-    convs = [module for module in model.backbone.modules() if isinstance(module, nn.Conv2d)]
-    if not convs:
-        raise ExplainError(f"Grad-CAM needs a convolutional backbone; {model.config.backbone} has no Conv2d layer")
-    return convs[-1]
+
+def grad_cam(model: MultiTaskNet, x: torch.Tensor,
+             score: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    """Grad-CAM maps `(b, S, S)` of `score(logits) -> (b,)` on the backbone's last feature map.
+
+    No hook is registered and nothing is left on the model: the feature map comes from timm's
+    `forward_features`, the logits from `MultiTaskNet.from_features`, the gradient from
+    `torch.autograd.grad`. One model can so serve every session and thread of the dashboard at once.
+
+    Raises:
+        ExplainError: the backbone has no spatial feature map (e.g. a vision transformer).
+    """
+    with torch.enable_grad():
+        features = model.backbone.forward_features(x)
+        if features.ndim != 4:
+            raise ExplainError(f"Grad-CAM needs a convolutional backbone; {model.config.backbone}'s features have "
+                               f"shape {tuple(features.shape)}")
+        (gradients,) = torch.autograd.grad(score(model.from_features(features)).sum(), features)
+    weights = gradients.mean(dim=(2, 3), keepdim=True)  # (b, C, 1, 1)
+    cam = torch.relu((weights * features).sum(dim=1, keepdim=True)).detach()  # (b, 1, h, w)
+    return F.interpolate(cam.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
 def _normalized(model: MultiTaskNet, chip: np.ndarray) -> torch.Tensor:
@@ -135,11 +156,7 @@ def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5, scale
 
 
 def _gradcam(target: _Target, x: torch.Tensor) -> np.ndarray:
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    cam = LayerGradCam(target, last_conv_layer(target.model)).attribute(x)  # (1, 1, h, w)
-    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
-    return torch.relu(cam)[0, 0].detach().numpy()
+    return grad_cam(target.model, x, target.score)[0].numpy()
 
 
 def _integrated_gradients(target: _Target, x: torch.Tensor, baseline: torch.Tensor, steps: int) -> tuple[np.ndarray, float]:
@@ -205,14 +222,13 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
         value = float(scalar(x)[0])
     delta, settings = None, {}
     if method == "gradcam":
-        attribution = _gradcam(scalar, x.clone().requires_grad_(True))
+        attribution = _gradcam(scalar, x)
     elif method == "integrated_gradients":
         attribution, delta = _integrated_gradients(scalar, x, _baseline(model, chip, baseline, mean_face), steps)
         settings = {"baseline": baseline, "steps": steps}
     else:
         attribution = _lime(scalar, chip, samples, segments, seed)
         settings = {"samples": samples, "segments": segments, "seed": seed}
-    model.zero_grad(set_to_none=True)
     return Explanation(method=method, head=head, target=target, attribution=attribution.astype(np.float32),
                        overlay=overlay(chip, attribution), value=value, seconds=time.perf_counter() - started,
                        delta=delta, settings=settings)
@@ -247,21 +263,29 @@ def stability(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["integra
 
 
 class ExplanationCache:
-    """Explanations by (chip hash, model id, method, head, target, settings); least recently used dropped."""
+    """Explanations by (chip hash, model id, method, head, target, settings); least recently used dropped.
+
+    Safe to share between threads (the dashboard's sessions): the table is locked, the computing is not,
+    so two sessions may compute the same explanation once each, never corrupt the table.
+    """
 
     def __init__(self, max_entries: int = 64) -> None:
         self._entries: OrderedDict[tuple, Explanation] = OrderedDict()
+        self._lock = threading.Lock()
         self.max_entries = max_entries
 
     def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
         """`explain(model, chip, **kwargs)`, computed once per key."""
         key = (hashlib.sha1(np.ascontiguousarray(chip).tobytes()).hexdigest(), model_id,
                tuple(sorted((k, v) for k, v in kwargs.items() if k != "mean_face")))
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
         result = explain(model, chip, **kwargs)
-        self._entries[key] = result
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = result
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "Face",
     "FaceResult",
     "FaceDetector",
+    "thread_detector",
     "DetectorNotFoundError",
     "load_template",
     "similarity_transform",
@@ -135,6 +137,16 @@ class FaceDetector:
             landmarks = (row[4:14].reshape(5, 2) - pad) / scale
             faces.append(Face(box=(x, y, w, h), landmarks=landmarks.astype(np.float32), score=float(row[14])))
         return sorted(faces, key=lambda face: face.area, reverse=True)
+
+
+_local = threading.local()
+
+
+def thread_detector() -> FaceDetector:
+    """This thread's own `FaceDetector`: OpenCV's detector keeps per-call state, so threads must not share one."""
+    if not hasattr(_local, "detector"):
+        _local.detector = FaceDetector()
+    return _local.detector
 
 
 def load_template(path: str | Path = TEMPLATE_FILE) -> np.ndarray:

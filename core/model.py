@@ -89,8 +89,12 @@ class MultiTaskNet(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Linear(self.backbone.num_features, size) for name, size in HEADS.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.dropout(self.backbone(x))  # (b, num_features)
-        return {name: head(features) for name, head in self.heads.items()}
+        return self.from_features(self.backbone.forward_features(x))
+
+    def from_features(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits from the backbone's last feature map (`backbone.forward_features`), e.g. for Grad-CAM."""
+        pooled = self.dropout(self.backbone.forward_head(features))  # (b, num_features)
+        return {name: head(pooled) for name, head in self.heads.items()}
 
     def normalize(self, chips: torch.Tensor) -> torch.Tensor:
         """uint8 `(b, H, W, 3)` or `(b, 3, H, W)` chips -> normalised float `(b, 3, S, S)` at the input size."""

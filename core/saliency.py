@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
 
 from core import labels
-from core.explain import last_conv_layer
+from core.explain import grad_cam
 from core.model import MultiTaskNet
 
 __all__ = ["default_cohorts", "cohort_saliency", "SALIENCY_FILE", "save_saliency", "load_saliency"]
@@ -38,11 +37,11 @@ def default_cohorts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return cohorts
 
 
-def _class_scores(model: MultiTaskNet, head: str, classes: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        probs = model(x)[head].float().softmax(dim=1)  # (b, classes)
-        return probs.gather(1, classes[: len(x), None])[:, 0]
-    return forward
+def _class_scores(head: str, classes: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    def score(logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        probs = logits[head].float().softmax(dim=1)  # (b, classes)
+        return probs.gather(1, classes[:, None])[:, 0]
+    return score
 
 
 def cohort_saliency(model: MultiTaskNet, chips: np.ndarray | torch.Tensor, frame: pd.DataFrame, *,
@@ -60,7 +59,6 @@ def cohort_saliency(model: MultiTaskNet, chips: np.ndarray | torch.Tensor, frame
     chips = torch.as_tensor(chips)
     cohorts = default_cohorts(frame) if cohorts is None else cohorts
     rng = np.random.default_rng(seed)
-    layer = last_conv_layer(model)
     maps: dict[str, np.ndarray] = {}
     jobs = [(head, name, mask) for head in heads for name, mask in cohorts.items()]
     for head, name, mask in progress(jobs) if progress else jobs:
@@ -73,14 +71,11 @@ def cohort_saliency(model: MultiTaskNet, chips: np.ndarray | torch.Tensor, frame
         total = None
         for start in range(0, len(rows), batch_size):
             part = rows[start : start + batch_size]
-            x = model.normalize(chips[part]).requires_grad_(True)  # (b, 3, S, S)
-            forward = _class_scores(model, head, torch.as_tensor(codes[part], dtype=torch.long))
-            cam = LayerGradCam(forward, layer).attribute(x)  # (b, 1, h, w)
-            cam = torch.relu(LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear"))[:, 0]
+            x = model.normalize(chips[part])  # (b, 3, S, S)
+            cam = grad_cam(model, x, _class_scores(head, torch.as_tensor(codes[part], dtype=torch.long)))
             cam = cam / cam.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
             batch_sum = cam.sum(dim=0).detach()
             total = batch_sum if total is None else total + batch_sum
-        model.zero_grad(set_to_none=True)
         maps[f"{head}|{name}"] = (total / len(rows)).numpy().astype(np.float32)
         maps[f"{head}|{name}|n"] = np.array(len(rows))
     return maps

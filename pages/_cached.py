@@ -81,11 +81,11 @@ def model_meta() -> dict[str, Any] | None:
         return None
 
 
-@st.cache_resource
 def detector() -> FaceDetector:
-    from core.faces import FaceDetector
+    """The face detector of the thread running this session's script (OpenCV's keeps per-call state)."""
+    from core.faces import thread_detector
 
-    return FaceDetector()
+    return thread_detector()
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading audit bundle…")

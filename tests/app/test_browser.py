@@ -24,7 +24,7 @@ READY = {"Compare": "What each bundle bought and what it cost", "Report": "Downl
 
 
 @pytest.fixture(scope="module")
-def browser_page():
+def browser_and_url():
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     if not (Settings.from_env().model_dir / CONFIG_FILE).is_file():
@@ -34,11 +34,18 @@ def browser_page():
     SHOTS.mkdir(parents=True, exist_ok=True)
     with dashboard() as (url, _), sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
-        page.set_default_timeout(90_000)
-        page.goto(url)
-        yield page
+        yield browser, url
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser_and_url):
+    browser, url = browser_and_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+    page.set_default_timeout(90_000)
+    page.goto(url)
+    yield page
+    page.close()
 
 
 def _open(page, label: str) -> None:
@@ -135,3 +142,26 @@ def test_auditors_own_column_and_the_audited_face(browser_page):
     page.get_by_text("Worst groups among those with").first.scroll_into_view_if_needed()
     assert page.locator("[data-testid='stException']").count() == 0
     page.screenshot(path=SHOTS / "23-subgroups-race-x-expression.png")
+
+
+def test_three_sessions_upload_and_explain_at_once(browser_and_url):
+    """Three users (separate browser contexts, so separate sessions) share the model and the explanation cache."""
+    browser, url = browser_and_url
+    samples = sorted((REPO_ROOT / "samples").glob("*.jpg"))[:3]
+    pages = []
+    for _ in samples:
+        page = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+        page.set_default_timeout(180_000)
+        page.goto(url)
+        page.get_by_role("link", name="Inspect a photo", exact=True).click()
+        page.locator("input[type='file']").wait_for(state="attached")
+        pages.append(page)
+    for page, sample in zip(pages, samples):  # all three uploads go in before any result is awaited
+        page.locator("input[type='file']").set_input_files(str(sample))
+    for index, page in enumerate(pages):
+        page.get_by_text("Explained value on this chip").first.wait_for()
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.get_by_text("Integrated Gradients").first.is_visible()
+        page.screenshot(path=SHOTS / f"24-concurrent-session-{index + 1}.png")
+    for page in pages:
+        page.context.close()
