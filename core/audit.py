@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.config import REPO_ROOT, SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
+from core.faces import FACE_RECORD_COLUMNS
 from core.dedup import find_duplicate_groups, scan_images
 from core.model import Checkpoint, file_sha256
 from core.split import read_split
@@ -103,6 +105,7 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["
     if overlap and not allow_training_images:
         raise TrainingOverlapError(f"{dataset.name}: {overlap_note}; its metrics would flatter the model. Audit "
                                    "other images, or pass --allow-training-images to audit them anyway.")
+    dataset = _without_output_names(dataset)
     size = checkpoint.model.config.input_size
     paths = dataset.table["path"].tolist()
     wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
@@ -112,8 +115,9 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["
     table = dataset.table.loc[ok].reset_index(drop=True)
     outputs = predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device)
     frame = prediction_frame(table, outputs)
-    records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index)
-    frame = pd.concat([frame, records], axis=1) if len(records.columns) else frame.assign(n_faces=0)
+    records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index,
+                           columns=list(FACE_RECORD_COLUMNS))
+    frame = pd.concat([frame, records], axis=1)
     frame = _with_duplicate_groups(frame)
     failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
@@ -128,6 +132,22 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["
     if note := mitigation_note(checkpoint.meta.get("training", {})):
         metrics_json["mitigation"] = note
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
+
+
+# Columns an audit writes besides `pred_*` and `p_*`; a dataset column of the same name is renamed, never overwritten.
+_OUTPUT_COLUMNS = {*FACE_RECORD_COLUMNS, "dup_group", "dup_group_size", "label_conflict"}
+
+
+def _without_output_names(dataset: Dataset) -> Dataset:
+    """The dataset with its own columns that clash with audit outputs renamed `manifest_<name>`, and a note each."""
+    clashing = [column for column in dataset.extra_columns
+                if column in _OUTPUT_COLUMNS or str(column).startswith(("pred_", "p_"))]
+    if not clashing:
+        return dataset
+    renamed = {column: f"manifest_{column}" for column in clashing}
+    notes = [f"the dataset's column {old!r} is kept as {new!r}: FaceAudit writes its own {old!r}"
+             for old, new in renamed.items()]
+    return replace(dataset, table=dataset.table.rename(columns=renamed), notes=[*dataset.notes, *notes])
 
 
 def _with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:

@@ -76,7 +76,10 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
     labelled image (its `errors` entry is "" and its record says so).
     """
     def one(path: str) -> _Result:
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except ImageError as error:  # a broken file is one reject, never the end of the run
+            return None, str(error), {}
         chip, record = _chosen(image, face_rule)
         if chip is None:
             return image, "", record | {"face_reason": "no face found: the chip is used as cropped"}

@@ -115,7 +115,10 @@ def parse_utkface_name(name: str) -> dict[str, object]:
     if match is None:
         raise labels.LabelError("name does not end in '.jpg.chip.jpg'")
     fields = name[: match.start()].split("_")
-    if len(fields) != len(_UTK_FIELDS) or not all(part.isdigit() for part in fields):
+    not_numbers = [part for part in fields if not (part.isascii() and part.isdigit())]
+    if len(fields) == len(_UTK_FIELDS) and not_numbers:
+        raise labels.LabelError(f"field(s) {not_numbers} are not whole numbers written in the digits 0-9")
+    if len(fields) != len(_UTK_FIELDS):
         raise labels.LabelError(
             f"expected age_gender_race_timestamp.jpg.chip.jpg, found {len(fields)} field(s) {fields}"
             + (" (the race field is missing)" if len(fields) == 3 and len(fields[2]) > 2 else "")

@@ -37,6 +37,7 @@ __all__ = [
     "FACE_RULES",
     "choose_face",
     "face_record",
+    "FACE_RECORD_COLUMNS",
     "match_face",
 ]
 
@@ -284,6 +285,11 @@ def choose_face(faces: list[Face], width: int, height: int, rule: str = "center"
     index = int(weight.argmax())
     largest = " (also the largest)" if index == int(areas.argmax()) else " (not the largest)"
     return index, f"most central of {len(faces)} faces{largest}: centre distance {distance[index]:.2f}, weight {weight[index]:.2f}"
+
+
+# The columns `face_record` gives every audited row.
+FACE_RECORD_COLUMNS = ("n_faces", "multi_face", "face_index", "face_reason", "face_score", "face_box_x", "face_box_y",
+                       "face_box_w", "face_box_h", "face_px", "image_width", "image_height", "faces")
 
 
 def face_record(faces: list[Face], chosen: int, reason: str, width: int, height: int) -> dict:

@@ -20,13 +20,14 @@ import json
 import shlex
 import sys
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
 from core.audit import INPUT_KINDS, TrainingOverlapError, run_audit
 from core.bundle import write_bundle
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
-from core.datasets import Dataset, read_fairface, read_london_set, read_manifest, read_utkface
+from core.datasets import REJECT_COLUMNS, Dataset, read_fairface, read_london_set, read_manifest, read_utkface
 from core.faces import FACE_RULES
 from core.model import CheckpointError, load_checkpoint, resolve_device
 from core.split import read_split
@@ -40,11 +41,16 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
     """One of `DATASETS`, read from the data folder."""
     if name.startswith("utkface-"):
         part = name.removeprefix("utkface-")
-        dataset = read_utkface(settings.dataset_dir("utkface", "UTKFace"))
+        folder = settings.dataset_dir("utkface", "UTKFace")
+        dataset = read_utkface(folder)
         split = read_split(SPLIT_FILE)
         files = set(split.loc[split["split"] == part, "file"])
         dataset.table = dataset.table[dataset.table["file"].isin(files)].reset_index(drop=True)
-        dataset.rejects = dataset.rejects.iloc[0:0]  # rejected names belong to no split
+        missing = sorted(files - set(dataset.table["file"]))  # listed in the split, absent from the folder
+        dataset.rejects = pd.DataFrame({"file": missing, "path": [str(folder / file) for file in missing],
+                                        "source": "utkface", "reason": f"missing file: in {SPLIT_FILE.name} ({part}) "
+                                                                      f"but not in {folder}"},
+                                       columns=list(REJECT_COLUMNS))  # rejected names belong to no split
         dataset.name = name
         return dataset
     if name == "fairface-sample":
@@ -101,8 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):
         bundle.metrics["image_root_in_data"] = str(dataset.root.relative_to(settings.data_dir))
     write_bundle(bundle, args.out)
+    if bundle.metrics["n"] == 0:
+        print(f"error: no image of {dataset.name} produced a prediction; the {bundle.metrics['n_rejected']} rejects "
+              f"and why are in {args.out}/rejects.csv", file=sys.stderr)
+        return 2
     headline = {k: v for k, v in bundle.metrics.items() if k != "groups"}
     print(json.dumps(headline, indent=2))
+    for note in bundle.metrics["notes"]:
+        print(f"note: {note}")
     print(f"wrote {args.out}: {bundle.metrics['n']} faces, {bundle.metrics['n_rejected']} rejected, "
           f"{bundle.metrics['multi_face_images']} images with several faces; {bundle.metrics['training_overlap_note']}")
     return 0

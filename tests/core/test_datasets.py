@@ -17,7 +17,7 @@ UTK_BAD = {
     "30_0_5_20170116174525125.jpg.chip.jpg": "unknown race code 5",
     "130_0_0_20170116174525125.jpg.chip.jpg": "not a whole number of years in 0-116",
     "notes.txt": "does not end in '.jpg.chip.jpg'",
-    "a_b_c_d.jpg.chip.jpg": "found 4 field(s)",
+    "a_b_c_d.jpg.chip.jpg": "are not whole numbers",
 }
 
 
