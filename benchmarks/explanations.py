@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.chips import faces_for_model
 from core.config import REPO_ROOT, Settings, add_settings_arguments
 from core.explain import explain, stability
-from core.faces import FaceDetector, find_faces
+from core.faces import FaceDetector
 from core.model import load_checkpoint
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     checkpoint = load_checkpoint(Settings.from_args(args).model_dir)
     model, size = checkpoint.model, checkpoint.model.config.input_size
     detector = FaceDetector()
-    chips = [find_faces(path, detector, size=size).chips[0] for path in sorted((REPO_ROOT / "samples").glob("*.jpg"))]
+    chips = [faces_for_model(path, size, detector).chips[0] for path in sorted((REPO_ROOT / "samples").glob("*.jpg"))]
     mean_face = np.asarray(Image.open(REPO_ROOT / "core" / "assets" / "mean_face.png").convert("RGB"))
     settings = {"Grad-CAM": {"method": "gradcam"},
                 "Integrated Gradients, 50 steps": {"method": "integrated_gradients", "steps": 50},

@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from core import labels
 from core.baseline import PcaBaseline
+from core.chips import faces_for_model
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import read_london_set
-from core.faces import FaceDetector, find_faces
+from core.faces import FaceDetector
 from core.images import load_image
 from core.model import load_checkpoint
 from core.trainer import Targets, metrics, predict, targets_from_table
@@ -80,7 +81,7 @@ def main() -> None:
     photos = read_london_set(settings.dataset_dir("london_set")).table["path"].tolist()[:40]
 
     def one_photo(path: str) -> None:
-        result = find_faces(path, detector, size=size)
+        result = faces_for_model(path, size, detector)
         predict(model, np.stack(result.chips[:1]))
 
     one_photo(photos[0])

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.faces import choose_face, face_record, find_faces, thread_detector
+from core.faces import FaceDetector, FaceResult, choose_face, face_record, find_faces, thread_detector
 from core.images import ImageError, load_image
 
-__all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos"]
+__all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos", "faces_for_model", "to_model_size"]
 
 @dataclass
 class ChipBatch:
@@ -35,11 +35,26 @@ class ChipBatch:
         return np.array([record.get("n_faces", 0) for record in self.records], dtype=np.int32)
 
 
-def _resize(chip: np.ndarray, size: int) -> np.ndarray:
+def to_model_size(chip: np.ndarray, size: int) -> np.ndarray:
+    """A chip resized to the model's input side (area averaging down, linear up), as every training chip was."""
     if chip.shape[0] == size and chip.shape[1] == size:
         return chip
     interpolation = cv2.INTER_AREA if chip.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(chip, (size, size), interpolation=interpolation)
+
+
+def faces_for_model(source: str | bytes | np.ndarray, size: int, detector: FaceDetector | None = None) -> FaceResult:
+    """Every face of a photo as the model sees it: aligned on UTKFace's 200 px geometry, then `to_model_size`.
+
+    The one preprocessing path of FaceAudit: batch audits, training chips, the Inspect page and the
+    report's explanations all use it, so the same photo gets the same answer everywhere.
+
+    Raises:
+        core.images.ImageError: `source` is not a readable image.
+    """
+    result = find_faces(source, detector or thread_detector())
+    result.chips = [to_model_size(chip, size) for chip in result.chips]
+    return result
 
 
 _Result = tuple[np.ndarray | None, str, dict]
@@ -54,13 +69,13 @@ def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, wo
         for index, (chip, error, record) in enumerate(progress(results) if progress else results):
             errors[index], records[index] = error, record
             if chip is not None:
-                chips[index] = _resize(chip, size)
+                chips[index] = to_model_size(chip, size)
     return ChipBatch(chips=chips, errors=errors, records=records)
 
 
-def _chosen(image: np.ndarray, face_rule: str) -> tuple[np.ndarray | None, dict]:
+def _chosen(image: np.ndarray, face_rule: str, size: int) -> tuple[np.ndarray | None, dict]:
     """Detect, choose the labelled face by `face_rule`, align it; (None, record) when there is no face."""
-    result = find_faces(image, thread_detector())
+    result = faces_for_model(image, size)
     height, width = image.shape[:2]
     if not result.faces:
         return None, face_record([], -1, "no face found", width, height)
@@ -80,7 +95,7 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
             image = load_image(path)
         except ImageError as error:  # a broken file is one reject, never the end of the run
             return None, str(error), {}
-        chip, record = _chosen(image, face_rule)
+        chip, record = _chosen(image, face_rule, size)
         if chip is None:
             return image, "", record | {"face_reason": "no face found: the chip is used as cropped"}
         return chip, "", record
@@ -99,7 +114,7 @@ def chips_from_photos(paths: Sequence[str], *, size: int, face_rule: str = "cent
             image = load_image(path)
         except ImageError as error:
             return None, str(error), {}
-        chip, record = _chosen(image, face_rule)
+        chip, record = _chosen(image, face_rule, size)
         return chip, ("" if chip is not None else "no face found"), record
 
     return _run(one, paths, size, workers, progress)

@@ -405,7 +405,8 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     note says why. Images that are not on this machine are skipped.
     """
     from core.explain import explain
-    from core.faces import choose_face, find_faces, match_face
+    from core.chips import faces_for_model
+    from core.faces import choose_face, match_face
     from core.gallery import mistakes
 
     note = ""
@@ -436,7 +437,7 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
         box = chosen_box(row)
         gallery.append((caption, thumbnail(path, box=box)))
         if checkpoint is not None and detector is not None and len(explanations) < panels:
-            found = find_faces(str(path), detector, size=checkpoint.model.config.input_size)
+            found = faces_for_model(str(path), checkpoint.model.config.input_size, detector)
             if not found.faces:
                 continue
             height, width = found.image.shape[:2]

@@ -7,7 +7,8 @@ import streamlit as st
 from core import labels
 from core.config import REPO_ROOT
 from core.explain import BASELINES, stability, valid_targets
-from core.faces import choose_face, draw_faces, find_faces
+from core.chips import faces_for_model
+from core.faces import choose_face, draw_faces
 from core.images import ImageError
 from core.trainer import predict
 from pages import _cached
@@ -31,7 +32,7 @@ else:
     st.stop()
 
 try:
-    result = find_faces(data, _cached.detector(), size=checkpoint.model.config.input_size)
+    result = faces_for_model(data, checkpoint.model.config.input_size, _cached.detector())
 except ImageError as error:
     st.error(f"Cannot use {name}: {error}")
     st.stop()

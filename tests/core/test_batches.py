@@ -81,3 +81,18 @@ def test_split_files_missing_from_the_folder_are_rejects(tmp_path):
     assert len(dataset.table) == 2 and len(dataset.rejects) == len(test_files) - 2
     assert dataset.rejects["reason"].str.startswith("missing file: in utkface.csv (test)").all()
     assert sorted(dataset.rejects["file"]) == sorted(test_files[2:])  # each missing file named once
+
+
+def test_a_photo_gets_the_same_chip_and_answer_in_a_batch_and_on_the_inspect_page():
+    from core.chips import chips_from_photos, faces_for_model
+    from core.faces import choose_face
+    from core.trainer import predict
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="test_efficientnet", input_size=48)).eval()
+    path = str(LONDON_FIXTURES / "025_03.jpg")
+    batch = chips_from_photos([path], size=48).chips[0]
+    found = faces_for_model(path, 48)  # what the Inspect page and the report's explanations use
+    inspected = found.chips[choose_face(found.faces, found.image.shape[1], found.image.shape[0])[0]]
+    assert (batch == inspected).all()
+    assert predict(model, batch[None])["gender"].tolist() == predict(model, inspected[None])["gender"].tolist()
