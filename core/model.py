@@ -189,12 +189,38 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in config.json")
 
 
+# Limits on a checkpoint's config: a larger input would make one prediction take gigabytes.
+INPUT_SIZE_RANGE = (16, 1024)
+
+
+def _checked_config(block: Any, path: Path) -> ModelConfig:
+    """The network config of a checkpoint, every field checked; `pretrained*` fields are never followed.
+
+    A checkpoint's weights are its `model.safetensors`: a `pretrained` flag or `pretrained_file` in its
+    config would make loading fetch from the hub or unpickle a file, so both are ignored.
+    """
+    if not isinstance(block, dict):
+        raise CheckpointError(f"{path}: 'model' must be an object with backbone, input_size and dropout")
+    backbone, size, dropout = block.get("backbone"), block.get("input_size"), block.get("dropout", 0.0)
+    if not isinstance(backbone, str) or not timm.is_model(backbone):
+        raise CheckpointError(f"{path}: unknown backbone {backbone!r}; it must be a timm model name")
+    low, high = INPUT_SIZE_RANGE
+    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+        raise CheckpointError(f"{path}: input_size {size!r} must be a whole number of pixels in {low}-{high}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise CheckpointError(f"{path}: dropout {dropout!r} must be a number in [0, 1)")
+    return ModelConfig(backbone=backbone, input_size=size, dropout=float(dropout))
+
+
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild a model from a checkpoint folder, in eval mode, on `device`.
 
+    The weights must have the SHA-256 that config.json records (so the model id is the weights' own),
+    the config's fields are checked against limits, and nothing but `model.safetensors` is loaded.
+
     Raises:
-        CheckpointError: the folder or a file is missing, unreadable, or its labels differ from
-            this version of FaceAudit.
+        CheckpointError: the folder or a file is missing, unreadable, tampered with, out of limits, or its
+            labels differ from this version of FaceAudit.
     """
     folder = Path(folder)
     weights, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
@@ -203,9 +229,16 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
             raise CheckpointError(f"checkpoint file {path} is missing (set FACEAUDIT_MODEL or pass --model)")
     try:
         meta = json.loads(config_path.read_text())
-        config = ModelConfig(**meta["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{config_path} is not a FaceAudit checkpoint config ({error})") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{config_path} is not a FaceAudit checkpoint config (a JSON object is expected)")
+    config = _checked_config(meta.get("model"), config_path)
+    actual = file_sha256(weights)
+    if meta.get("weights_sha256") != actual:
+        raise CheckpointError(f"{weights} is not the file its config.json describes (SHA-256 {actual[:12]}, recorded "
+                              f"{str(meta.get('weights_sha256'))[:12]}): the weights were replaced or damaged; "
+                              "save the checkpoint again with FaceAudit")
     if meta.get("labels") != _label_block():
         raise CheckpointError(f"{config_path}: its label names differ from this FaceAudit version's; retrain or update")
     model = create_model(config)

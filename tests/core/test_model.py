@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core import labels
-from core.model import CheckpointError, ModelConfig, age_summary, create_model, load_checkpoint, save_checkpoint
+from core.model import (CheckpointError, ModelConfig, age_summary, create_model, file_sha256, load_checkpoint,
+                        save_checkpoint)
 
 TINY = [ModelConfig(backbone="test_efficientnet", input_size=48), ModelConfig(backbone="test_resnet", input_size=48)]
 
@@ -56,8 +57,47 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_corrupt_weights_are_a_clear_error(tmp_path):
     save_checkpoint(create_model(TINY[0]), tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="is not the file its config.json describes"):
+        load_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["weights_sha256"] = file_sha256(tmp_path / "model.safetensors")  # consistent, but still not weights
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="cannot be loaded into test_efficientnet"):
         load_checkpoint(tmp_path)
+
+
+def test_swapped_weights_are_refused_so_bundles_never_credit_the_wrong_model(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(create_model(TINY[0]), tmp_path / "a")
+    save_checkpoint(create_model(TINY[0]), tmp_path / "b")
+    (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="the weights were replaced or damaged"):
+        load_checkpoint(tmp_path / "a")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"input_size": 20000}, r"input_size 20000 must be a whole number of pixels in 16-1024"),
+    ({"input_size": "48"}, r"input_size '48' must be a whole number"),
+    ({"backbone": "no_such_net"}, r"unknown backbone 'no_such_net'; it must be a timm model name"),
+    ({"dropout": 3}, r"dropout 3 must be a number in \[0, 1\)"),
+])
+def test_config_fields_are_checked_against_limits(tmp_path, change, message):
+    save_checkpoint(create_model(TINY[0]), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"] |= change
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path)
+
+
+def test_pretrained_fields_of_a_checkpoint_are_never_followed(tmp_path):
+    save_checkpoint(create_model(TINY[0]), tmp_path)
+    (tmp_path / "evil.pth").write_bytes(b"\x80\x04cos\nsystem\n")  # a pickle that must never be opened
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"] |= {"pretrained": True, "pretrained_file": str(tmp_path / "evil.pth")}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    checkpoint = load_checkpoint(tmp_path)  # neither the hub nor the file: the weights are model.safetensors
+    assert checkpoint.model.config.pretrained is False and checkpoint.model.config.pretrained_file is None
 
 
 def test_checkpoint_with_other_labels_is_refused(tmp_path):
