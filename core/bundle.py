@@ -32,7 +32,7 @@ from core.fairness import grouping_columns, row_values
 
 __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "PROVENANCE_KEYS", "write_bundle", "read_bundle", "prediction_frame",
            "resolve_image", "discover_bundles", "compute_metrics", "bundle_title", "provenance", "bundle_model_dir",
-           "chosen_box"]
+           "chosen_box", "csv_safe"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
@@ -187,13 +187,35 @@ def discover_bundles(model_dir: Path) -> dict[str, Path]:
     return {path.name: path for path in sorted(audits.iterdir()) if (path / METRICS_FILE).is_file()}
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells that a spreadsheet would run as formulas (=, +, -, @ first) start with a quote."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
+            text = safe[column].astype("string")
+            safe[column] = text.where(~text.str.startswith(_FORMULA_START).fillna(False), "'" + text)
+    return safe
+
+
+def _csv_unsafe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo `csv_safe` on text read back."""
+    for column in frame.columns:
+        text = frame[column]
+        escaped = text.str.startswith(tuple(f"'{start}" for start in _FORMULA_START))
+        frame[column] = text.where(~escaped, text.str[1:])
+    return frame
+
+
 def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
     """Write a bundle's three files into `folder` (metrics.json gets the `format` stamp)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     bundle.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
     (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics | {"format": BUNDLE_FORMAT}, indent=2, default=float))
-    bundle.rejects.to_csv(folder / REJECTS_FILE, index=False)
+    csv_safe(bundle.rejects).to_csv(folder / REJECTS_FILE, index=False)
     return folder
 
 
@@ -211,5 +233,5 @@ def read_bundle(folder: str | Path) -> Bundle:
     if metrics_json.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected {BUNDLE_FORMAT!r}")
     predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
-    rejects = pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False)
+    rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))
     return Bundle(predictions=predictions, metrics=metrics_json, rejects=rejects, path=folder)

@@ -18,7 +18,7 @@ import plotly.io as pio
 from PIL import Image, ImageDraw
 
 from core import labels
-from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, provenance, resolve_image
+from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, provenance, resolve_image
 from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import (METRICS, SMALL_N, cluster_column, confusion, group_label, grouping_columns, interval_note,
@@ -142,7 +142,7 @@ def report_csv_zip(frame: pd.DataFrame, comparison: Comparison | None = None, gr
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, table in report_tables(frame, comparison, group_by).items():
-            archive.writestr(f"{name}.csv", table.to_csv())
+            archive.writestr(f"{name}.csv", csv_safe(table.reset_index()).to_csv(index=False))
     return buffer.getvalue()
 
 

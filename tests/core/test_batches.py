@@ -1,6 +1,8 @@
 """Batch audits account for every row: rows in = predictions + rejects, whatever fails, and a bundle is always written."""
 
+import io
 import shutil
+import zipfile
 
 import pandas as pd
 import pytest
@@ -96,3 +98,20 @@ def test_a_photo_gets_the_same_chip_and_answer_in_a_batch_and_on_the_inspect_pag
     inspected = found.chips[choose_face(found.faces, found.image.shape[1], found.image.shape[0])[0]]
     assert (batch == inspected).all()
     assert predict(model, batch[None])["gender"].tolist() == predict(model, inspected[None])["gender"].tolist()
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path):
+    from core.bundle import write_bundle
+    from core.report import report_csv_zip
+    from tests.bundle_fixture import gender_shades_bundle
+
+    bundle = gender_shades_bundle(per_cell=30)
+    hostile = '=HYPERLINK("http://x","y").jpg'
+    bundle.rejects = pd.DataFrame([{"file": hostile, "path": "/x", "source": "m", "reason": "no face found"}])
+    folder = write_bundle(bundle, tmp_path / "b")
+    assert "'=HYPERLINK" in (folder / "rejects.csv").read_text()
+    assert read_bundle(folder).rejects["file"].iloc[0] == hostile  # read back as written
+    frame = bundle.predictions.assign(skin=bundle.predictions["skin"].replace("darker", "@darker"))
+    archive = zipfile.ZipFile(io.BytesIO(report_csv_zip(frame, group_by=["skin"])))
+    text = archive.read("subgroups_skin.csv").decode()
+    assert "'@darker" in text and "\n@darker" not in text
