@@ -16,8 +16,9 @@ from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.config import REPO_ROOT, SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
-from core.faces import FACE_RECORD_COLUMNS
 from core.dedup import find_duplicate_groups, scan_images
+from core.errors import FaceAuditError
+from core.faces import FACE_RECORD_COLUMNS
 from core.model import Checkpoint, file_sha256
 from core.split import read_split
 from core.trainer import CPU, mitigation_note, predict
@@ -29,7 +30,7 @@ __all__ = ["INPUT_KINDS", "TrainingOverlapError", "run_audit", "training_files",
 INPUT_KINDS = ("photos", "aligned-chips")
 
 
-class TrainingOverlapError(ValueError):
+class TrainingOverlapError(FaceAuditError, ValueError):
     """The dataset holds images the checkpoint was trained on."""
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from core import labels
 from core.config import REPO_ROOT
+from core.errors import FaceAuditError
 from core.fairness import grouping_columns, row_values
 
 __all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "PROVENANCE_KEYS", "write_bundle", "read_bundle", "prediction_frame",
@@ -39,7 +40,7 @@ BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bund
 GROUP_COLUMNS = tuple(labels.CLASSES)
 
 
-class BundleError(RuntimeError):
+class BundleError(FaceAuditError, RuntimeError):
     """A bundle folder that is missing files or was written by an incompatible version."""
 
 

@@ -14,8 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.fairness import (METRICS, bootstrap_means, cluster_column, cluster_ids, group_keys, group_label, row_values,
-                           subgroup_metrics)
+from core.fairness import (
+    METRICS,
+    SelectionError,
+    bootstrap_means,
+    cluster_column,
+    cluster_ids,
+    group_keys,
+    group_label,
+    row_values,
+    subgroup_metrics,
+)
 
 __all__ = ["COMPARE_METRICS", "Comparison", "compare_bundles", "paired_rows", "describe", "verdict", "mitigations_of",
            "bundle_note"]
@@ -99,17 +108,17 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
         rounds: Bootstrap resamples for every interval.
 
     Raises:
-        ValueError: fewer than two frames, an empty frame, or an unknown metric.
+        SelectionError: fewer than two frames, an empty frame, or an unknown metric.
     """
     if len(frames) < 2:
-        raise ValueError(f"comparing needs at least two bundles, got {len(frames)}")
+        raise SelectionError(f"comparing needs at least two bundles, got {len(frames)}")
     empty = [name for name, frame in frames.items() if frame.empty]
     if empty:
-        raise ValueError(f"nothing to compare: no rows in {', '.join(empty)}")
+        raise SelectionError(f"nothing to compare: no rows in {', '.join(empty)}")
     by, metrics = by or ["race"], metrics or COMPARE_METRICS
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+        raise SelectionError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     names = list(frames)
     reference_name, reference = names[0], frames[names[0]]
     aligned = {reference_name: reference}

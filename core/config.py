@@ -17,13 +17,15 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.errors import FaceAuditError
+
 __all__ = ["REPO_ROOT", "SPLIT_FILE", "Settings", "DataNotFoundError", "add_settings_arguments"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLIT_FILE = REPO_ROOT / "splits" / "utkface.csv"
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(FaceAuditError, FileNotFoundError):
     """The data folder (or a dataset inside it) is not where the settings say."""
 
 

@@ -10,6 +10,8 @@ Table columns: `file` (path as the source names it, the row's stable id), `path`
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from core import labels
+from core.config import DataNotFoundError
+from core.errors import FaceAuditError
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -41,7 +45,7 @@ _UTK_SUFFIX = re.compile(r"\s*\.?jpg\.chip\.jpg$")
 _UTK_FIELDS = ("age", "gender code", "race code", "timestamp")
 
 
-class ManifestError(ValueError):
+class ManifestError(FaceAuditError, ValueError):
     """A manifest or label CSV that cannot be read as a whole (missing columns, not a CSV)."""
 
 
@@ -137,11 +141,11 @@ def read_utkface(folder: str | Path) -> Dataset:
     Every file in the folder appears either in `table` or in `rejects` (with the reason).
 
     Raises:
-        FileNotFoundError: `folder` does not exist.
+        DataNotFoundError: `folder` does not exist.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"UTKFace folder {folder} does not exist")
+        raise DataNotFoundError(f"UTKFace folder {folder} does not exist (set FACEAUDIT_DATA or pass --data)")
     rows, rejects, irregular = [], [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
@@ -156,18 +160,66 @@ def read_utkface(folder: str | Path) -> Dataset:
     return _build("utkface", rows, rejects, extra=[], root=folder, notes=notes)
 
 
-def _read_csv(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
+# Header names FaceAudit reads; matched case-insensitively (`AGE`, `Gender`) and stored lower-case.
+_KNOWN_HEADERS = {"path", "file", "source", *LABEL_COLUMNS, "ethnicity", "service_test"}
+_DELIMITERS = ",;\t|"
+
+
+@dataclass
+class _Csv:
+    """A label file read as text: rows with the header's fields, rejects for the others, notes on how it was read."""
+
+    frame: pd.DataFrame
+    rejects: list[dict]
+    notes: list[str]
+
+
+def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
+    """Read a label CSV robustly: UTF-8 (or Latin-1, noted), any of , ; tab | as delimiter, header names
+    case-insensitive; a row with the wrong number of fields is a reject naming its line, never a shifted row.
+
+    Raises:
+        ManifestError: the file is missing, a folder, binary, empty, or lacks a required column.
+    """
+    if csv_path.is_dir():
+        raise ManifestError(f"{csv_path} is a folder; give the CSV file inside it")
     if not csv_path.is_file():
-        raise FileNotFoundError(f"label file {csv_path} does not exist")
+        raise ManifestError(f"label file {csv_path} does not exist")
+    raw, notes = csv_path.read_bytes(), []
+    if b"\x00" in raw:
+        raise ManifestError(f"{csv_path} contains NUL bytes: not a text CSV (export it as CSV from the spreadsheet)")
     try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise ManifestError(f"{csv_path}: not a readable CSV ({error})") from error
-    frame.columns = [str(column).strip() for column in frame.columns]
-    missing = [column for column in required if column not in frame.columns]
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+        notes.append(f"{csv_path.name} is not UTF-8; it was read as Latin-1 (save it as UTF-8 to be sure)")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ManifestError(f"{csv_path} is empty: it needs a header line with {', '.join(required)}")
+    delimiter = max(_DELIMITERS, key=lines[0].count) if any(d in lines[0] for d in _DELIMITERS) else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    header = [str(name).strip() for name in next(reader)]
+    header = [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise ManifestError(f"{csv_path}: column(s) {twice} appear twice (header names are case-insensitive)")
+    missing = [column for column in required if column not in header]
     if missing:
-        raise ManifestError(f"{csv_path}: missing column(s) {missing}; found {list(frame.columns)}")
-    return frame
+        raise ManifestError(f"{csv_path}: missing column(s) {missing}; found {header}"
+                            + ("" if delimiter == "," else f" (read with delimiter {delimiter!r})"))
+    records, rejects = [], []
+    key = header.index(next(iter(required)))
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        if len(row) != len(header):
+            rejects.append({"file": row[key].strip() if len(row) > key else f"(line {reader.line_num})",
+                            "path": str(csv_path), "source": source,
+                            "reason": f"{csv_path.name} line {reader.line_num}: {len(row)} fields where the header has "
+                                      f"{len(header)}; quote values that contain {delimiter!r}"})
+            continue
+        records.append(row)
+    return _Csv(pd.DataFrame(records, columns=header, dtype=str), rejects, notes)
 
 
 def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
@@ -202,12 +254,13 @@ def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, na
         name: Name of the dataset in tables and reports.
     """
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path, ["file", "age", "gender", "race"])
+    table = _read_csv(csv_path, ["file", "age", "gender", "race"], name)
+    frame = table.frame
     frame["fairface_race"] = frame["race"]
     extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
     root = Path(image_root or csv_path.parent)
     rows, rejects = _read_rows(frame, root, name, "file", {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
-    return _build(name, rows, rejects, extra, root)
+    return _build(name, rows, table.rejects + rejects, extra, root, table.notes)
 
 
 def read_london_set(folder: str | Path) -> Dataset:
@@ -216,12 +269,13 @@ def read_london_set(folder: str | Path) -> Dataset:
     `ethnicity` maps to race through `labels.LONDON_TO_RACE` and is kept as an extra column.
     """
     csv_path = Path(folder) / "labels.csv"
-    frame = _read_csv(csv_path, ["file", "age", "gender", "ethnicity"])
+    table = _read_csv(csv_path, ["file", "age", "gender", "ethnicity"], "london_set")
+    frame = table.frame
     frame["race"] = [labels.LONDON_TO_RACE.get(value.strip().lower(), value) for value in frame["ethnicity"]]
     extra = [c for c in frame.columns if c not in ("file", "age", "gender", "race")]
     rows, rejects = _read_rows(frame, csv_path.parent, "london_set", "file",
                                {"age": "age", "gender": "gender", "race": "race"}, extra)
-    return _build("london_set", rows, rejects, extra, csv_path.parent)
+    return _build("london_set", rows, table.rejects + rejects, extra, csv_path.parent, table.notes)
 
 
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
@@ -232,14 +286,13 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     other column is kept as an extra grouping attribute, e.g. `skin` or `identity`.
 
     Raises:
-        FileNotFoundError: the CSV does not exist.
-        ManifestError: the CSV cannot be parsed or has no `path` column.
+        ManifestError: the CSV is missing, cannot be read as a CSV, or has no `path` column.
     """
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path, ["path"])
-    frame = frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in frame.columns})
+    name = name or csv_path.stem
+    table = _read_csv(csv_path, ["path"], name)
+    frame = table.frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in table.frame.columns})
     present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
     extra = [c for c in frame.columns if c != "path" and c not in present]
-    name = name or csv_path.stem
     rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    return _build(name, rows, rejects, extra, csv_path.parent)
+    return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, table.notes)

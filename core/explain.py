@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import labels
+from core.errors import FaceAuditError
 from core.model import AGES, MultiTaskNet
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
@@ -41,7 +42,7 @@ METHODS = ("gradcam", "integrated_gradients", "lime")
 BASELINES = ("black", "blurred", "mean")
 
 
-class ExplainError(ValueError):
+class ExplainError(FaceAuditError, ValueError):
     """A head, target, method or setting that does not exist; the message lists the valid ones."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.errors import FaceAuditError
 from core.images import load_image
 
 __all__ = [
@@ -54,7 +55,7 @@ _DETECT_PAD = 0.25
 FACE_RULES = ("center", "largest")
 
 
-class DetectorNotFoundError(FileNotFoundError):
+class DetectorNotFoundError(FaceAuditError, FileNotFoundError):
     """The YuNet model file is not installed."""
 
 

@@ -18,11 +18,16 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame
 
 from core import labels
+from core.errors import FaceAuditError
 
-__all__ = ["METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+__all__ = ["SelectionError", "METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
            "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "bootstrap_means", "metric_interval", "SubgroupMetrics"]
+
+class SelectionError(FaceAuditError, ValueError):
+    """A grouping, filter or metric that names a column, value or metric the audit does not have."""
+
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
 # Columns that name the person in a photo, in order of preference; rows of one person are resampled together.
@@ -121,16 +126,16 @@ def check_filters(frame: pd.DataFrame, filters: dict[str, list[str]]) -> None:
     """Raise ValueError naming the valid choices if a filter names an unknown column or value.
 
     Raises:
-        ValueError: e.g. "unknown column 'skn'; columns that can filter: race, gender, age_bin, skin".
+        SelectionError: e.g. "unknown column 'skn'; columns that can filter: race, gender, age_bin, skin".
     """
     columns = grouping_columns(frame)
     for column, chosen in filters.items():
         if column not in frame.columns:
-            raise ValueError(f"unknown column {column!r}; columns that can filter: {', '.join(columns)}")
+            raise SelectionError(f"unknown column {column!r}; columns that can filter: {', '.join(columns)}")
         valid = value_order(frame[column])
         wrong = [value for value in chosen if value not in valid]
         if wrong:
-            raise ValueError(f"{column} has no value {', '.join(map(repr, wrong))}; its values: {', '.join(valid)}")
+            raise SelectionError(f"{column} has no value {', '.join(map(repr, wrong))}; its values: {', '.join(valid)}")
 
 
 def filter_frame(frame: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
@@ -311,14 +316,14 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
         rounds: Bootstrap resamples for the intervals of age errors (shares get Wilson intervals).
 
     Raises:
-        ValueError: an unknown metric or grouping column, naming the valid ones.
+        SelectionError: an unknown metric or grouping column, naming the valid ones.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+        raise SelectionError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     missing = [c for c in by if c not in frame.columns]
     if missing or not by:
-        raise ValueError(f"cannot group by {missing or by}; columns: {', '.join(map(str, frame.columns))}")
+        raise SelectionError(f"cannot group by {missing or by}; columns: {', '.join(map(str, frame.columns))}")
     values = row_values(frame)
     positions = np.arange(len(frame))
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.errors import FaceAuditError
+
 __all__ = ["ImageError", "MAX_PIXELS", "MAX_SIDE", "load_image"]
 
 # Refuse anything above this many pixels before decoding it (a 10,000 x 10,000 photo is allowed).
@@ -21,7 +23,7 @@ MAX_PIXELS = 120_000_000
 MAX_SIDE = 4096
 
 
-class ImageError(ValueError):
+class ImageError(FaceAuditError, ValueError):
     """An input that cannot be used as an image; the message says why."""
 
 

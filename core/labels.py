@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from core.errors import FaceAuditError
+
 __all__ = [
     "AGE_MIN",
     "AGE_MAX",
@@ -88,7 +90,7 @@ RACE_MAPPING_NOTE = (
 )
 
 
-class LabelError(ValueError):
+class LabelError(FaceAuditError, ValueError):
     """A label value that is not part of the taxonomy."""
 
 

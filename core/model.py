@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core import labels
+from core.errors import FaceAuditError
 
 __all__ = [
     "AGES",
@@ -45,7 +46,7 @@ HEADS = {"age": labels.AGE_MAX + 1 - labels.AGE_MIN, "gender": len(labels.GENDER
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FaceAuditError, RuntimeError):
     """A checkpoint folder that is missing, incomplete, or from an incompatible FaceAudit version."""
 
 

@@ -21,8 +21,19 @@ from core import labels
 from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, provenance, resolve_image
 from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
-from core.fairness import (METRICS, SMALL_N, cluster_column, confusion, group_label, grouping_columns, interval_note,
-                           overall_metrics, subgroup_metrics, worst_group)
+from core.fairness import (
+    METRICS,
+    SMALL_N,
+    SelectionError,
+    cluster_column,
+    confusion,
+    group_label,
+    grouping_columns,
+    interval_note,
+    overall_metrics,
+    subgroup_metrics,
+    worst_group,
+)
 from core.images import load_image
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
@@ -68,12 +79,12 @@ def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[li
     """The groupings a report holds: the labels' five, then each `group_by` column and their intersection.
 
     Raises:
-        ValueError: a `group_by` column the audit cannot group by, naming those it can.
+        SelectionError: a `group_by` column the audit cannot group by, naming those it can.
     """
     valid = grouping_columns(frame)
     unknown = [column for column in group_by or [] if column not in valid]
     if unknown:
-        raise ValueError(f"cannot group by {', '.join(map(repr, unknown))}; columns with at most 50 values: "
+        raise SelectionError(f"cannot group by {', '.join(map(repr, unknown))}; columns with at most 50 values: "
                          f"{', '.join(valid)}")
     chosen = [by for by in _DEFAULT_GROUPINGS if all(frame[c].notna().any() for c in by if c in frame.columns)
               and all(c in frame.columns for c in by)]
@@ -404,8 +415,8 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     `checkpoint` must be the one that made the bundle (same weights id), else there are no panels and the
     note says why. Images that are not on this machine are skipped.
     """
-    from core.explain import explain
     from core.chips import faces_for_model
+    from core.explain import explain
     from core.faces import choose_face, match_face
     from core.gallery import mistakes
 

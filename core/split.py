@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import FaceAuditError
+
 __all__ = ["SPLITS", "DEFAULT_FRACTIONS", "SplitError", "stratum", "make_split", "read_split", "write_split"]
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 
 
-class SplitError(ValueError):
+class SplitError(FaceAuditError, ValueError):
     """A split file that does not match the data it is applied to."""
 
 

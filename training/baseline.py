@@ -18,9 +18,11 @@ from core.baseline import PcaBaseline
 from core.bundle import Bundle, compute_metrics, prediction_frame, write_bundle
 from core.config import SPLIT_FILE, Settings
 from core.trainer import metrics, targets_from_table
+from training._cli import command
 from training._utkface import load_chips, split_tables
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="data folder holding utkface/UTKFace")

@@ -13,11 +13,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.catalog import apply_split, build_catalog, format_summary, summarize
-from core.config import SPLIT_FILE, DataNotFoundError, Settings
+from core.config import SPLIT_FILE, Settings
 from core.datasets import read_utkface
 from core.split import make_split, read_split, write_split
+from training._cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="data folder holding utkface/UTKFace (default: FACEAUDIT_DATA or ../shared/data)")
@@ -28,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env().with_overrides(data=args.data)
-    try:
-        folder = settings.dataset_dir("utkface", "UTKFace")
-    except DataNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    folder = settings.dataset_dir("utkface", "UTKFace")
     dataset = read_utkface(folder)
     catalog = build_catalog(dataset, progress=lambda it: tqdm(it, total=len(dataset.table), desc="scanning images", unit="img"))
     if args.write_split:

@@ -24,13 +24,22 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from core.audit import INPUT_KINDS, TrainingOverlapError, run_audit
+from core.audit import INPUT_KINDS, run_audit
 from core.bundle import write_bundle
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
-from core.datasets import REJECT_COLUMNS, Dataset, read_fairface, read_london_set, read_manifest, read_utkface
+from core.datasets import (
+    REJECT_COLUMNS,
+    Dataset,
+    ManifestError,
+    read_fairface,
+    read_london_set,
+    read_manifest,
+    read_utkface,
+)
 from core.faces import FACE_RULES
-from core.model import CheckpointError, load_checkpoint, resolve_device
+from core.model import load_checkpoint, resolve_device
 from core.split import read_split
+from training._cli import command
 
 # Named datasets and what their images are.
 DATASETS = {"utkface-test": "aligned-chips", "utkface-val": "aligned-chips", "utkface-train": "aligned-chips",
@@ -61,9 +70,10 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
         dataset = read_london_set(settings.dataset_dir("london_set"))
         dataset.name = name
         return dataset
-    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    raise ManifestError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -83,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = Settings.from_args(args)
-    try:
-        checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
     if args.dataset:
         dataset = load_named_dataset(args.dataset, settings)
     elif args.fairface:
@@ -96,14 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = read_manifest(args.manifest)
     input_kind = args.input or (DATASETS[args.dataset] if args.dataset else "photos")
     command = shlex.join(["python", "-m", "training.evaluate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,
-                           allow_training_images=args.allow_training_images, command=command,
-                           batch_size=args.batch_size, device=resolve_device(settings.device),
-                           progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
-    except TrainingOverlapError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,
+                       allow_training_images=args.allow_training_images, command=command,
+                       batch_size=args.batch_size, device=resolve_device(settings.device),
+                       progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
     if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):
         bundle.metrics["image_root_in_data"] = str(dataset.root.relative_to(settings.data_dir))
     write_bundle(bundle, args.out)

@@ -15,8 +15,10 @@ import sys
 
 from core.bundle import read_bundle, write_bundle
 from core.mitigation import apply_gender_thresholds, fit_gender_thresholds
+from training._cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fit", required=True, help="bundle to fit thresholds on (validation split)")

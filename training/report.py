@@ -21,15 +21,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.bundle import BundleError, bundle_model_dir, read_bundle
+from core.bundle import bundle_model_dir, read_bundle
 from core.compare import bundle_note, compare_bundles
 from core.config import Settings, add_settings_arguments
 from core.faces import FaceDetector
 from core.fairness import check_filters, filter_frame
 from core.model import CheckpointError, load_checkpoint
 from core.report import groupings, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from training._cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True)
@@ -50,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [Path(path).name for path in paths]
     if len(set(names)) < len(names):  # same folder name in two places: tell them apart by path
         names = paths
-    try:
-        bundles = {name: read_bundle(path) for name, path in zip(names, paths)}
-    except BundleError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    bundles = {name: read_bundle(path) for name, path in zip(names, paths)}
     bundle = bundles[names[0]]
     filters: dict[str, list[str]] = {}
     for item in args.filter:
@@ -63,21 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--filter takes COLUMN=VALUE, got {item!r}")
         filters.setdefault(column, []).append(value)
     group_by = [column.strip() for column in args.group_by.split(",") if column.strip()]
-    try:
-        check_filters(bundle.predictions, filters)
-        groupings(bundle.predictions, group_by)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_filters(bundle.predictions, filters)
+    groupings(bundle.predictions, group_by)
     frame = filter_frame(bundle.predictions, filters)
     comparison = None
     if args.compare and not frame.empty:
-        try:
-            comparison = compare_bundles({name: filter_frame(b.predictions, filters) for name, b in bundles.items()},
-                                         notes={name: bundle_note(b.metrics) for name, b in bundles.items()})
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        comparison = compare_bundles({name: filter_frame(b.predictions, filters) for name, b in bundles.items()},
+                                     notes={name: bundle_note(b.metrics) for name, b in bundles.items()})
     out = Path(args.out)
     if args.format == "json":
         out.write_text(report_json(frame, bundle.metrics, filters, comparison, group_by))

@@ -23,8 +23,10 @@ from core.chips import chips_from_photos, chips_from_utkface
 from core.config import Settings, add_settings_arguments
 from core.model import load_checkpoint
 from core.saliency import SALIENCY_FILE, cohort_saliency, save_saliency
+from training._cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True, help="audit bundle folder")

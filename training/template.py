@@ -18,8 +18,10 @@ from core.config import SPLIT_FILE, Settings
 from core.faces import CHIP_SIZE, TEMPLATE_FILE, FaceDetector
 from core.images import load_image
 from core.split import read_split
+from training._cli import command
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="data folder holding utkface/UTKFace")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.model import ModelConfig, create_model, file_sha256, load_checkpoint, resolve_device, save_checkpoint
 from core.trainer import TrainConfig, group_weights, metrics, predict, targets_from_table, train_epoch
+from training._cli import command
 from training._utkface import CACHE_DIR, load_chips, split_tables
 
 
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

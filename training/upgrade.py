@@ -18,7 +18,8 @@ import pandas as pd
 
 from core import labels
 from core.audit import INPUT_KINDS
-from core.bundle import PROVENANCE_KEYS, Bundle, BundleError, compute_metrics, read_bundle, write_bundle
+from core.bundle import PROVENANCE_KEYS, Bundle, compute_metrics, read_bundle, write_bundle
+from training._cli import command
 
 
 def upgrade_bundle(bundle: Bundle, *, input_kind: str, trained_on: str | None = None) -> Bundle:
@@ -41,17 +42,14 @@ def upgrade_bundle(bundle: Bundle, *, input_kind: str, trained_on: str | None = 
     return Bundle(predictions=frame, metrics=metrics, rejects=bundle.rejects)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True, help="bundle folder, upgraded in place")
     parser.add_argument("--input", required=True, choices=INPUT_KINDS, help="what the bundle's images were")
     parser.add_argument("--trained-on", default=None, help="the training data of the model that made it, if known")
     args = parser.parse_args(argv)
-    try:
-        bundle = read_bundle(args.bundle)
-    except BundleError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    bundle = read_bundle(args.bundle)
     write_bundle(upgrade_bundle(bundle, input_kind=args.input, trained_on=args.trained_on), args.bundle)
     print(f"upgraded {args.bundle}")
     return 0

@@ -19,8 +19,16 @@ from core.compare import compare_bundles
 from core.config import SPLIT_FILE
 from core.datasets import read_manifest
 from core.faces import Face, choose_face
-from core.fairness import (cluster_column, group_keys, grouping_columns, interval_note, overall_metrics,
-                           subgroup_metrics, wilson_interval, worst_group)
+from core.fairness import (
+    cluster_column,
+    group_keys,
+    grouping_columns,
+    interval_note,
+    overall_metrics,
+    subgroup_metrics,
+    wilson_interval,
+    worst_group,
+)
 from core.model import Checkpoint, ModelConfig, create_model, file_sha256, save_checkpoint
 from core.report import report_extras, report_html
 from core.split import read_split

@@ -111,7 +111,7 @@ def test_manifest_age_outside_its_bin_is_rejected(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("file,age\nx.png,3\n", "missing column(s) ['path']"), ("", "not a readable CSV")],
+    [("file,age\nx.png,3\n", "missing column(s) ['path']"), ("", "is empty: it needs a header line with path")],
 )
 def test_malformed_manifest_fails_clearly(tmp_path, text, message):
     (tmp_path / "m.csv").write_text(text)

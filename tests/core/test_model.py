@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from core import labels
-from core.model import (CheckpointError, ModelConfig, age_summary, create_model, file_sha256, load_checkpoint,
-                        save_checkpoint)
+from core.model import (
+    CheckpointError,
+    ModelConfig,
+    age_summary,
+    create_model,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 TINY = [ModelConfig(backbone="test_efficientnet", input_size=48), ModelConfig(backbone="test_resnet", input_size=48)]
 

@@ -1,7 +1,7 @@
 import csv
 
-from training import train
 from tests.conftest import noise_image
+from training import train
 
 NAMES = [f"{age}_{age % 2}_{age % 5}_2017011617452{age:04d}.jpg.chip.jpg" for age in range(20, 36)]
 
