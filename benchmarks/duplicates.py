@@ -13,7 +13,7 @@ import argparse
 
 import pandas as pd
 
-from core.catalog import summarize, Catalog
+from core.catalog import Catalog, summarize
 from core.config import Settings, add_settings_arguments
 from core.datasets import read_london_set, read_utkface
 from core.dedup import NEAR_DUPLICATE_CORRELATION, find_duplicate_groups, scan_images

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from core import labels
+from core.chips import faces_for_model
 from core.config import REPO_ROOT
 from core.explain import BASELINES, stability, valid_targets
-from core.chips import faces_for_model
 from core.faces import choose_face, draw_faces
 from core.images import ImageError
 from core.trainer import predict

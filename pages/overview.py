@@ -3,8 +3,16 @@
 import streamlit as st
 
 from core.bundle import HEADLINE_METRICS, bundle_title, provenance
-from core.fairness import (METRICS, SHORT_NAMES, SMALL_N, cluster_column, group_label, interval_note, overall_metrics,
-                           subgroup_metrics)
+from core.fairness import (
+    METRICS,
+    SHORT_NAMES,
+    SMALL_N,
+    cluster_column,
+    group_label,
+    interval_note,
+    overall_metrics,
+    subgroup_metrics,
+)
 from pages import _cached
 
 st.title("Overview")

@@ -3,8 +3,17 @@
 import streamlit as st
 
 from core.charts import forest_plot, intersection_heatmap
-from core.fairness import (METRICS, SMALL_N, cluster_column, group_keys, group_label, grouping_columns, interval_note,
-                           subgroup_metrics, worst_group)
+from core.fairness import (
+    METRICS,
+    SMALL_N,
+    cluster_column,
+    group_keys,
+    group_label,
+    grouping_columns,
+    interval_note,
+    subgroup_metrics,
+    worst_group,
+)
 from pages import _cached
 
 st.title("Subgroup metrics")
