@@ -220,19 +220,42 @@ def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
     return folder
 
 
+# Columns every page and report reads; a bundle without them is refused when opened.
+REQUIRED_COLUMNS = ("file", "path", *labels.CLASSES, "age", "pred_age", "pred_age_std", "pred_age_bin", "pred_gender",
+                    "pred_race")
+
+
 def read_bundle(folder: str | Path) -> Bundle:
-    """Read a bundle folder.
+    """Read a bundle folder, checked once: files present, format, JSON object, readable parquet, the columns
+    pages need, and metrics that describe these predictions.
 
     Raises:
-        BundleError: a file is missing or the format is not `BUNDLE_FORMAT`.
+        BundleError: what is wrong, and the command that rebuilds the bundle when it recorded one.
     """
     folder = Path(folder)
     missing = [name for name in (PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE) if not (folder / name).is_file()]
     if missing:
         raise BundleError(f"{folder} is not an audit bundle: missing {', '.join(missing)}")
-    metrics_json = json.loads((folder / METRICS_FILE).read_text())
+    try:
+        metrics_json = json.loads((folder / METRICS_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{folder / METRICS_FILE} is not valid JSON ({error}); rebuild the bundle with "
+                          "python -m training.evaluate") from error
+    if not isinstance(metrics_json, dict):
+        raise BundleError(f"{folder / METRICS_FILE} must hold a JSON object; rebuild the bundle with python -m training.evaluate")
+    rebuild = f"rebuild it with: {metrics_json['command']}" if metrics_json.get("command") else \
+        "rebuild it with python -m training.evaluate"
     if metrics_json.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected {BUNDLE_FORMAT!r}")
-    predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
-    rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))
+    try:
+        predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
+        rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))
+    except Exception as error:  # noqa: BLE001 - pyarrow and pandas raise many types for damaged files
+        raise BundleError(f"{folder}: a file of the bundle is damaged ({type(error).__name__}: {error}); {rebuild}") from error
+    absent = [column for column in REQUIRED_COLUMNS if column not in predictions.columns]
+    if absent:
+        raise BundleError(f"{folder / PREDICTIONS_FILE} lacks column(s) {absent}; {rebuild}")
+    if metrics_json.get("n") != len(predictions):
+        raise BundleError(f"{folder}: metrics.json describes {metrics_json.get('n')} faces but predictions.parquet holds "
+                          f"{len(predictions)}: the two files come from different audits; {rebuild}")
     return Bundle(predictions=predictions, metrics=metrics_json, rejects=rejects, path=folder)

@@ -13,10 +13,14 @@ if bundle is None:
 frame = _cached.filtered_predictions(bundle)
 st.caption(f"{bundle.metrics.get('dataset')}: {len(frame):,} faces after the sidebar filter")
 
-columns = st.columns(3)
-for column, name in zip(columns, ("age_bin", "gender", "race")):
-    column.plotly_chart(distribution_bar(frame, name), key=f"data_dist_{name}")
-if frame["race"].notna().any() and frame["gender"].notna().any():
+if frame.empty:
+    st.warning("No faces to describe: " + ("the sidebar filter leaves none." if len(bundle.predictions)
+                                           else "no image of this audit produced a prediction; the rejects say why."))
+else:
+    columns = st.columns(3)
+    for column, name in zip(columns, ("age_bin", "gender", "race")):
+        column.plotly_chart(distribution_bar(frame, name), key=f"data_dist_{name}")
+if not frame.empty and frame["race"].notna().any() and frame["gender"].notna().any():
     st.subheader("Race × gender × age bin")
     st.plotly_chart(strata_heatmap(frame), key="data_strata")
 

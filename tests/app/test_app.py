@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks._server import CHROMIUM
 from core import labels
-from core.bundle import write_bundle
+from core.bundle import compute_metrics, write_bundle
 from core.config import REPO_ROOT
 from core.model import ModelConfig, create_model, save_checkpoint
 from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle
@@ -30,6 +30,12 @@ def model_dir(tmp_path_factory):
     write_bundle(mitigated_bundle(), folder / "audits" / "synthetic-fixed")
     write_bundle(synthetic_bundle(120), folder / "audits" / "synthetic-small")
     write_bundle(gender_shades_bundle(60), folder / "audits" / "wild-gender-shades")  # an auditor's `skin` column
+    empty = synthetic_bundle()
+    empty.predictions, empty.metrics = empty.predictions.iloc[0:0], compute_metrics(empty.predictions.iloc[0:0], 1) | {
+        "dataset": "nothing survived", "model_id": "test", "notes": []}
+    write_bundle(empty, folder / "audits" / "xx-empty")
+    write_bundle(synthetic_bundle(), folder / "audits" / "xx-damaged")
+    (folder / "audits" / "xx-damaged" / "predictions.parquet").write_bytes(b"PAR1 damaged")
     return folder
 
 
@@ -166,3 +172,12 @@ def test_auditors_own_column_filters_and_groups(app):
     assert not test.exception and not test.error
     worst = [m.value for m in test.markdown if "Worst groups" in m.value]
     assert worst and "worst skin × gender group **darker / Female**: 0.650 (95 % CI" in worst[0] and "n = 60" in worst[0]
+
+
+@pytest.mark.parametrize("bundle_name", ["xx-empty", "xx-damaged"])
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_survives_an_empty_or_damaged_bundle(app, page, bundle_name):
+    test = app(page, bundle_name=bundle_name)
+    assert not test.exception, test.exception
+    if bundle_name == "xx-damaged" and page not in ("pages/about.py", "pages/inspect_photo.py"):
+        assert any("a file of the bundle is damaged" in error.value for error in test.error)

@@ -97,3 +97,20 @@ def test_resolve_image_looks_in_the_current_data_folder(tmp_path):
     metrics = {"image_root": "/elsewhere/faces", "image_root_in_data": "faces"}
     assert resolve_image(row, metrics, tmp_path / "data") == tmp_path / "data" / "faces" / "x.jpg"
     assert resolve_image(row, metrics, None) is None
+
+
+@pytest.mark.parametrize(("tamper", "message"), [
+    (lambda f: (f / "predictions.parquet").write_bytes(b"PAR1 not parquet"), "a file of the bundle is damaged"),
+    (lambda f: (f / "metrics.json").write_text("{not json"), "metrics.json is not valid JSON"),
+    (lambda f: (f / "metrics.json").write_text("[1, 2]"), "metrics.json must hold a JSON object"),
+    (lambda f: pd.read_parquet(f / "predictions.parquet").drop(columns=["pred_gender"]).to_parquet(
+        f / "predictions.parquet"), r"lacks column\(s\) \['pred_gender'\]; rebuild it with: python -m training.evaluate"),
+    (lambda f: pd.read_parquet(f / "predictions.parquet").head(2).to_parquet(f / "predictions.parquet"),
+     "metrics.json describes 3 faces but predictions.parquet holds 2: the two files come from different audits"),
+])
+def test_a_damaged_bundle_is_refused_when_opened(tiny_checkpoint, photo_manifest, tmp_path, tamper, message):
+    bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest), command="python -m training.evaluate --manifest m")
+    folder = write_bundle(bundle, tmp_path / "bundle")
+    tamper(folder)
+    with pytest.raises(BundleError, match=message):
+        read_bundle(folder)
