@@ -128,7 +128,7 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["
                          "model_backbone": checkpoint.model.config.backbone, "notes": dataset.notes,
                          "input_kind": input_kind, "face_rule": face_rule, "command": command,
                          "training_overlap": overlap, "training_overlap_note": overlap_note,
-                         "multi_face_images": int(frame["multi_face"].sum()) if "multi_face" in frame else 0,
+                         "multi_face_images": int(frame["multi_face"].sum()),
                          "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if note := mitigation_note(checkpoint.meta.get("training", {})):
         metrics_json["mitigation"] = note

@@ -31,13 +31,12 @@ from core.config import REPO_ROOT
 from core.errors import FaceAuditError
 from core.fairness import grouping_columns, row_values
 
-__all__ = ["Bundle", "BundleError", "GROUP_COLUMNS", "HEADLINE_METRICS", "PROVENANCE_KEYS", "write_bundle", "read_bundle", "prediction_frame",
-           "resolve_image", "discover_bundles", "compute_metrics", "bundle_title", "provenance", "bundle_model_dir",
-           "chosen_box", "csv_safe"]
+__all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
+           "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "compute_metrics", "bundle_title",
+           "provenance", "bundle_model_dir", "chosen_box", "csv_safe"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
-GROUP_COLUMNS = tuple(labels.CLASSES)
 
 
 class BundleError(FaceAuditError, RuntimeError):

@@ -14,6 +14,7 @@ from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos", "faces_for_model", "to_model_size"]
 
+
 @dataclass
 class ChipBatch:
     """Chips for a list of images: `chips[i]` belongs to image `i` unless `errors[i]` says why not.

@@ -193,10 +193,10 @@ def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
         notes.append(f"{csv_path.name} is not UTF-8; it was read as Latin-1 (save it as UTF-8 to be sure)")
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    first_line = text.partition("\n")[0]
+    if not first_line.strip():
         raise ManifestError(f"{csv_path} is empty: it needs a header line with {', '.join(required)}")
-    delimiter = max(_DELIMITERS, key=lines[0].count) if any(d in lines[0] for d in _DELIMITERS) else ","
+    delimiter = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
     header = [str(name).strip() for name in next(reader)]
     header = [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]

@@ -78,8 +78,8 @@ def scan_images(dataset: Dataset, *, workers: int = 2,
                 progress: Callable[[Iterable], Iterable] | None = None) -> Dataset:
     """Decode every image of `dataset` once; return it with hash columns and unreadable rows rejected.
 
-    Adds columns `sha1`, `dhash`, `centre` (see `centre_thumbnail`, hex), `width`, `height`. Rows whose image cannot be read move to
-    `rejects` with the reason.
+    Adds columns `sha1`, `dhash`, `centre` (see `centre_thumbnail`, hex), `width`, `height`. Rows whose
+    image cannot be read move to `rejects` with the reason.
 
     Args:
         dataset: As returned by a reader in `core.datasets`.

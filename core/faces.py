@@ -34,7 +34,6 @@ __all__ = [
     "align_face",
     "find_faces",
     "draw_faces",
-    "draw_box",
     "FACE_RULES",
     "choose_face",
     "face_record",
@@ -244,15 +243,6 @@ def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (59, 91, 219), thickness)
         cv2.putText(canvas, str(index + 1), (x + 4, y + 4 + 12 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5 * thickness, (255, 220, 0), thickness)
-    return canvas
-
-
-def draw_box(rgb: np.ndarray, box: tuple[float, float, float, float], color: tuple[int, int, int] = (255, 196, 0)) -> np.ndarray:
-    """A copy of `rgb` with one (x, y, w, h) box drawn on it, e.g. the face an audit row is about."""
-    canvas = np.ascontiguousarray(rgb).copy()
-    thickness = max(2, canvas.shape[1] // 150)
-    x, y, w, h = (int(round(v)) for v in box)
-    cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thickness)
     return canvas
 
 

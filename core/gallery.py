@@ -55,10 +55,14 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
 
 
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:
-    """An image shrunk to `side` px with the audited face's (x, y, w, h) box outlined, so a bystander is never mistaken for it."""
+    """An image shrunk to `side` px with the audited face's (x, y, w, h) box outlined, so a bystander is never mistaken for it.
+
+    The box is drawn before shrinking, about 3 px wide at the shown size, so it stays visible in a gallery and a report.
+    """
     image = Image.fromarray(load_image(path))
     if box is not None:
         x, y, w, h = box
-        ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=max(2, image.width // 60))
+        line = max(2, round(3 * max(image.size) / side))  # about 3 px once shrunk to `side`
+        ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=line)
     image.thumbnail((side, side))
     return np.asarray(image)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.io as pio
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core import labels
 from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, provenance, resolve_image
@@ -34,7 +34,7 @@ from core.fairness import (
     subgroup_metrics,
     worst_group,
 )
-from core.images import load_image
+from core.gallery import face_thumbnail, mistakes
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
            "thumbnail", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
@@ -182,11 +182,7 @@ def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
 
 def thumbnail(path: str | Path, side: int = 96, box: tuple[float, float, float, float] | None = None) -> str:
     """A small JPEG of an image as a data URI, for embedding in the HTML report; `box` (x, y, w, h) is outlined."""
-    image = Image.fromarray(load_image(path))
-    if box is not None:  # the face the row is about, drawn before shrinking so the line stays visible
-        x, y, w, h = box
-        ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=max(2, image.width // 40))
-    image.thumbnail((side, side))
+    image = Image.fromarray(face_thumbnail(path, box, side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -246,7 +242,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
                 parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % interval); "
                              f"small n: fewer than {SMALL_N} faces, unstable.</small></p>"
                              + _table_html(table, _SUBGROUP) + "</div>")
-        custom = groupings(frame, group_by)[-1] if group_by else None
+        custom = list(group_by[:3]) if group_by else None  # the auditor's own columns, intersected
         for by in [["race", "gender"]] + ([custom] if custom and custom != ["race", "gender"] else []):
             table = tables.get(_name(by))
             for metric in ("gender_accuracy", "age_mae"):
@@ -418,7 +414,6 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     from core.chips import faces_for_model
     from core.explain import explain
     from core.faces import choose_face, match_face
-    from core.gallery import mistakes
 
     note = ""
     if checkpoint is not None and checkpoint.model_id != bundle_metrics.get("model_id"):
@@ -426,7 +421,8 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
                 f"model is not on this machine (the loaded model is {checkpoint.model_id}).")
         checkpoint = None
     elif checkpoint is None:
-        note = "Explanations unavailable: no model was given to compute them with."
+        note = (f"Explanations unavailable: the model that made this bundle ({bundle_metrics.get('model_id')}) is not "
+                "on this machine.")
     elif bundle_metrics.get("fitted_on"):
         note = ("Grad-CAM shows the model's evidence before the post-processing thresholds that decided this "
                 "bundle's gender predictions.")
