@@ -158,6 +158,12 @@ def filter_options(bundle: Bundle) -> dict[str, list[str]]:
     return _filter_options(str(bundle.path), _mtime(Path(bundle.path)))
 
 
+def keep_choices(key: str, options: list[str]) -> None:
+    """Before a widget is drawn: drop stored choices that are not among its options (they belonged to another bundle)."""
+    if key in st.session_state:
+        st.session_state[key] = [value for value in st.session_state[key] if value in options]
+
+
 def sidebar() -> None:
     """Bundle picker and the persistent filter over the labels and the bundle's own columns; every page respects them."""
     with st.sidebar:
@@ -168,7 +174,7 @@ def sidebar() -> None:
                       help="A folder written by `python -m training.evaluate`.")
         name = current_bundle_name()
         try:
-            options = filter_options(_load_bundle(str(choices[name]), _mtime(choices[name]))) if name else {}
+            options = _filter_options(str(choices[name]), _mtime(choices[name])) if name else {}
         except BundleError:
             options = {}  # the page says why the bundle cannot be read
         st.subheader("Filter")
@@ -178,10 +184,8 @@ def sidebar() -> None:
         if own:
             with st.expander(f"More columns ({len(own)})", expanded=any(st.session_state.get(f"filter_{c}") for c in own)):
                 for column in own:
-                    key = f"filter_{column}"
-                    if key in st.session_state:  # values of another bundle are not choices here
-                        st.session_state[key] = [v for v in st.session_state[key] if v in options[column]]
-                    st.multiselect(column, options[column], key=key, placeholder="all",
+                    keep_choices(f"filter_{column}", options[column])
+                    st.multiselect(column, options[column], key=f"filter_{column}", placeholder="all",
                                    help="A column of the audited dataset (at most 50 values) or of detection.")
 
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.charts import comparison_bars
 from core.compare import COMPARE_METRICS, describe, mitigations_of
-from core.fairness import METRICS, group_label, grouping_columns
+from core.fairness import METRICS, group_label
 from pages import _cached
 
 st.title("Compare bundles")
@@ -23,9 +23,8 @@ chosen = right.multiselect("Compare with (B, …)", others, default=mitigations_
 reference_bundle = _cached.load_bundle_at(choices[reference])
 if reference_bundle is None:
     st.stop()
-group_options = grouping_columns(reference_bundle.predictions)
-if "compare_by" in st.session_state:  # columns of another bundle are not choices here
-    st.session_state["compare_by"] = [c for c in st.session_state["compare_by"] if c in group_options]
+group_options = list(_cached.filter_options(reference_bundle))
+_cached.keep_choices("compare_by", group_options)
 by = left.multiselect("Group by", group_options, default=[c for c in ["race"] if c in group_options], max_selections=3,
                       key="compare_by")
 metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric")

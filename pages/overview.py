@@ -48,6 +48,7 @@ if frame.empty:
     st.stop()
 
 overall = overall_metrics(frame, list(HEADLINE_METRICS))
+intervals = interval_note(cluster_column(frame))
 for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
     row = overall.loc[name]
     if row["n"] == 0:
@@ -56,7 +57,7 @@ for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
     scale, unit = (1, "") if name == "age_mae" else (100, " %")
     column.metric(SHORT_NAMES[name], f"{scale * row['value']:.1f}{unit}",
                   help=f"{METRICS[name][0]}; 95 % interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, "
-                       f"n={int(row['n'])}. {interval_note(cluster_column(frame))}")
+                       f"n={int(row['n'])}. {intervals}")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
 st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")

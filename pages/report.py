@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import labels
 from core.compare import COMPARE_METRICS, describe, mitigations_of
-from core.fairness import grouping_columns
 from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -23,11 +23,11 @@ st.write(f"The report covers **{_cached.plain(bundle.metrics.get('dataset'))}** 
          "HTML is one self-contained file that works offline.")
 if frame.empty:
     st.warning("The selection is empty: the report will say so instead of listing metrics.")
-own_columns = [c for c in grouping_columns(bundle.predictions) if c not in ("race", "gender", "age_bin")]
-if "report_group_by" in st.session_state:  # columns of another bundle are not choices here
-    st.session_state["report_group_by"] = [c for c in st.session_state["report_group_by"] if c in own_columns + ["race", "gender", "age_bin"]]
-group_by = st.multiselect("Also group by (each alone and intersected, up to three)",
-                          own_columns + ["race", "gender", "age_bin"], key="report_group_by", max_selections=3,
+columns = _cached.filter_options(bundle)  # the dataset's own columns first, then the labels
+group_options = [c for c in columns if c not in labels.CLASSES] + [c for c in labels.CLASSES if c in columns]
+_cached.keep_choices("report_group_by", group_options)
+group_by = st.multiselect("Also group by (each alone and intersected, up to three)", group_options,
+                          key="report_group_by", max_selections=3,
                           help="The dataset's own columns, e.g. skin × gender for a Gender Shades-style audit.")
 name = _cached.current_bundle_name()
 others = [other for other in _cached.bundle_choices() if other != name]

@@ -26,8 +26,7 @@ if frame.empty:
     st.stop()
 
 group_options = grouping_columns(frame)
-if "subgroups_by" in st.session_state:  # columns of another bundle are not choices here
-    st.session_state["subgroups_by"] = [c for c in st.session_state["subgroups_by"] if c in group_options]
+_cached.keep_choices("subgroups_by", group_options)
 left, right = st.columns(2)
 by = left.multiselect("Group by (up to three: their intersections)", group_options,
                       default=[c for c in ["race"] if c in group_options], max_selections=3, key="subgroups_by",
