@@ -1,7 +1,10 @@
 """Decode any user image into an RGB uint8 array, or fail with a message a person can act on.
 
 Handles JPEG/PNG/WebP and whatever else Pillow reads, EXIF orientation, grayscale, palette,
-CMYK, RGBA (composited on white), 16-bit PNG, truncated files and decompression bombs.
+CMYK, RGBA (composited on white), 16-bit and 32-bit (integer or float) images, truncated files and
+decompression bombs. Memory stays bounded: a file is refused from its header above `MAX_PIXELS`; a JPEG
+is decoded at a reduced scale when much larger than `MAX_SIDE`; any other format is decoded at full size
+only up to `MAX_DECODED_PIXELS` (about 200 MB at 32 bits per pixel).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import FaceAuditError
 
-__all__ = ["ImageError", "MAX_PIXELS", "MAX_SIDE", "load_image"]
+__all__ = ["ImageError", "MAX_PIXELS", "MAX_DECODED_PIXELS", "MAX_SIDE", "load_image"]
 
-# Refuse anything above this many pixels before decoding it (a 10,000 x 10,000 photo is allowed).
+# Refuse anything above this many pixels before decoding it (a 10,000 x 10,000 JPEG is allowed).
 MAX_PIXELS = 120_000_000
+# Refuse to decode more pixels than this at full size (JPEGs are reduced while decoding; other formats cannot be).
+MAX_DECODED_PIXELS = 40_000_000
 # Decoded images are downscaled so that their longest side is at most this many pixels.
 MAX_SIDE = 4096
 
@@ -42,8 +47,10 @@ def _open(source: str | Path | bytes) -> tuple[Image.Image, str]:
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except Image.DecompressionBombError as error:
         raise ImageError(f"{name}: refused as a possible decompression bomb ({error})") from None
-    except OSError as error:
-        raise ImageError(f"{name}: cannot be read ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow's format plugins raise on bad headers
+        raise ImageError(f"{name}: cannot be read ({type(error).__name__}: {error})") from None
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: the image is {width} x {height} pixels (empty)")
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"{name}: {width} x {height} pixels is more than the {MAX_PIXELS:,} allowed; "
@@ -52,14 +59,30 @@ def _open(source: str | Path | bytes) -> tuple[Image.Image, str]:
     return image, name
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Grey levels of 16-bit, 32-bit integer or float images mapped onto 0-255 (Pillow's own conversion clips them)."""
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        array = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(array.min()), float(array.max())
+    if array.dtype.kind == "f" and low >= 0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    elif low >= 0 and high <= 255:
+        low, high = 0.0, 255.0
+    elif low >= 0 and high <= 65535:
+        low, high = 0.0, 65535.0
+    # else: 32-bit data of no standard range, stretched to its own minimum and maximum
+    scale = 255.0 / (high - low) if high > low else 0.0
+    levels = (array.astype(np.float32) - np.float32(low)) * np.float32(scale) + np.float32(0.5)
+    return Image.fromarray(levels.clip(0, 255, out=levels).astype(np.uint8), "L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_8bit(image)
     if image.mode == "P":
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
@@ -79,12 +102,26 @@ def load_image(source: str | Path | bytes, *, max_side: int = MAX_SIDE) -> np.nd
         ImageError: missing, non-image, truncated, corrupt or oversized input.
     """
     image, name = _open(source)
+    try:  # JPEG: decode at 1/2, 1/4 or 1/8 scale while the longest side stays >= max_side / 2
+        scale = max_side / 2 / max(image.size)
+        image.draft("RGB", (max(1, int(image.size[0] * scale)), max(1, int(image.size[1] * scale))))
+    except (OSError, ValueError) as error:
+        raise ImageError(f"{name}: cannot be read ({type(error).__name__}: {error})") from None
+    width, height = image.size
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageError(
+            f"{name}: {width} x {height} pixels ({image.format or 'this format'}) is more than the "
+            f"{MAX_DECODED_PIXELS / 1e6:.0f} megapixels decoded at full size; save it smaller or as JPEG"
+        )
     try:
-        image.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale when much larger
         image = ImageOps.exif_transpose(image)
+        if max(image.size) > max_side and image.mode in ("RGB", "L", "RGBA", "CMYK"):
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # before any full-size copy
         image = _to_rgb(image)
-    except OSError as error:
-        raise ImageError(f"{name}: image data is truncated or corrupt ({error})") from None
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode {width} x {height} pixels") from None
+    except Exception as error:  # Pillow's decoders raise many types on damaged data; all mean the same here
+        raise ImageError(f"{name}: image data is truncated or corrupt ({type(error).__name__}: {error})") from None
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return np.asarray(image, dtype=np.uint8)

@@ -86,3 +86,41 @@ def test_non_image_fails_clearly():
 def test_missing_file_fails_clearly(tmp_path):
     with pytest.raises(ImageError, match="file not found"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_large_png_is_refused_before_decoding():
+    # The case: 10,900 x 10,900 at 16 bits passed the bomb check and held ~5 GB once decoded.
+    with pytest.raises(ImageError, match="megapixels decoded at full size"):
+        load_image(_png_with_size(10_900, 10_900))
+
+
+def test_huge_jpeg_is_decoded_at_reduced_scale():
+    array = load_image(_encode(Image.new("RGB", (9000, 6000), (90, 80, 70)), "JPEG"))
+    assert MAX_SIDE // 2 <= max(array.shape[:2]) <= MAX_SIDE
+
+
+GRADIENT = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (16, 1))
+
+
+@pytest.mark.parametrize("name, pixels", [
+    ("16-bit", (GRADIENT * 65535).astype(np.uint16)),
+    ("32-bit integer", (GRADIENT * 4e9 - 2e9).astype(np.int32)),
+    ("32-bit integer 0-255", (GRADIENT * 255).astype(np.int32)),
+    ("float 0-1", GRADIENT),
+    ("float wide range", GRADIENT * 1e6 - 5e5),
+])
+def test_deep_images_keep_their_grey_levels(name, pixels):
+    # 32-bit TIFFs used to decode all black or all white.
+    grey = load_image(_encode(Image.fromarray(pixels), "TIFF"))[..., 0]
+    assert grey[0, 0] == 0 and grey[0, -1] == 255 and 120 < grey[0, 32] < 140, name
+
+
+def test_float_image_with_nan_decodes():
+    pixels = GRADIENT.copy()
+    pixels[0, :4] = np.nan
+    assert load_image(_encode(Image.fromarray(pixels), "TIFF")).shape == (16, 64, 3)
+
+
+def test_empty_image_is_refused():
+    with pytest.raises(ImageError, match="not an image file|0 x 8 pixels"):
+        load_image(_png_with_size(0, 8))
