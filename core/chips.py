@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.faces import FaceDetector, FaceResult, choose_face, face_record, find_faces, thread_detector
+from core.faces import FaceDetector, FaceResult, choose_face, face_flags, face_record, find_faces, thread_detector
 from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos", "faces_for_model", "to_model_size"]
@@ -81,7 +81,8 @@ def _chosen(image: np.ndarray, face_rule: str, size: int) -> tuple[np.ndarray | 
     if not result.faces:
         return None, face_record([], -1, "no face found", width, height)
     index, reason = choose_face(result.faces, width, height, face_rule)
-    return result.chips[index], face_record(result.faces, index, reason, width, height)
+    flags = face_flags(result.faces[index], result.chips[index], thread_detector())
+    return result.chips[index], face_record(result.faces, index, reason, width, height, flags)
 
 
 def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
@@ -98,7 +99,8 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
             return None, str(error), {}
         chip, record = _chosen(image, face_rule, size)
         if chip is None:
-            return image, "", record | {"face_reason": "no face found: the chip is used as cropped"}
+            return image, "", record | {"face_reason": "no face found: the chip is used as cropped",
+                                        "face_flags": "not detected"}
         return chip, "", record
 
     return _run(one, paths, size, workers, progress)

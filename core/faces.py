@@ -35,6 +35,10 @@ __all__ = [
     "find_faces",
     "draw_faces",
     "FACE_RULES",
+    "MIN_FACE_PX",
+    "LOW_SCORE",
+    "upright_turns",
+    "face_flags",
     "choose_face",
     "face_record",
     "FACE_RECORD_COLUMNS",
@@ -52,6 +56,11 @@ _DETECT_PAD = 0.25
 
 # How the labelled face of a photo is chosen among its detections (`choose_face`).
 FACE_RULES = ("center", "largest")
+
+# Faces scored with a warning in their record (`face_flags`); see the README's "what FaceAudit guarantees".
+MIN_FACE_PX = 20  # box width in the photo; a smaller face is blown up more than 6x into the chip
+LOW_SCORE = 0.8  # FairFace validation: gender accuracy 0.65 on the 1.5 % of faces below it, 0.84 from 0.9 up
+_CHECK_ORIENTATION_BELOW = 0.9  # upright faces score ~0.93; sideways and upside-down ones below 0.9
 
 
 class DetectorNotFoundError(FaceAuditError, FileNotFoundError):
@@ -229,7 +238,7 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
     if not faces:
         height, width = rgb.shape[:2]
         return FaceResult(image=rgb, message=f"No face found in this {width} x {height} image. "
-                          "Try a photo where the face is frontal, lit and at least ~20 px wide.")
+                          f"Try a photo where the face is frontal, upright, lit and at least {MIN_FACE_PX} px wide.")
     chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
     return FaceResult(image=rgb, faces=faces, chips=chips)
 
@@ -244,6 +253,35 @@ def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         cv2.putText(canvas, str(index + 1), (x + 4, y + 4 + 12 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5 * thickness, (255, 220, 0), thickness)
     return canvas
+
+
+def upright_turns(chip: np.ndarray, detector: FaceDetector) -> int:
+    """Quarter turns (`np.rot90`) that make an aligned chip's face upright: the turn the detector scores highest.
+
+    YuNet finds upside-down and sideways faces but places their landmarks as if upright, so the aligned
+    chip shows the face turned; detecting on the chip's four turns tells which way is up.
+    """
+    scores = [max((face.score for face in detector.detect(np.ascontiguousarray(np.rot90(chip, turns)))), default=0.0)
+              for turns in range(4)]
+    return int(np.argmax(scores))
+
+
+def face_flags(face: Face, chip: np.ndarray, detector: FaceDetector) -> str:
+    """Why a prediction on this face may be unreliable, e.g. "small, upside down"; "none" when nothing is wrong.
+
+    Flags: small (box under `MIN_FACE_PX` wide), low score (detector confidence under `LOW_SCORE`),
+    upside down / sideways (`upright_turns`, checked when the score is under 0.9).
+    """
+    flags = []
+    if face.box[2] < MIN_FACE_PX:
+        flags.append("small")
+    if face.score < LOW_SCORE:
+        flags.append("low score")
+    if face.score < _CHECK_ORIENTATION_BELOW:
+        turns = upright_turns(chip, detector)
+        if turns:
+            flags.append("upside down" if turns == 2 else "sideways")
+    return ", ".join(flags) or "none"
 
 
 def choose_face(faces: list[Face], width: int, height: int, rule: str = "center") -> tuple[int, str]:
@@ -279,16 +317,17 @@ def choose_face(faces: list[Face], width: int, height: int, rule: str = "center"
 
 
 # The columns `face_record` gives every audited row.
-FACE_RECORD_COLUMNS = ("n_faces", "multi_face", "face_index", "face_reason", "face_score", "face_box_x", "face_box_y",
-                       "face_box_w", "face_box_h", "face_px", "image_width", "image_height", "faces")
+FACE_RECORD_COLUMNS = ("n_faces", "multi_face", "face_index", "face_reason", "face_flags", "face_score", "face_box_x",
+                       "face_box_y", "face_box_w", "face_box_h", "face_px", "image_width", "image_height", "faces")
 
 
-def face_record(faces: list[Face], chosen: int, reason: str, width: int, height: int) -> dict:
-    """What an audit row stores about detection: every face (JSON), the chosen one, and why."""
+def face_record(faces: list[Face], chosen: int, reason: str, width: int, height: int, flags: str = "") -> dict:
+    """What an audit row stores about detection: every face (JSON), the chosen one, why, and its `face_flags`."""
     face = faces[chosen] if chosen >= 0 else None
     box = face.box if face is not None else (np.nan,) * 4
     return {
         "n_faces": len(faces), "multi_face": len(faces) > 1, "face_index": chosen, "face_reason": reason,
+        "face_flags": flags,
         "face_score": face.score if face is not None else np.nan,
         "face_box_x": box[0], "face_box_y": box[1], "face_box_w": box[2], "face_box_h": box[3],
         "face_px": box[2], "image_width": width, "image_height": height,

@@ -46,6 +46,8 @@ for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
                f"{row['pred_race']} ({row['confidence']:.2f})")
     if row.get("n_faces", 1) > 1 and "face_index" in row.index:
         caption += f" · face {int(row['face_index']) + 1} of {int(row['n_faces'])} (outlined)"
+    if row.get("face_flags", "none") not in ("none", ""):
+        caption += f" · ⚠ {row['face_flags']}"
     with columns[index % 6]:
         if path is not None:
             st.image(face_thumbnail(path, chosen_box(row)), caption=caption, width="stretch")

@@ -77,7 +77,7 @@ def test_audit_without_labels_reports_null_metrics(tiny_checkpoint, tmp_path):
     metrics = run_audit(tiny_checkpoint, read_manifest(tmp_path / "m.csv")).metrics
     assert metrics["n"] == 1
     assert metrics["age_mae"] is None and metrics["gender_accuracy"] is None and metrics["race_accuracy"] is None
-    assert set(metrics["groups"]) == {"n_faces", "multi_face", "label_conflict"}  # no label columns to group by
+    assert set(metrics["groups"]) == {"n_faces", "multi_face", "face_flags", "label_conflict"}  # no label columns to group by
 
 
 def test_audit_marks_duplicates(tiny_checkpoint, tmp_path):

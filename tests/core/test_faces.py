@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.faces import CHIP_SIZE, FaceDetector, align_face, draw_faces, find_faces, load_template, similarity_transform
+from core.faces import (
+    CHIP_SIZE,
+    FaceDetector,
+    align_face,
+    draw_faces,
+    face_flags,
+    find_faces,
+    load_template,
+    similarity_transform,
+)
 from core.images import ImageError
 from tests.conftest import LONDON_FIXTURES
 
@@ -123,3 +132,27 @@ def test_draw_faces_marks_each_box(detector):
     assert drawn.shape == photo.shape and not np.array_equal(drawn, photo)
     x, y, _, _ = (int(round(v)) for v in faces[0].box)
     assert drawn[y, x + 5].tolist() == [59, 91, 219]
+
+
+@pytest.mark.parametrize("turns, flag", [(0, "none"), (1, "sideways"), (2, "upside down"), (3, "sideways")])
+@pytest.mark.parametrize("index", range(len(PHOTOS)))
+def test_turned_faces_are_flagged(detector, index, turns, flag):
+    # YuNet finds turned faces but places their landmarks as if upright: the chip shows the face turned.
+    result = find_faces(np.ascontiguousarray(np.rot90(_photo(index), turns)), detector)
+    assert len(result.faces) == 1
+    assert flag in face_flags(result.faces[0], result.chips[0], detector)
+
+
+def test_tiny_face_is_flagged_small(detector):
+    canvas = np.full((200, 200, 3), 128, dtype=np.uint8)
+    canvas[80:112, 80:112] = cv2.resize(_photo(0), (32, 32), interpolation=cv2.INTER_AREA)
+    result = find_faces(canvas, detector)
+    assert len(result.faces) == 1 and result.faces[0].box[2] < 20
+    assert face_flags(result.faces[0], result.chips[0], detector).startswith("small")
+
+
+def test_low_detector_score_is_flagged(detector):
+    result = find_faces(_photo(0), detector)
+    face = result.faces[0]
+    weak = type(face)(box=face.box, landmarks=face.landmarks, score=0.7)
+    assert face_flags(weak, result.chips[0], detector) == "low score"
