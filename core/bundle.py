@@ -148,6 +148,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
     }
     if metrics.get("fitted_on"):
         rows["mitigation"] += f" (fitted on {metrics['fitted_on']})"
+    for number, note in enumerate(metrics.get("notes") or [], start=1):
+        rows[f"note {number}"] = str(note)
     return rows
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +174,13 @@ class _Csv:
     notes: list[str]
 
 
+def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
+    try:
+        yield from reader
+    except csv.Error as error:  # e.g. a field over the csv module's size limit
+        raise ManifestError(f"{csv_path} line {reader.line_num}: {error}") from None
+
+
 def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
     """Read a label CSV robustly: UTF-8 (or Latin-1, noted), any of , ; tab | as delimiter, header names
     case-insensitive; a row with the wrong number of fields is a reject naming its line, never a shifted row.
@@ -193,12 +200,15 @@ def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
         notes.append(f"{csv_path.name} is not UTF-8; it was read as Latin-1 (save it as UTF-8 to be sure)")
-    first_line = text.partition("\n")[0]
+    first_line = re.split(r"\r\n?|\n", text, maxsplit=1)[0]
     if not first_line.strip():
         raise ManifestError(f"{csv_path} is empty: it needs a header line with {', '.join(required)}")
     delimiter = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    header = [str(name).strip() for name in next(reader)]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        header = [str(name).strip() for name in next(reader)]
+    except csv.Error as error:
+        raise ManifestError(f"{csv_path} line 1: {error}") from None
     header = [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
@@ -209,7 +219,7 @@ def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
                             + ("" if delimiter == "," else f" (read with delimiter {delimiter!r})"))
     records, rejects = [], []
     key = header.index(next(iter(required)))
-    for row in reader:
+    for row in _rows(reader, csv_path):
         if not any(cell.strip() for cell in row):
             continue  # blank line
         if len(row) != len(header):
@@ -243,6 +253,16 @@ def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
     return rows, rejects
 
 
+def _outside_note(rows: list[dict], root: Path, source: str) -> list[str]:
+    """A note counting images that lie outside the label file's folder (absolute or `..` paths): opened, and said."""
+    folder = root.resolve()
+    outside = [row["path"] for row in rows if not Path(row["path"]).is_relative_to(folder)]
+    if not outside:
+        return []
+    return [f"{len(outside)} of {len(rows)} {source} images lie outside {folder} (absolute or '..' paths), "
+            f"e.g. {outside[0]}; they were opened as given"]
+
+
 def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, name: str = "fairface") -> Dataset:
     """Read a FairFace label CSV (`file,age,gender,race[,service_test]`; `age` holds age bins).
 
@@ -260,7 +280,7 @@ def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, na
     extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
     root = Path(image_root or csv_path.parent)
     rows, rejects = _read_rows(frame, root, name, "file", {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
-    return _build(name, rows, table.rejects + rejects, extra, root, table.notes)
+    return _build(name, rows, table.rejects + rejects, extra, root, table.notes + _outside_note(rows, root, name))
 
 
 def read_london_set(folder: str | Path) -> Dataset:
@@ -281,7 +301,8 @@ def read_london_set(folder: str | Path) -> Dataset:
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     """Read any labeled image folder through a manifest CSV.
 
-    The CSV has a `path` column (relative to the CSV's folder) and any of `age`, `age_bin`,
+    The CSV has a `path` column (relative to the CSV's folder; absolute and `..` paths are opened too,
+    and counted in the dataset's notes, which the bundle keeps) and any of `age`, `age_bin`,
     `gender`, `race` (case-insensitive names; FairFace race names are accepted and mapped). Every
     other column is kept as an extra grouping attribute, e.g. `skin` or `identity`.
 
@@ -295,4 +316,5 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
     extra = [c for c in frame.columns if c != "path" and c not in present]
     rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, table.notes)
+    notes = table.notes + _outside_note(rows, csv_path.parent, name)
+    return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

@@ -109,6 +109,23 @@ def test_manifest_age_outside_its_bin_is_rejected(tmp_path):
     assert dataset.rejects["reason"].tolist() == ["age 25 is not in age bin '30-39'"]
 
 
+def test_manifest_paths_outside_its_folder_are_opened_and_noted(tmp_path):
+    _write_images(tmp_path / "elsewhere", ["a.png", "b.png"])
+    _write_images(tmp_path / "set", ["c.png"])
+    absolute = tmp_path / "elsewhere" / "b.png"
+    (tmp_path / "set" / "m.csv").write_text(f"path,age\nc.png,30\n../elsewhere/a.png,31\n{absolute},32\n")
+    dataset = read_manifest(tmp_path / "set" / "m.csv")
+    assert len(dataset.table) == 3 and dataset.rejects.empty
+    assert dataset.notes == [f"2 of 3 m images lie outside {tmp_path / 'set'} (absolute or '..' paths), "
+                             f"e.g. {tmp_path / 'elsewhere' / 'a.png'}; they were opened as given"]
+
+
+def test_manifest_inside_its_folder_has_no_note(tmp_path):
+    _write_images(tmp_path, ["a.png"])
+    (tmp_path / "m.csv").write_text("path,age\n./a.png,30\n")
+    assert read_manifest(tmp_path / "m.csv").notes == []
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("file,age\nx.png,3\n", "missing column(s) ['path']"), ("", "is empty: it needs a header line with path")],
