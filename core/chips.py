@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.faces import FaceDetector, FaceResult, choose_face, face_flags, face_record, find_faces, thread_detector
+from core.faces import FaceDetector, FaceResult, choose_face, face_record, find_faces, thread_detector
 from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos", "faces_for_model", "to_model_size"]
@@ -81,8 +81,7 @@ def _chosen(image: np.ndarray, face_rule: str, size: int) -> tuple[np.ndarray | 
     if not result.faces:
         return None, face_record([], -1, "no face found", width, height)
     index, reason = choose_face(result.faces, width, height, face_rule)
-    flags = face_flags(result.faces[index], result.chips[index], thread_detector())
-    return result.chips[index], face_record(result.faces, index, reason, width, height, flags)
+    return result.chips[index], face_record(result.faces, index, reason, width, height, result.flags[index])
 
 
 def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,

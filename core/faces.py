@@ -96,12 +96,14 @@ class FaceResult:
         image: The decoded upright RGB image the boxes refer to.
         faces: Detections, largest box first.
         chips: One `(size, size, 3)` uint8 RGB chip per face, same order.
+        flags: Per face, `face_flags` (judged on the 200 px chip), same order.
         message: A sentence for the user when no face was found, else "".
     """
 
     image: np.ndarray
     faces: list[Face] = field(default_factory=list)
     chips: list[np.ndarray] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
     message: str = ""
 
 
@@ -239,8 +241,11 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
         height, width = rgb.shape[:2]
         return FaceResult(image=rgb, message=f"No face found in this {width} x {height} image. "
                           f"Try a photo where the face is frontal, upright, lit and at least {MIN_FACE_PX} px wide.")
-    chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
-    return FaceResult(image=rgb, faces=faces, chips=chips)
+    chips = [align_face(rgb, face.landmarks, size=CHIP_SIZE, template=template) for face in faces]
+    flags = [face_flags(face, chip, detector) for face, chip in zip(faces, chips)]
+    if size != CHIP_SIZE:
+        chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
+    return FaceResult(image=rgb, faces=faces, chips=chips, flags=flags)
 
 
 def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
