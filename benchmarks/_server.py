@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from core.config import REPO_ROOT
 
@@ -25,9 +26,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Server(NamedTuple):
+    url: str
+    seconds: float  # from start until the health check answered
+    pid: int
+
+
 @contextlib.contextmanager
-def dashboard(env: dict[str, str] | None = None, timeout: float = 90.0) -> Iterator[tuple[str, float]]:
-    """Run `streamlit run app.py` on 127.0.0.1; yields (url, seconds until its health check answered)."""
+def dashboard(env: dict[str, str] | None = None, timeout: float = 90.0) -> Iterator[Server]:
+    """Run `streamlit run app.py` on 127.0.0.1 until the block ends."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
@@ -45,7 +52,7 @@ def dashboard(env: dict[str, str] | None = None, timeout: float = 90.0) -> Itera
                 if process.poll() is not None or time.perf_counter() - started > timeout:
                     raise RuntimeError(f"the dashboard did not start on {url}") from None
                 time.sleep(0.2)
-        yield url, time.perf_counter() - started
+        yield Server(url, time.perf_counter() - started, process.pid)
     finally:
         process.terminate()
         try:

@@ -35,7 +35,7 @@ def main() -> None:
         browser = launch_chromium(playwright)
         for _ in range(args.rounds):
             started = time.perf_counter()
-            with dashboard() as (url, _):
+            with dashboard() as (url, _, _):
                 page = browser.new_page(viewport={"width": 1400, "height": 1200})
                 page.set_default_timeout(120_000)
                 page.goto(url)

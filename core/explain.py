@@ -33,6 +33,7 @@ from torch import nn
 
 from core import labels
 from core.errors import FaceAuditError
+from core.memory import release_freed_memory
 from core.model import AGES, MultiTaskNet
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
@@ -230,6 +231,7 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
     else:
         attribution = _lime(scalar, chip, samples, segments, seed)
         settings = {"samples": samples, "segments": segments, "seed": seed}
+    release_freed_memory()  # LIME and IG batches would otherwise stay in this thread's heap
     return Explanation(method=method, head=head, target=target, attribution=attribution.astype(np.float32),
                        overlay=overlay(chip, attribution), value=value, seconds=time.perf_counter() - started,
                        delta=delta, settings=settings)

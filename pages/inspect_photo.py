@@ -8,8 +8,9 @@ from core import labels
 from core.chips import faces_for_model
 from core.config import REPO_ROOT
 from core.explain import BASELINES, stability, valid_targets
-from core.faces import choose_face, draw_faces
-from core.images import ImageError
+from core.faces import MIN_FACE_PX, choose_face, draw_faces
+from core.images import ImageError, load_image
+from core.memory import release_freed_memory
 from core.trainer import predict
 from pages import _cached
 
@@ -31,11 +32,14 @@ else:
     st.info("Upload a photo or pick a sample.")
     st.stop()
 
+turn = st.radio("Turn the photo (for a sideways or upside-down one)", [0, 90, 180, 270], horizontal=True,
+                format_func=lambda degrees: f"{degrees}°" if degrees else "as it is", key="inspect_turn")
 try:
-    result = faces_for_model(data, checkpoint.model.config.input_size, _cached.detector())
+    photo = np.ascontiguousarray(np.rot90(load_image(data), -turn // 90))  # clockwise
 except ImageError as error:
     st.error(f"Cannot use {name}: {error}")
     st.stop()
+result = faces_for_model(photo, checkpoint.model.config.input_size, _cached.detector())
 if not result.faces:
     st.warning(result.message)
     st.image(result.image, caption=name, width=400)
@@ -50,6 +54,10 @@ if len(result.faces) > 1:  # the default is the face an audit of this photo woul
                          format_func=lambda i: f"face {i + 1}" + (" (most central: the one an audit scores)" if i == central else ""))
 chip = result.chips[choice]
 right.image(chip, caption="aligned chip (model input)", width=160)
+flags = result.flags[choice]
+if flags != "none":
+    right.warning(f"Less reliable: {flags} (a batch audit records this in `face_flags`). Faces should be upright, "
+                  f"at least {MIN_FACE_PX} px wide and clearly visible; turn the photo above if it is sideways.")
 
 outputs = predict(checkpoint.model, np.stack([chip]))
 age, spread = float(outputs["age"][0]), float(outputs["age_std"][0])
@@ -98,3 +106,4 @@ for column, (method, result) in zip(columns, results.items()):
 value = results["gradcam"].value
 st.caption(f"Explained value on this chip: {value:.1f} years" if target == "expected" and head == "age"
            else f"Explained value on this chip: P({target}) = {value:.2f}. Warm colours: evidence for it.")
+release_freed_memory()  # what this rerun's thread freed (decoded photo, chips) goes back to the OS
