@@ -26,6 +26,23 @@ if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bu
 MEAN_FACE_FILE = REPO_ROOT / "core" / "assets" / "mean_face.png"
 
 
+def _run_through_app() -> None:
+    """Make sure app.py (navigation, sidebar) runs first, also for a deep link on a freshly started server.
+
+    Until some run calls `st.navigation`, Streamlit treats a `pages/` folder the legacy way: a link to
+    /subgroups runs that file alone and lists every file of the folder (this one too) as a page. Leave
+    that mode and rerun: the rerun goes through app.py and opens the linked page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_run_through_app()  # on first import, i.e. the first run of this server process
+
+
 def settings() -> Settings:
     """Settings from the environment (read on every rerun: cheap, and tests can change them)."""
     return Settings.from_env()

@@ -32,7 +32,7 @@ def browser_and_url():
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with dashboard() as (url, _), sync_playwright() as playwright:
+    with dashboard() as (url, _, _), sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         yield browser, url
         browser.close()
@@ -165,3 +165,22 @@ def test_three_sessions_upload_and_explain_at_once(browser_and_url):
         page.screenshot(path=SHOTS / f"24-concurrent-session-{index + 1}.png")
     for page in pages:
         page.context.close()
+
+
+def test_deep_link_on_a_fresh_server_goes_through_the_app(browser_and_url):
+    # Before any run had called st.navigation, Streamlit ran /subgroups alone (no sidebar, no filters)
+    # and listed every file of pages/, _cached.py included, as a page.
+    browser, _ = browser_and_url
+    with dashboard() as (url, _, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+        page.goto(f"{url}/subgroups")
+        page.get_by_role("heading", level=1, name="Subgroup metrics").wait_for()
+        page.get_by_text("Audit dataset").wait_for()
+        navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
+        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SHOTS / "deep-link-subgroups.png"))
+        page.close()
+    assert "Subgroup metrics" in navigation and "Overview" in navigation
+    assert "cached" not in navigation.lower() and "\napp\n" not in f"\n{navigation}\n"
