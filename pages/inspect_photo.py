@@ -57,7 +57,7 @@ right.image(chip, caption="aligned chip (model input)", width=160)
 flags = result.flags[choice]
 if flags != "none":
     right.warning(f"Less reliable: {flags} (a batch audit records this in `face_flags`). Faces should be upright, "
-                  f"at least {MIN_FACE_PX} px wide and clearly visible; turn the photo above if it is sideways.")
+                  f"at least {MIN_FACE_PX} px wide and clearly visible; turn the photo above if it is sideways or upside down.")
 
 outputs = predict(checkpoint.model, np.stack([chip]))
 age, spread = float(outputs["age"][0]), float(outputs["age_std"][0])

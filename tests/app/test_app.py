@@ -109,6 +109,17 @@ def test_inspect_sample_photo_yields_predictions(app):
     assert not test.exception and any("P(" in c.value for c in test.caption)
 
 
+def test_inspect_flags_an_upside_down_face_and_turning_fixes_it(app):
+    test = app("pages/inspect_photo.py")
+    test.selectbox(key="inspect_sample").set_value("025_03.jpg").run()
+    assert not test.warning
+    test.radio(key="inspect_turn").set_value(180).run()
+    assert not test.exception
+    assert [w.value for w in test.warning if w.value.startswith("Less reliable: upside down")]
+    test.radio(key="inspect_turn").set_value(0).run()
+    assert not test.warning
+
+
 def test_about_page_shows_race_mapping(app):
     test = app("pages/about.py")
     assert any(labels.RACE_MAPPING_NOTE == info.value for info in test.info)
