@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from core import labels
-from core.datasets import LABEL_COLUMNS, ManifestError, parse_utkface_name, read_manifest, read_utkface
+from core.datasets import ManifestError, parse_utkface_name, read_manifest, read_utkface
 from core.images import MAX_SIDE, ImageError, load_image
 from tests.conftest import noise_image
 
