@@ -6,10 +6,17 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from core.faces import FaceDetector, FaceResult, choose_face, face_record, find_faces, thread_detector
+from core.faces import (
+    FaceDetector,
+    FaceResult,
+    choose_face,
+    face_record,
+    find_faces,
+    thread_detector,
+    to_model_size,
+)
 from core.images import ImageError, load_image
 
 __all__ = ["ChipBatch", "chips_from_utkface", "chips_from_photos", "faces_for_model", "to_model_size"]
@@ -36,14 +43,6 @@ class ChipBatch:
         return np.array([record.get("n_faces", 0) for record in self.records], dtype=np.int32)
 
 
-def to_model_size(chip: np.ndarray, size: int) -> np.ndarray:
-    """A chip resized to the model's input side (area averaging down, linear up), as every training chip was."""
-    if chip.shape[0] == size and chip.shape[1] == size:
-        return chip
-    interpolation = cv2.INTER_AREA if chip.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(chip, (size, size), interpolation=interpolation)
-
-
 def faces_for_model(source: str | bytes | np.ndarray, size: int, detector: FaceDetector | None = None) -> FaceResult:
     """Every face of a photo as the model sees it: aligned on UTKFace's 200 px geometry, then `to_model_size`.
 
@@ -53,9 +52,7 @@ def faces_for_model(source: str | bytes | np.ndarray, size: int, detector: FaceD
     Raises:
         core.images.ImageError: `source` is not a readable image.
     """
-    result = find_faces(source, detector or thread_detector())
-    result.chips = [to_model_size(chip, size) for chip in result.chips]
-    return result
+    return find_faces(source, detector or thread_detector(), size=size)
 
 
 _Result = tuple[np.ndarray | None, str, dict]

@@ -32,6 +32,7 @@ __all__ = [
     "load_template",
     "similarity_transform",
     "align_face",
+    "to_model_size",
     "find_faces",
     "draw_faces",
     "FACE_RULES",
@@ -218,6 +219,14 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, size: int = CHIP_SIZE,
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def to_model_size(chip: np.ndarray, size: int) -> np.ndarray:
+    """A chip resized to the model's input side (area averaging down, linear up), as every training chip was."""
+    if chip.shape[0] == size and chip.shape[1] == size:
+        return chip
+    interpolation = cv2.INTER_AREA if chip.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(chip, (size, size), interpolation=interpolation)
+
+
 def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, *, size: int = CHIP_SIZE,
                template: np.ndarray | None = None) -> FaceResult:
     """Detect and align every face of a photo.
@@ -225,7 +234,7 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
     Args:
         source: Path, file bytes, or an `(H, W, 3)` RGB array.
         detector: A `FaceDetector`.
-        size: Side of the aligned chips.
+        size: Side of the returned chips (aligned at 200 px, then `to_model_size`).
         template: Landmark template; default: UTKFace's.
 
     Returns:
@@ -241,11 +250,9 @@ def find_faces(source: str | Path | bytes | np.ndarray, detector: FaceDetector, 
         height, width = rgb.shape[:2]
         return FaceResult(image=rgb, message=f"No face found in this {width} x {height} image. "
                           f"Try a photo where the face is frontal, upright, lit and at least {MIN_FACE_PX} px wide.")
-    chips = [align_face(rgb, face.landmarks, size=CHIP_SIZE, template=template) for face in faces]
+    chips = [align_face(rgb, face.landmarks, template=template) for face in faces]  # UTKFace's 200 px geometry
     flags = [face_flags(face, chip, detector) for face, chip in zip(faces, chips)]
-    if size != CHIP_SIZE:
-        chips = [align_face(rgb, face.landmarks, size=size, template=template) for face in faces]
-    return FaceResult(image=rgb, faces=faces, chips=chips, flags=flags)
+    return FaceResult(image=rgb, faces=faces, chips=[to_model_size(chip, size) for chip in chips], flags=flags)
 
 
 def draw_faces(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
