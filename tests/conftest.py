@@ -25,6 +25,18 @@ def noise_image(seed: int, size: int = 64) -> Image.Image:
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny untrained checkpoint (48 px): fast audits and CLI runs where the predictions do not matter."""
+    import torch
+
+    from core.model import ModelConfig, create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)),
+                           tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder (FACEAUDIT_DATA or ../shared/data); skips the test when absent."""
     data_dir = Settings.from_env().data_dir

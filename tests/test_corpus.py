@@ -34,13 +34,6 @@ def test_the_corpus_covers_at_least_40_kinds():
     assert len(kinds) >= 40 and {case.outcome for case in [*IMAGES, *MANIFESTS, *BUNDLES]} == set(OUTCOMES)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)),
-                           tmp_path_factory.mktemp("model"))
-
-
 def _evaluate(manifest, out, model_dir, capsys) -> tuple[int, str]:
     code = evaluate.main(["--manifest", str(manifest), "--out", str(out), "--model", str(model_dir), "--threads", "1"])
     return code, capsys.readouterr().err.strip()

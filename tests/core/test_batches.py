@@ -12,17 +12,10 @@ from PIL import Image
 from core.bundle import read_bundle
 from core.config import SPLIT_FILE, Settings
 from core.datasets import read_utkface
-from core.model import ModelConfig, create_model, save_checkpoint
+from core.model import ModelConfig, create_model
 from core.split import read_split
 from tests.conftest import LONDON_FIXTURES
 from training import evaluate
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)),
-                           tmp_path_factory.mktemp("model"))
 
 
 def _audit(model_dir, folder, manifest: str, *extra: str) -> tuple[int, dict, pd.DataFrame]:

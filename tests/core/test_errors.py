@@ -4,20 +4,11 @@ import importlib
 import shutil
 
 import pytest
-import torch
 
 from core.bundle import read_bundle
 from core.errors import FaceAuditError
-from core.model import ModelConfig, create_model, save_checkpoint
 from tests.conftest import LONDON_FIXTURES
 from training import evaluate
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)),
-                           tmp_path_factory.mktemp("model"))
 
 
 def _evaluate(model_dir, folder, manifest_bytes: bytes | None, capsys, *extra: str):
