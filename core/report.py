@@ -22,6 +22,7 @@ from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, pr
 from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
+    MAX_GROUP_VALUES,
     METRICS,
     SMALL_N,
     SelectionError,
@@ -84,8 +85,8 @@ def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[li
     valid = grouping_columns(frame)
     unknown = [column for column in group_by or [] if column not in valid]
     if unknown:
-        raise SelectionError(f"cannot group by {', '.join(map(repr, unknown))}; columns with at most 50 values: "
-                         f"{', '.join(valid)}")
+        raise SelectionError(f"cannot group by {', '.join(map(repr, unknown))}; columns with at most "
+                             f"{MAX_GROUP_VALUES} values: {', '.join(valid)}")
     chosen = [by for by in _DEFAULT_GROUPINGS if all(frame[c].notna().any() for c in by if c in frame.columns)
               and all(c in frame.columns for c in by)]
     extra = [[column] for column in group_by or []]

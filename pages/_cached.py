@@ -16,7 +16,7 @@ from core import labels
 from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles, read_bundle
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
-from core.fairness import filter_frame, grouping_columns, value_order
+from core.fairness import MAX_GROUP_VALUES, filter_frame, grouping_columns, value_order
 
 if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bundles render without them
     from core.explain import ExplanationCache
@@ -203,7 +203,7 @@ def sidebar() -> None:
                 for column in own:
                     keep_choices(f"filter_{column}", options[column])
                     st.multiselect(column, options[column], key=f"filter_{column}", placeholder="all",
-                                   help="A column of the audited dataset (at most 50 values) or of detection.")
+                                   help=f"A column of the audited dataset (at most {MAX_GROUP_VALUES} values) or of detection.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing bundles…")

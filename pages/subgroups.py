@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.charts import forest_plot, intersection_heatmap
 from core.fairness import (
+    MAX_GROUP_VALUES,
     METRICS,
     SMALL_N,
     cluster_column,
@@ -31,7 +32,7 @@ left, right = st.columns(2)
 by = left.multiselect("Group by (up to three: their intersections)", group_options,
                       default=[c for c in ["race"] if c in group_options], max_selections=3, key="subgroups_by",
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
-                           "(n_faces, multi_face) with at most 50 values.")
+                           f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
 metric_names = right.multiselect("Metrics", list(METRICS), default=["gender_accuracy", "race_accuracy", "age_mae",
                                                                    "signed_age_error"], key="subgroups_metrics")
 if not by or not metric_names:
@@ -56,7 +57,8 @@ worst_lines = []
 for name in metric_names:
     worst = worst_group(table, name)
     if worst is not None:
-        worst_lines.append(f"- **{name}**: worst {' × '.join(by)} group **{worst['label']}**: {worst['value']:.3f} "
+        worst_lines.append(f"- **{name}**: worst {_cached.plain(' × '.join(by))} group **{_cached.plain(worst['label'])}**: "
+                           f"{worst['value']:.3f} "
                            f"(95 % CI {worst['ci_low']:.3f}–{worst['ci_high']:.3f}), n = {worst['n']:,}")
 if worst_lines:
     st.markdown(f"Worst groups among those with n ≥ {SMALL_N}:\n" + "\n".join(worst_lines))
