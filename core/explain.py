@@ -9,6 +9,10 @@ with an attribution map the size of the chip and an overlay image. Targets:
 | race | a race name (its probability) |
 | age | an age-bin name (the bin's probability) or "expected" (the expected age in years) |
 
+Like `core.trainer.predict`, the explained function averages the chip with its mirror image
+(`core.model.mirror_average`; `mirror=False` explains the bare chip), so an explained value is the
+probability or age the dashboard shows for that face.
+
 LIME uses SLIC superpixels (compact, roughly equal regions that follow face parts and skin/hair
 edges better than a grid, and deterministic unlike the default quickshift seeding) and a seeded
 sampler: same chip + settings + seed -> the same explanation.
@@ -34,10 +38,10 @@ from torch import nn
 from core import labels
 from core.errors import FaceAuditError
 from core.memory import release_freed_memory
-from core.model import AGES, MultiTaskNet
+from core.model import AGES, MultiTaskNet, mirror_average
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
-           "overlay", "grad_cam", "stability"]
+           "overlay", "colour_bar", "grad_cam", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
 BASELINES = ("black", "blurred", "mean")
@@ -81,11 +85,11 @@ def valid_targets(head: str) -> tuple[str, ...]:
 class _Target(nn.Module):
     """The scalar a head/target pair explains, as a function of the normalised input: `(b, 3, S, S) -> (b,)`."""
 
-    def __init__(self, model: MultiTaskNet, head: str, target: str) -> None:
+    def __init__(self, model: MultiTaskNet, head: str, target: str, mirror: bool = True) -> None:
         super().__init__()
         if target not in valid_targets(head):
             raise ExplainError(f"unknown target {target!r} for head {head!r}; valid: {', '.join(valid_targets(head))}")
-        self.model, self.head, self.target = model, head, target
+        self.model, self.head, self.target, self.mirror = model, head, target, mirror
         if head == "age" and target != "expected":
             self.indices = [age for age in range(labels.AGE_MIN, labels.AGE_MAX + 1) if labels.age_to_bin(age) == target]
         elif head != "age":
@@ -101,12 +105,16 @@ class _Target(nn.Module):
         return probs[:, self.indices].sum(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(self.model(x))
+        logits = self.model(x)
+        return self.score(mirror_average(logits, self.model(x.flip(3))) if self.mirror else logits)
 
 
-def grad_cam(model: MultiTaskNet, x: torch.Tensor,
-             score: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+def grad_cam(model: MultiTaskNet, x: torch.Tensor, score: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+             mirror: bool = False) -> torch.Tensor:
     """Grad-CAM maps `(b, S, S)` of `score(logits) -> (b,)` on the backbone's last feature map.
+
+    With `mirror`, the score is that of the mirror-averaged logits and the map is the mean of the
+    chip's map and the mirror image's map flipped back.
 
     No hook is registered and nothing is left on the model: the feature map comes from timm's
     `forward_features`, the logits from `MultiTaskNet.from_features`, the gradient from
@@ -115,14 +123,20 @@ def grad_cam(model: MultiTaskNet, x: torch.Tensor,
     Raises:
         ExplainError: the backbone has no spatial feature map (e.g. a vision transformer).
     """
+    n = len(x)
     with torch.enable_grad():
-        features = model.backbone.forward_features(x)
+        features = model.backbone.forward_features(torch.cat([x, x.flip(3)]) if mirror else x)
         if features.ndim != 4:
             raise ExplainError(f"Grad-CAM needs a convolutional backbone; {model.config.backbone}'s features have "
                                f"shape {tuple(features.shape)}")
-        (gradients,) = torch.autograd.grad(score(model.from_features(features)).sum(), features)
+        logits = model.from_features(features)
+        if mirror:
+            logits = mirror_average({k: v[:n] for k, v in logits.items()}, {k: v[n:] for k, v in logits.items()})
+        (gradients,) = torch.autograd.grad(score(logits).sum(), features)
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # (b, C, 1, 1)
-    cam = torch.relu((weights * features).sum(dim=1, keepdim=True)).detach()  # (b, 1, h, w)
+    cam = torch.relu((weights * features).sum(dim=1, keepdim=True)).detach()  # (b, 1, h, w), or (2b, …) mirrored
+    if mirror:
+        cam = (cam[:n] + cam[n:].flip(3)) / 2
     return F.interpolate(cam.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
@@ -157,27 +171,52 @@ def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5, scale
     return (chip * (1 - weight) + heat * weight).astype(np.uint8)
 
 
+Progress = Callable[[float], None]  # called with the share done, 0-1, after each batch
+
+
+def colour_bar(width: int = 240, height: int = 12) -> np.ndarray:
+    """The heat-map colours `overlay` draws, from no evidence (left) to full strength (right): a legend image."""
+    ramp = np.linspace(0, 255, width).astype(np.uint8)[None].repeat(height, axis=0)
+    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
 def _gradcam(target: _Target, x: torch.Tensor) -> np.ndarray:
-    return grad_cam(target.model, x, target.score)[0].numpy()
+    return grad_cam(target.model, x, target.score, mirror=target.mirror)[0].numpy()
 
 
-def _integrated_gradients(target: _Target, x: torch.Tensor, baseline: torch.Tensor, steps: int) -> tuple[np.ndarray, float]:
+def _integrated_gradients(target: _Target, x: torch.Tensor, baseline: torch.Tensor, steps: int,
+                          progress: Progress | None) -> tuple[np.ndarray, float]:
     from captum.attr import IntegratedGradients
 
-    attributions, delta = IntegratedGradients(target).attribute(
-        x, baselines=baseline, n_steps=steps, internal_batch_size=steps, return_convergence_delta=True)
+    done = 0
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        values = target(inputs)
+        done += len(inputs)
+        if progress:
+            progress(min(done / (steps + 2), 1.0))  # the steps, then the two end points for the delta
+        return values
+
+    attributions, delta = IntegratedGradients(forward).attribute(
+        x, baselines=baseline, n_steps=steps, internal_batch_size=max(steps // 5, 1), return_convergence_delta=True)
     return attributions[0].sum(dim=0).detach().numpy(), float(delta.abs().max())  # (S, S)
 
 
-def _lime(target: _Target, chip: np.ndarray, samples: int, segments: int, seed: int) -> np.ndarray:
+def _lime(target: _Target, chip: np.ndarray, samples: int, segments: int, seed: int,
+          progress: Progress | None) -> np.ndarray:
     from lime.lime_image import LimeImageExplainer
     from skimage.segmentation import slic
 
-    model = target.model
+    model, done = target.model, 0
 
     def classifier(images: np.ndarray) -> np.ndarray:
+        nonlocal done
         with torch.inference_mode():
             values = target(model.normalize(torch.as_tensor(images.astype(np.uint8)))).float().numpy()
+        done += len(images)
+        if progress:
+            progress(min(done / samples, 1.0))
         return values[:, None]  # (b, 1): LIME regresses this one column
 
     explainer = LimeImageExplainer(random_state=seed)  # seeds the perturbation sampler, not only segmentation
@@ -194,7 +233,8 @@ def _lime(target: _Target, chip: np.ndarray, samples: int, segments: int, seed: 
 
 def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam", "integrated_gradients", "lime"],
             head: str, target: str, baseline: str = "black", steps: int = 50, samples: int = 1000,
-            segments: int = 50, seed: int = 0, mean_face: np.ndarray | None = None) -> Explanation:
+            segments: int = 50, seed: int = 0, mean_face: np.ndarray | None = None, mirror: bool = True,
+            progress: Progress | None = None) -> Explanation:
     """Explain one head/target of `model` on an aligned uint8 `(S, S, 3)` chip.
 
     Args:
@@ -208,6 +248,9 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
         samples: LIME perturbations.
         segments: LIME superpixels (SLIC).
         seed: LIME seed.
+        mirror: Explain the mirror-averaged prediction, as `core.trainer.predict` makes it (default).
+        progress: Called with the share done after each batch of LIME samples or IG steps (it may
+            raise to stop the work, e.g. Streamlit interrupting a rerun).
 
     Raises:
         ExplainError: an unknown method, head, target or baseline, naming the valid ones.
@@ -217,7 +260,7 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
     size = model.config.input_size
     if chip.shape[:2] != (size, size):
         chip = cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
-    scalar = _Target(model, head, target).eval()
+    scalar = _Target(model, head, target, mirror).eval()
     started = time.perf_counter()
     x = _normalized(model, chip)
     with torch.inference_mode():
@@ -226,10 +269,10 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
     if method == "gradcam":
         attribution = _gradcam(scalar, x)
     elif method == "integrated_gradients":
-        attribution, delta = _integrated_gradients(scalar, x, _baseline(model, chip, baseline, mean_face), steps)
+        attribution, delta = _integrated_gradients(scalar, x, _baseline(model, chip, baseline, mean_face), steps, progress)
         settings = {"baseline": baseline, "steps": steps}
     else:
-        attribution = _lime(scalar, chip, samples, segments, seed)
+        attribution = _lime(scalar, chip, samples, segments, seed, progress)
         settings = {"samples": samples, "segments": segments, "seed": seed}
     release_freed_memory()  # LIME and IG batches would otherwise stay in this thread's heap
     return Explanation(method=method, head=head, target=target, attribution=attribution.astype(np.float32),
@@ -277,14 +320,25 @@ class ExplanationCache:
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
-    def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
-        """`explain(model, chip, **kwargs)`, computed once per key."""
-        key = (hashlib.sha1(np.ascontiguousarray(chip).tobytes()).hexdigest(), model_id,
-               tuple(sorted((k, v) for k, v in kwargs.items() if k != "mean_face")))
+    @staticmethod
+    def _key(model_id: str, chip: np.ndarray, kwargs: dict) -> tuple:
+        return (hashlib.sha1(np.ascontiguousarray(chip).tobytes()).hexdigest(), model_id,
+                tuple(sorted((k, v) for k, v in kwargs.items() if k not in ("mean_face", "progress"))))
+
+    def peek(self, model_id: str, chip: np.ndarray, **kwargs) -> Explanation | None:
+        """The stored explanation for these arguments, or None; never computes."""
+        key = self._key(model_id, chip, kwargs)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                return self._entries[key]
+            return self._entries.get(key)
+
+    def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
+        """`explain(model, chip, **kwargs)`, computed once per key (`progress` is not part of the key)."""
+        found = self.peek(model_id, chip, **kwargs)
+        if found is not None:
+            return found
+        key = self._key(model_id, chip, kwargs)
         result = explain(model, chip, **kwargs)
         with self._lock:
             self._entries[key] = result

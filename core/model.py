@@ -32,6 +32,7 @@ __all__ = [
     "create_model",
     "resolve_device",
     "age_summary",
+    "mirror_average",
     "Checkpoint",
     "save_checkpoint",
     "load_checkpoint",
@@ -137,6 +138,15 @@ def age_summary(age_logits: torch.Tensor) -> dict[str, torch.Tensor]:
     mean = probs @ ages
     std = (probs @ ages.square() - mean.square()).clamp_min(0).sqrt()
     return {"age": mean, "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}  # bins: (b, 9)
+
+
+def mirror_average(outputs: dict[str, torch.Tensor], mirrored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Test-time mirroring: per head, the mean of the log-probabilities of a chip and of its mirror image.
+
+    The one combination used by `core.trainer.predict` and by the explanations, so an explained value
+    is the probability the dashboard shows.
+    """
+    return {name: (outputs[name].float().log_softmax(1) + mirrored[name].float().log_softmax(1)) / 2 for name in outputs}
 
 
 def file_sha256(path: str | Path) -> str:

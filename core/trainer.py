@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core import labels
-from core.model import AGES, MultiTaskNet, age_summary
+from core.model import AGES, MultiTaskNet, age_summary, mirror_average
 from core.split import stratum
 
 CPU = torch.device("cpu")
@@ -198,9 +198,7 @@ def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             outputs = model(x)
             if tta:
-                flipped = model(x.flip(3))
-                outputs = {name: (outputs[name].float().log_softmax(1) + flipped[name].float().log_softmax(1)) / 2
-                           for name in outputs}
+                outputs = mirror_average(outputs, model(x.flip(3)))
         summary = age_summary(outputs["age"])
         batch = {"age": summary["age"], "age_std": summary["age_std"], "age_bin": summary["age_bin"],
                  "gender": outputs["gender"].float().softmax(1), "race": outputs["race"].float().softmax(1)}

@@ -1,4 +1,6 @@
-"""Inspect a photo: faces found, predictions with their range, and live explanations."""
+"""Inspect a photo: faces found, predictions with their range, Grad-CAM at once and LIME / IG on request."""
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,7 @@ import streamlit as st
 from core import labels
 from core.chips import faces_for_model
 from core.config import REPO_ROOT
-from core.explain import BASELINES, stability, valid_targets
+from core.explain import BASELINES, colour_bar, stability, valid_targets
 from core.faces import MIN_FACE_PX, choose_face, draw_faces
 from core.images import ImageError, load_image
 from core.memory import release_freed_memory
@@ -21,16 +23,18 @@ checkpoint = _cached.model()
 if checkpoint is None:
     st.stop()
 
-upload = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"], key="inspect_upload")
-sample = st.selectbox("…or pick a sample (London set, CC BY 4.0)", ["(none)"] + [p.name for p in SAMPLES],
-                      key="inspect_sample")
-if upload is not None:
+SOURCES = {"upload": "Upload a photo", "sample": "Use a sample (London set, CC BY 4.0)"}
+source = st.radio("Photo", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="inspect_source")
+if source == "upload":
+    upload = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"],
+                              key="inspect_upload")
+    if upload is None:
+        st.info("Upload a photo, or choose “Use a sample” above.")
+        st.stop()
     data, name = upload.getvalue(), upload.name
-elif sample != "(none)":
-    data, name = (REPO_ROOT / "samples" / sample).read_bytes(), sample
 else:
-    st.info("Upload a photo or pick a sample.")
-    st.stop()
+    sample = st.selectbox("Sample", [p.name for p in SAMPLES], key="inspect_sample")
+    data, name = (REPO_ROOT / "samples" / sample).read_bytes(), sample
 
 turn = st.radio("Turn the photo (for a sideways or upside-down one)", [0, 90, 180, 270], horizontal=True,
                 format_func=lambda degrees: f"{degrees}°" if degrees else "as it is", key="inspect_turn")
@@ -72,38 +76,66 @@ right.bar_chart(race_probs, horizontal=True, height=200)
 st.caption(labels.RACE_MAPPING_NOTE)
 
 st.subheader("Why? Explanations of one head and class")
+chip_id = hashlib.sha1(chip.tobytes()).hexdigest()[:12]  # a new photo, face or turn: the class follows its prediction
+for key in [k for k in st.session_state if k.startswith("inspect_target_") and not k.endswith(chip_id)]:
+    del st.session_state[key]
 targets = {head: valid_targets(head) for head in ("gender", "race", "age")}
 predicted = {"gender": gender_probs.idxmax(), "race": race_probs.idxmax(), "age": "expected"}
 a, b, c, d = st.columns(4)
 head = a.selectbox("Head", list(targets), key="inspect_head")
 target = b.selectbox("Class", list(targets[head]), index=list(targets[head]).index(predicted[head]),
-                     key=f"inspect_target_{head}")
+                     key=f"inspect_target_{head}_{chip_id}", help="The predicted class unless you choose another.")
 baseline = c.selectbox("IG baseline", list(BASELINES), key="inspect_baseline")
-samples = d.select_slider("LIME samples", [250, 500, 1000, 2000], value=1000, key="inspect_samples")
+samples = d.select_slider("LIME samples", [250, 500, 1000, 2000], value=500, key="inspect_samples",
+                          help="500 gives maps that agree with themselves over seeds (stability ≥ 0.95 on the samples); "
+                               "more samples take proportionally longer.")
 with_stability = st.checkbox("Stability scores (LIME over 3 seeds, IG over 3 baselines; about 3× the time)",
                              key="inspect_stability")
 
-settings = {"gradcam": {}, "integrated_gradients": {"baseline": baseline, "steps": 50}, "lime": {"samples": samples}}
 cache, model_id, face = _cached.explanation_cache(), checkpoint.model_id, _cached.mean_face()
-progress = st.progress(0.0, text="Explaining…")
-results = {}
-for step, (method, extra) in enumerate(settings.items()):
-    progress.progress(step / len(settings), text=f"Computing {METHOD_NAMES[method]}…")
-    results[method] = cache.get(checkpoint.model, model_id, chip, method=method, head=head, target=target,
-                                mean_face=face, **extra)
-progress.progress(1.0, text="Done")
+asked = {"head": head, "target": target}
+slow = {"integrated_gradients": {"baseline": baseline, "steps": 50}, "lime": {"samples": samples}}
+results = {"gradcam": cache.get(checkpoint.model, model_id, chip, method="gradcam", **asked)}  # ~10 ms: always
+results |= {method: cache.peek(model_id, chip, method=method, **asked, **extra) for method, extra in slow.items()}
+scores = st.session_state.setdefault("inspect_scores", {})  # stability by (chip, head, target, method)
+missing = [m for m in slow if results[m] is None or (with_stability and (chip_id, head, target, m) not in scores)]
+run, stop = st.columns([3, 1])
+if missing and run.button(f"Run {' and '.join(METHOD_NAMES[m] for m in missing)}", type="primary", key="inspect_run",
+                          help="Seconds to minutes on a CPU; the results are kept for this face and class."):
+    stop.button("Stop explaining", key="inspect_stop", help="Stops at the next batch; nothing half-done is kept.")
+    bar = st.progress(0.0)
+    for step, method in enumerate(missing):
+        def report(share: float, step: int = step, method: str = method) -> None:  # a click on Stop interrupts here
+            bar.progress((step + share) / len(missing), text=f"{METHOD_NAMES[method]}: {share:.0%}")
+        results[method] = cache.get(checkpoint.model, model_id, chip, method=method, mean_face=face, progress=report,
+                                    **asked, **slow[method])
+        if with_stability:
+            report(0.0)
+            scores[chip_id, head, target, method] = stability(checkpoint.model, chip, method=method, mean_face=face,
+                                                              **asked)
+    st.rerun()  # show the kept results without the buttons of this run
+elif st.session_state.get("inspect_stop"):
+    st.info("Stopped. Nothing half-done was kept; run again when you like.")
+
 columns = st.columns(3)
-for column, (method, result) in zip(columns, results.items()):
+for column, method in zip(columns, METHOD_NAMES):
+    result = results[method]
+    if result is None:
+        column.caption(f"{METHOD_NAMES[method]}: not run yet for this face and class (button above).")
+        continue
     column.image(result.overlay, caption=METHOD_NAMES[method], width=240)
     details = f"{result.seconds:.2f} s"
     if result.delta is not None:
         details += f" · convergence delta {result.delta:.4f}"
-    if with_stability and method != "gradcam":
-        with st.spinner(f"Stability of {METHOD_NAMES[method]}…"):
-            score = stability(checkpoint.model, chip, method=method, head=head, target=target, mean_face=face)
+    score = scores.get((chip_id, head, target, method))
+    if with_stability and score is not None:
         details += f" · stability {score:.2f}" + (" (low: do not trust this map)" if score < 0.5 else "")
     column.caption(details)
+st.image(colour_bar(), width=240)
+st.caption("Colour: evidence *for* the class, from none (transparent) to the map's strongest (its 99th percentile, "
+           "red). Each map is scaled on its own: compare where, not how much.")
 value = results["gradcam"].value
-st.caption(f"Explained value on this chip: {value:.1f} years" if target == "expected" and head == "age"
-           else f"Explained value on this chip: P({target}) = {value:.2f}. Warm colours: evidence for it.")
+st.caption(f"Explained value on this chip: expected age {value:.1f} years (as shown above)" if target == "expected"
+           else f"Explained value on this chip: P({target}) = {value:.1%}, the probability shown above "
+                "(chip and mirror image averaged, as in an audit).")
 release_freed_memory()  # what this rerun's thread freed (decoded photo, chips) goes back to the OS

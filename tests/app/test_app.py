@@ -1,6 +1,7 @@
 """Every page of the dashboard in streamlit's AppTest, on a tiny model and a synthetic bundle."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -98,20 +99,65 @@ def test_gallery_filter_narrows_mistakes(app):
     assert test.caption[0].value.startswith("0 mistakes")
 
 
-def test_inspect_sample_photo_yields_predictions(app):
+def _inspect_sample(app, name="025_03.jpg") -> AppTest:
     test = app("pages/inspect_photo.py")
-    test.selectbox(key="inspect_sample").set_value("025_03.jpg").run()
+    assert [i.value for i in test.info] == ["Upload a photo, or choose “Use a sample” above."]  # nothing chosen silently
+    test.radio(key="inspect_source").set_value("sample").run()
+    test.selectbox(key="inspect_sample").set_value(name).run()
     assert not test.exception
+    return test
+
+
+def _explained(test: AppTest) -> list[str]:
+    return [c.value for c in test.caption if c.value.startswith("Explained value on this chip")]
+
+
+def test_inspect_sample_photo_yields_predictions(app):
+    test = _inspect_sample(app)
     assert test.metric[0].label == "Age"
     assert any(m.value.startswith("**Gender**") for m in test.markdown)
-    assert any(c.value.startswith("Explained value on this chip") for c in test.caption)
+    assert _explained(test)
     test.selectbox(key="inspect_head").set_value("race").run()
-    assert not test.exception and any("P(" in c.value for c in test.caption)
+    assert not test.exception and any("P(" in c for c in _explained(test))
+
+
+def test_inspect_shows_gradcam_at_once_and_runs_lime_and_ig_only_on_request(app):
+    test = _inspect_sample(app)
+    assert [c.value for c in test.caption if "not run yet" in c.value] == [
+        "Integrated Gradients: not run yet for this face and class (button above).",
+        "LIME: not run yet for this face and class (button above)."]
+    test.select_slider(key="inspect_samples").set_value(250).run()
+    test.button(key="inspect_run").click().run()
+    assert not test.exception
+    assert not [c for c in test.caption if "not run yet" in c.value]
+    test.selectbox(key="inspect_head").set_value("race").run()  # another head: Grad-CAM again, the slow two on request
+    assert len([c for c in test.caption if "not run yet" in c.value]) == 2
+    test.selectbox(key="inspect_head").set_value("gender").run()  # back: the kept results, no button needed
+    assert not [c for c in test.caption if "not run yet" in c.value] and not [b for b in test.button if b.key == "inspect_run"]
+
+
+def test_inspect_explains_the_predicted_class_of_each_new_photo(app):
+    def shown_and_explained(test):
+        target = next(s for s in test.selectbox if s.key.startswith("inspect_target_gender"))
+        shown = next(m.value for m in test.markdown if m.value.startswith("**Gender**"))  # "**Gender**: Male (58%)"
+        predicted, percent = re.match(r"\*\*Gender\*\*: (\w+) \((\d+)%\)", shown).groups()
+        explained = float(re.search(r"P\(\w+\) = ([\d.]+)%", _explained(test)[0]).group(1))
+        return target, predicted, int(percent), explained
+
+    test = _inspect_sample(app)
+    target, predicted, percent, explained = shown_and_explained(test)
+    assert target.value == predicted and abs(explained - percent) <= 0.55  # the explained number is the shown one
+    other = next(g for g in labels.GENDERS if g != predicted)
+    target.set_value(other).run()
+    assert shown_and_explained(test)[0].value == other  # the user's choice holds for this face
+    for name in [p.name for p in sorted((REPO_ROOT / "samples").glob("*.jpg")) if p.name != "025_03.jpg"][:3]:
+        test.selectbox(key="inspect_sample").set_value(name).run()  # a new photo: its own prediction is explained
+        target, predicted, percent, explained = shown_and_explained(test)
+        assert target.value == predicted and abs(explained - percent) <= 0.55
 
 
 def test_inspect_flags_an_upside_down_face_and_turning_fixes_it(app):
-    test = app("pages/inspect_photo.py")
-    test.selectbox(key="inspect_sample").set_value("025_03.jpg").run()
+    test = _inspect_sample(app)
     assert not test.warning
     test.radio(key="inspect_turn").set_value(180).run()
     assert not test.exception

@@ -76,14 +76,23 @@ def test_every_page_opens_without_an_error(browser_page, index_title):
     page.screenshot(path=SHOTS / f"{index:02d}-{title.lower().replace(' ', '-')}.png")
 
 
-def test_upload_gives_prediction_and_explanations(browser_page):
+def test_upload_gives_prediction_and_gradcam_then_lime_and_ig_on_request_with_stop(browser_page):
     page = browser_page
     _open(page, "Inspect a photo")
     page.locator("input[type='file']").set_input_files(str(REPO_ROOT / "samples" / "025_03.jpg"))
-    page.get_by_text("Explained value on this chip").wait_for(timeout=120_000)
+    page.get_by_text("Explained value on this chip").wait_for(timeout=60_000)  # prediction and Grad-CAM, no button
     assert page.get_by_text("Age", exact=True).first.is_visible()
-    assert page.get_by_text("Integrated Gradients").first.is_visible()
+    assert page.get_by_text("LIME: not run yet for this face and class").is_visible()
     page.screenshot(path=SHOTS / "20-inspect-upload.png")
+    page.get_by_role("button", name="Run Integrated Gradients and LIME").click()
+    page.get_by_text(re.compile(r"^LIME: \d+%")).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Stop explaining").click()
+    page.get_by_text("Stopped. Nothing half-done was kept").wait_for(timeout=30_000)
+    assert page.get_by_text("LIME: not run yet for this face and class").is_visible()
+    page.get_by_role("button", name=re.compile(r"^Run .*LIME$")).click()
+    page.get_by_text("LIME: not run yet").wait_for(state="detached", timeout=120_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("LIME", exact=True).first.is_visible()  # the image's caption
     page.get_by_text("Explained value on this chip").scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "20b-inspect-explanations.png")
 
@@ -158,10 +167,12 @@ def test_three_sessions_upload_and_explain_at_once(browser_and_url):
         pages.append(page)
     for page, sample in zip(pages, samples):  # all three uploads go in before any result is awaited
         page.locator("input[type='file']").set_input_files(str(sample))
+    for page in pages:
+        page.get_by_role("button", name="Run Integrated Gradients and LIME").click()
     for index, page in enumerate(pages):
-        page.get_by_text("Explained value on this chip").first.wait_for()
+        page.get_by_text("LIME: not run yet").wait_for(state="detached")
         assert page.locator("[data-testid='stException']").count() == 0
-        assert page.get_by_text("Integrated Gradients").first.is_visible()
+        assert page.get_by_text("Integrated Gradients", exact=True).first.is_visible()
         page.screenshot(path=SHOTS / f"24-concurrent-session-{index + 1}.png")
     for page in pages:
         page.context.close()

@@ -5,6 +5,7 @@ from PIL import Image
 
 from core.explain import ExplainError, ExplanationCache, explain, stability, valid_targets
 from core.model import ModelConfig, create_model
+from core.trainer import predict
 from tests.conftest import LONDON_FIXTURES
 
 
@@ -80,3 +81,41 @@ def test_stability_is_a_correlation(model, chip):
     assert -1 <= score <= 1
     same = stability(model, chip, method="lime", head="gender", target="Male", samples=60, seeds=(5, 5))
     assert same == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "lime"])
+@pytest.mark.parametrize(("head", "target"), [("gender", "Female"), ("race", "Indian"), ("age", "expected")])
+def test_explained_value_is_the_shown_prediction(model, chip, method, head, target):
+    """The dashboard shows `predict` (mirror-averaged); an explanation explains that same number."""
+    def shown(tta):
+        values = predict(model, chip[None], tta=tta)[head][0]
+        return float(values if head == "age" else values[valid_targets(head).index(target)])
+
+    assert abs(shown(True) - shown(False)) > 1e-5  # mirroring matters on this chip: the test can tell them apart
+    result = explain(model, chip, method=method, head=head, target=target, samples=40, steps=4)
+    assert result.value == pytest.approx(shown(True), rel=1e-6, abs=2e-6)
+    bare = explain(model, chip, method=method, head=head, target=target, samples=40, steps=4, mirror=False)
+    assert bare.value == pytest.approx(shown(False), rel=1e-6, abs=2e-6)
+
+
+@pytest.mark.parametrize(("method", "kwargs"), [("lime", {"samples": 250}), ("integrated_gradients", {"steps": 20})])
+def test_progress_is_reported_after_each_batch_up_to_done(model, chip, method, kwargs):
+    shares = []
+    explain(model, chip, method=method, head="gender", target="Male", progress=shares.append, **kwargs)
+    assert len(shares) >= 3 and shares == sorted(shares) and shares[-1] == 1.0
+
+
+def test_progress_can_stop_an_explanation_and_nothing_is_cached(model, chip):
+    class Stop(Exception):
+        pass
+
+    def stop_halfway(share):
+        if share >= 0.5:
+            raise Stop
+
+    cache = ExplanationCache()
+    with pytest.raises(Stop):
+        cache.get(model, "m1", chip, method="lime", head="gender", target="Male", samples=200, progress=stop_halfway)
+    assert cache.peek("m1", chip, method="lime", head="gender", target="Male", samples=200) is None
+    done = cache.get(model, "m1", chip, method="lime", head="gender", target="Male", samples=200, progress=print)
+    assert cache.peek("m1", chip, method="lime", head="gender", target="Male", samples=200) is done
