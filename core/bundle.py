@@ -19,6 +19,7 @@ Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `ge
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,14 @@ def bundle_title(metrics: dict[str, Any]) -> str:
     mitigation = metrics.get("mitigation")
     return (f"{metrics.get('dataset', 'unknown dataset')} · model {metrics.get('model_id') or 'unknown'}"
             + (f" · mitigation: {mitigation}" if mitigation else ""))
+
+
+def export_name(bundle_name: str, filters: dict[str, list[str]], *parts: str) -> str:
+    """A file name stem for an export: 'faceaudit-<bundle>[-<part>…][-<column>-<values>…]', safe on every OS."""
+    pieces = [bundle_name, *parts] + [f"{column}-{'+'.join(values)}" for column, values in sorted(filters.items()) if values]
+    stem = "-".join(["faceaudit", *pieces])
+    stem = re.sub(r"[^A-Za-z0-9+._-]+", "_", stem).strip("._")
+    return stem[:150]
 
 
 def provenance(metrics: dict[str, Any]) -> dict[str, str]:

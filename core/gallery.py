@@ -10,11 +10,24 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from core import labels
+from core.bundle import csv_safe
 from core.images import load_image
 
-__all__ = ["HEADS", "mistakes", "face_thumbnail"]
+__all__ = ["HEADS", "available_heads", "mistakes", "tile_caption", "page_of", "mistakes_csv", "face_thumbnail"]
 
 HEADS = ("gender", "race", "age_bin", "age")
+
+
+def _exact_ages(frame: pd.DataFrame) -> pd.Series:
+    """True ages as float64 with NaN where only a bin is known (FairFace), never pandas' NA."""
+    return pd.to_numeric(frame["age"], errors="coerce").astype("float64")
+
+
+def available_heads(frame: pd.DataFrame) -> list[str]:
+    """The heads of `HEADS` with at least one true label in `frame` (no "age" for bin-only data such as FairFace)."""
+    known = {"age": _exact_ages(frame).notna().any()} if "age" in frame else {}
+    known |= {head: frame[head].notna().any() for head in HEADS[:3] if head in frame}
+    return [head for head in HEADS if known.get(head, False)]
 
 
 def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], *,
@@ -24,18 +37,20 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     """Rows the model got wrong for `head`, with `confidence` and `age_error` columns added.
 
     For `head="age"` a mistake is an absolute error of at least `min_age_error` years (default
-    5 when left at 0); confidence is then the inverse of the predicted spread (1 / (1 + std)).
-    High-confidence mistakes are often label noise worth a look.
+    5 when left at 0) on a face with an exact true age; confidence is then the inverse of the
+    predicted spread (1 / (1 + std)). Otherwise confidence is the probability of the predicted
+    class. High-confidence mistakes are often label noise worth a look.
 
     Raises:
         ValueError: `head` is not one of `HEADS`.
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-    frame = frame.assign(age_error=(frame["pred_age"] - frame["age"].astype("float64")).abs())
+    frame = frame.assign(age_error=(frame["pred_age"].astype("float64") - _exact_ages(frame)).abs())
     if head == "age":
         threshold = min_age_error or 5.0
-        wrong = frame[frame["age_error"] >= threshold].assign(confidence=1.0 / (1.0 + frame["pred_age_std"]))
+        wrong = frame[frame["age_error"] >= threshold]  # NaN (no exact age) is never a mistake
+        wrong = wrong.assign(confidence=1.0 / (1.0 + wrong["pred_age_std"].astype("float64")))
     else:
         names = labels.CLASSES[head]
         known = frame[frame[head].notna()]
@@ -52,6 +67,34 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     key, ascending = {"most confident": ("confidence", False), "largest age error": ("age_error", False),
                       "file": ("file", True)}[sort]
     return wrong.sort_values(key, ascending=ascending, kind="stable")
+
+
+def tile_caption(row: pd.Series, head: str) -> str:
+    """What a gallery tile says: truth → prediction, how sure the model was, which face, and any flags."""
+    true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
+    text = (f"true {true_age} · {row['gender']} · {row['race']} → predicted {row['pred_age']:.0f} · "
+            f"{row['pred_gender']} · {row['pred_race']}")
+    if head == "age":
+        text += f" · age error {row['age_error']:.0f} y, predicted spread ± {row['pred_age_std']:.0f} y"
+    else:
+        text += f" · confidence in {row[f'pred_{head}']}: {row['confidence']:.0%}"
+    if row.get("n_faces", 1) > 1 and "face_index" in row.index:
+        text += f" · face {int(row['face_index']) + 1} of {int(row['n_faces'])} (outlined)"
+    if row.get("face_flags", "none") not in ("none", ""):
+        text += f" · ⚠ {row['face_flags']}"
+    return text
+
+
+def page_of(frame: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
+    """Rows of the 1-based `page` (clamped to the pages there are)."""
+    pages = max(1, -(-len(frame) // per_page))
+    start = (min(max(page, 1), pages) - 1) * per_page
+    return frame.iloc[start : start + per_page]
+
+
+def mistakes_csv(wrong: pd.DataFrame) -> bytes:
+    """The faces of a gallery view as CSV: one row per face, every column, spreadsheet-formula safe."""
+    return csv_safe(wrong).to_csv(index=False).encode("utf-8")
 
 
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:

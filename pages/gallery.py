@@ -1,38 +1,57 @@
-"""Error gallery: thumbnails of misclassified faces, filterable, most confident mistakes first."""
+"""Error gallery: thumbnails of misclassified faces, filterable and paged, most confident mistakes first."""
 
-import pandas as pd
+from pathlib import Path
+
 import streamlit as st
 
 from core import labels
-from core.bundle import chosen_box, resolve_image
-from core.gallery import face_thumbnail, mistakes
+from core.bundle import chosen_box, export_name, resolve_image
+from core.gallery import available_heads, face_thumbnail, mistakes, mistakes_csv, page_of, tile_caption
 from pages import _cached
 
 PER_PAGE = 24
+HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age bin", "age": "age (years)"}
 st.title("Error gallery")
 bundle = _cached.current_bundle()
 if bundle is None:
     st.stop()
 frame = _cached.filtered_predictions(bundle)
+heads = available_heads(frame)
+if not heads:
+    st.info("No face in this selection has a true label to compare with.")
+    st.stop()
 
 left, middle, right = st.columns(3)
-head = left.radio("Mistakes in", ["gender", "race", "age_bin", "age"], horizontal=True, key="gallery_head")
+head = left.radio("Mistakes in", heads, horizontal=True, key="gallery_head", format_func=HEAD_NAMES.get,
+                  help=None if "age" in heads else "No exact ages in this selection (only age bins, as in FairFace).")
 sort = right.selectbox("Sort", ["most confident", "largest age error", "file"], key="gallery_sort")
 true_values = predicted_values = None
 if head in labels.CLASSES:
     names = list(labels.CLASSES[head])
-    true_values = middle.multiselect(f"true {head}", names, key=f"gallery_true_{head}", placeholder="any")
-    predicted_values = middle.multiselect(f"predicted {head}", names, key=f"gallery_pred_{head}",
+    true_values = middle.multiselect(f"true {HEAD_NAMES[head]}", names, key=f"gallery_true_{head}", placeholder="any")
+    predicted_values = middle.multiselect(f"predicted {HEAD_NAMES[head]}", names, key=f"gallery_pred_{head}",
                                           placeholder="any")
-low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence")
+low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence",
+                      help="The probability of the predicted class; for age, 1 / (1 + predicted spread in years).")
 min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
 wrong = mistakes(frame, head, true_values=true_values, predicted_values=predicted_values, min_age_error=min_error,
                  confidence=(low, high), sort=sort)
-st.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces")
+pages = max(1, -(-len(wrong) // PER_PAGE))
+if st.session_state.get("gallery_page", 1) > pages:  # fewer pages after a filter change
+    st.session_state["gallery_page"] = pages
+counts, paging, export = st.columns([2, 1, 1])
+page = paging.number_input(f"Page (of {pages})", 1, pages, key="gallery_page")
+shown = page_of(wrong, page, PER_PAGE)
+first = (page - 1) * PER_PAGE
+counts.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces"
+               + (f" · showing {first + 1:,}–{first + len(shown):,}" if len(wrong) else ""))
+export.download_button(f"Download these {len(wrong):,} faces (CSV)", mistakes_csv(wrong), mime="text/csv",
+                       file_name=f"{export_name(Path(bundle.path).name, _cached.filters(), head, 'mistakes')}.csv",
+                       key="gallery_csv", disabled=wrong.empty,
+                       help="One row per face with every column of the bundle, plus confidence and age error.")
 if wrong.empty:
     st.stop()
 
-shown = wrong.head(PER_PAGE)
 paths = [resolve_image(row, bundle.metrics, _cached.settings().data_dir) for _, row in shown.iterrows()]
 if all(path is None for path in paths):
     expected = bundle.metrics.get("image_root") or shown["path"].iloc[0]
@@ -41,21 +60,15 @@ if all(path is None for path in paths):
                + ". Set FACEAUDIT_DATA to the data folder that holds them and restart.")
 columns = st.columns(6)
 for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
-    true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
-    caption = (f"true {true_age} {row['gender']} {row['race']} → {row['pred_age']:.0f} {row['pred_gender']} "
-               f"{row['pred_race']} ({row['confidence']:.2f})")
-    if row.get("n_faces", 1) > 1 and "face_index" in row.index:
-        caption += f" · face {int(row['face_index']) + 1} of {int(row['n_faces'])} (outlined)"
-    if row.get("face_flags", "none") not in ("none", ""):
-        caption += f" · ⚠ {row['face_flags']}"
     with columns[index % 6]:
         if path is not None:
-            st.image(face_thumbnail(path, chosen_box(row)), caption=caption, width="stretch")
+            st.image(face_thumbnail(path, chosen_box(row)), caption=tile_caption(row, head), width="stretch")
         else:
-            st.caption(caption)
+            st.caption(tile_caption(row, head))
 
 st.subheader("Full record")
-file = st.selectbox("Face", shown["file"].tolist(), key="gallery_record")
-record = shown[shown["file"] == file].iloc[0]
+position = st.selectbox("Face", range(len(shown)), key=f"gallery_record_{page}",
+                        format_func=lambda i: f"{first + i + 1}. {shown['file'].iloc[i]}")
+record = shown.iloc[position]
 st.json({key: (None if str(value) in ("<NA>", "nan") else value if isinstance(value, (int, float, str, bool)) else str(value))
          for key, value in record.items()})

@@ -3,6 +3,7 @@
 import json
 import re
 
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -31,6 +32,9 @@ def model_dir(tmp_path_factory):
     write_bundle(mitigated_bundle(), folder / "audits" / "synthetic-fixed")
     write_bundle(synthetic_bundle(120), folder / "audits" / "synthetic-small")
     write_bundle(gender_shades_bundle(60), folder / "audits" / "wild-gender-shades")  # an auditor's `skin` column
+    bins_only = synthetic_bundle()  # FairFace-like: true age bins, no exact ages
+    bins_only.predictions["age"] = pd.array([pd.NA] * len(bins_only.predictions), dtype="Int64")
+    write_bundle(bins_only, folder / "audits" / "wild-bins-only")
     empty = synthetic_bundle()
     empty.predictions, empty.metrics = empty.predictions.iloc[0:0], compute_metrics(empty.predictions.iloc[0:0], 1) | {
         "dataset": "nothing survived", "model_id": "test", "notes": []}
@@ -110,6 +114,26 @@ def _inspect_sample(app, name="025_03.jpg") -> AppTest:
 
 def _explained(test: AppTest) -> list[str]:
     return [c.value for c in test.caption if c.value.startswith("Explained value on this chip")]
+
+
+def test_gallery_on_age_bins_only_offers_no_age_head(app):
+    test = app("pages/gallery.py", bundle_name="wild-bins-only")
+    assert not test.exception and test.radio(key="gallery_head").options == ["gender", "race", "age bin"]
+    test.radio(key="gallery_head").set_value("age_bin").run()
+    assert not test.exception and not test.warning  # no false "images not on this machine"
+    assert not [c for c in test.caption if "nan" in c.value]
+
+
+def test_gallery_pages_through_every_mistake(app):
+    test = app("pages/gallery.py")
+    test.radio(key="gallery_head").set_value("age").run()
+    total = int(re.match(r"([\d,]+) mistakes", test.caption[0].value).group(1))
+    assert total > 24 and "showing 1–24" in test.caption[0].value
+    test.number_input(key="gallery_page").set_value(2).run()
+    assert f"showing 25–{min(48, total)}" in test.caption[0].value
+    assert test.selectbox(key="gallery_record_2").options[0].startswith("25. ")
+    test.radio(key="gallery_head").set_value("gender").run()  # 12 mistakes: one page, the page number follows
+    assert test.number_input(key="gallery_page").value == 1 and "showing 1–12" in test.caption[0].value
 
 
 def test_inspect_sample_photo_yields_predictions(app):

@@ -1,0 +1,65 @@
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.bundle import export_name
+from core.gallery import available_heads, mistakes, mistakes_csv, page_of, tile_caption
+from tests.bundle_fixture import synthetic_predictions
+
+
+@pytest.fixture
+def bins_only():
+    """FairFace-like: true age bins, no exact ages (pandas' Int64 NA)."""
+    frame = synthetic_predictions(60)
+    frame["age"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    return frame
+
+
+def test_bin_only_data_offers_no_age_head_and_has_no_age_mistakes(bins_only):
+    assert available_heads(bins_only) == ["gender", "race", "age_bin"]
+    assert mistakes(bins_only, "age").empty  # not 60 "nan" tiles
+    assert available_heads(synthetic_predictions(60)) == ["gender", "race", "age_bin", "age"]
+
+
+def test_age_mistakes_need_an_exact_age_and_a_real_error():
+    frame = synthetic_predictions(60)
+    frame.loc[:9, "age"] = pd.NA
+    frame["pred_age"] = frame["age"].astype("float64").fillna(30) + np.where(frame.index % 2 == 0, 12.0, 1.0)
+    wrong = mistakes(frame, "age")
+    assert set(wrong.index) == {i for i in range(10, 60) if i % 2 == 0}
+    assert wrong["age_error"].to_numpy() == pytest.approx(12.0) and wrong["age_error"].dtype == "float64"
+
+
+def test_pages_cover_every_mistake_once():
+    frame = synthetic_predictions(60)
+    pages = [page_of(frame, number, 24) for number in (1, 2, 3)]
+    assert [len(p) for p in pages] == [24, 24, 12]
+    assert pd.concat(pages).index.equals(frame.index)
+    assert page_of(frame, 9, 24).index.equals(pages[2].index)  # past the end: the last page
+
+
+def test_csv_has_one_row_per_face_and_every_column():
+    frame = synthetic_predictions(60)
+    frame.loc[0, "file"] = "=HYPERLINK(\"http://x\")"
+    wrong = mistakes(frame, "gender")
+    back = pd.read_csv(io.BytesIO(mistakes_csv(wrong)))
+    assert len(back) == len(wrong) == 3 and list(back.columns) == list(wrong.columns)
+    assert "confidence" in back and not back["file"].str.startswith("=").any()
+
+
+def test_tile_caption_labels_the_confidence_and_the_age_error():
+    frame = synthetic_predictions(60)
+    row = mistakes(frame, "gender").iloc[0]
+    assert f"confidence in {row['pred_gender']}: 95%" in tile_caption(row, "gender")
+    frame["pred_age"] = frame["age"].astype("float64") + 10
+    row = mistakes(frame, "age").iloc[0]
+    assert "age error 10 y, predicted spread ± 3 y" in tile_caption(row, "age")
+
+
+def test_export_names_say_bundle_and_filter():
+    assert export_name("fairface-sample", {}) == "faceaudit-fairface-sample"
+    assert (export_name("utkface-test", {"race": ["Black"], "gender": ["Female", "Male"], "age_bin": []}, "gender")
+            == "faceaudit-utkface-test-gender-gender-Female+Male-race-Black")
+    assert export_name("x", {"skin": ["dark / very dark"]}) == "faceaudit-x-skin-dark_very_dark"
