@@ -38,7 +38,7 @@ from core.fairness import (
 from core.gallery import face_thumbnail, mistakes
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
-           "thumbnail", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
+           "thumbnail", "CHROMIUM", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
 
 REPORT_SCHEMA_VERSION = "faceaudit-report/1"
 # plotly.js's "cartesian" bundle (bar, scatter, heatmap; MIT, see plotly-cartesian.LICENSE), the same version as
@@ -71,6 +71,7 @@ PUBLIC_ANCHORS = [
 ]
 _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", "signed_age_error",
              "false_female_rate", "false_male_rate"]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; used for PDF export (and the browser tests)
 
 
 _DEFAULT_GROUPINGS = (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"])
@@ -379,7 +380,7 @@ def _comparison_html(comparison: Comparison) -> str:
     return "".join(parts)
 
 
-def html_to_pdf(html_text: str, out: str | Path, *, chromium: str = "/usr/bin/chromium", timeout: float = 120) -> Path:
+def html_to_pdf(html_text: str, out: str | Path, *, chromium: str | Path = CHROMIUM, timeout: float = 120) -> Path:
     """Print an HTML report to PDF with headless Chromium (charts render as in the browser).
 
     Raises:

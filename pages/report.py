@@ -1,13 +1,15 @@
 """Report: export the current selection as HTML, PDF, JSON or CSV."""
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
 from core import labels
+from core.bundle import export_name
 from core.compare import COMPARE_METRICS, describe, mitigations_of
-from core.report import html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from core.report import CHROMIUM, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
 st.title("Report")
@@ -44,34 +46,42 @@ if checkpoint is None:
                "is not on this machine.")
 
 
-@st.cache_data(max_entries=8, show_spinner="Building the report…")
-def build(bundle_key: str, filters_key: str, compared_key: tuple[str, ...], group_key: tuple[str, ...]) -> tuple[str, str, bytes]:
+# Each format is built when its button is clicked (Streamlit runs `data` then, on its own thread), once per selection.
+report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else (), tuple(group_by))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def build_html(key: tuple) -> str:
     gallery, panels, note = report_extras(frame, bundle.metrics, _cached.settings().data_dir, checkpoint=checkpoint,
                                           detector=_cached.detector() if checkpoint is not None else None)
-    meta = checkpoint.meta if checkpoint is not None else {}
-    return (report_html(frame, bundle.metrics, meta, filters, gallery=gallery, explanations=panels,
-                        comparison=comparison, group_by=list(group_key), explanation_note=note),
-            report_json(frame, bundle.metrics, filters, comparison, list(group_key)),
-            report_csv_zip(frame, comparison, list(group_key)))
+    return report_html(frame, bundle.metrics, checkpoint.meta if checkpoint is not None else {}, filters,
+                       gallery=gallery, explanations=panels, comparison=comparison, group_by=list(key[3]),
+                       explanation_note=note)
 
 
-report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else (), tuple(group_by))
-html_text, json_text, csv_zip = build(*report_key)
-file_stem = f"faceaudit-{Path(bundle.path).name}"
-columns = st.columns(4)
-columns[0].download_button("Download HTML", html_text, file_name=f"{file_stem}.html", mime="text/html", key="report_html")
-columns[1].download_button("Download JSON", json_text, file_name=f"{file_stem}.json", mime="application/json",
-                           key="report_json")
-columns[2].download_button("Download CSV (zip)", csv_zip, file_name=f"{file_stem}-csv.zip", mime="application/zip",
-                           key="report_csv")
-if columns[3].button("Prepare PDF", key="report_pdf_prepare"):
-    with st.spinner("Printing the report with headless Chromium…"), tempfile.TemporaryDirectory() as folder:
-        try:
-            pdf = html_to_pdf(html_text, Path(folder) / "report.pdf").read_bytes()
-            st.session_state["report_pdf_bytes"] = report_key, pdf
-        except (FileNotFoundError, RuntimeError) as error:
-            st.error(str(error))
-pdf_key, pdf = st.session_state.get("report_pdf_bytes", (None, None))
-if pdf_key == report_key:  # a PDF of an earlier selection is not offered for this one
-    columns[3].download_button("Download PDF", pdf, file_name=f"{file_stem}.pdf",
-                               mime="application/pdf", key="report_pdf")
+@st.cache_data(max_entries=8, show_spinner=False)
+def build_json(key: tuple) -> str:
+    return report_json(frame, bundle.metrics, filters, comparison, list(key[3]))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def build_csv(key: tuple) -> bytes:
+    return report_csv_zip(frame, comparison, list(key[3]))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def build_pdf(key: tuple) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return html_to_pdf(build_html(key), Path(folder) / "report.pdf").read_bytes()
+
+
+stem = export_name(Path(bundle.path).name, filters, *(f"by-{'+'.join(group_by)}",) if group_by else ())
+formats = {"HTML": (build_html, ".html", "text/html"), "JSON": (build_json, ".json", "application/json"),
+           "CSV (zip)": (build_csv, "-csv.zip", "application/zip"), "PDF": (build_pdf, ".pdf", "application/pdf")}
+st.caption(f"Files are named `{stem}.…` and built when you click (HTML and PDF take a few seconds).")
+for column, (label, (builder, suffix, mime)) in zip(st.columns(4), formats.items()):
+    unavailable = label == "PDF" and not CHROMIUM.exists()
+    column.download_button(f"Download {label}", partial(builder, report_key), file_name=f"{stem}{suffix}", mime=mime,
+                           key=f"report_{suffix.strip('.-').split('.')[0]}", on_click="ignore", disabled=unavailable,
+                           help=f"PDF export needs Chromium at {CHROMIUM} (apt-get install chromium)" if unavailable
+                           else None)

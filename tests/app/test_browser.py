@@ -6,6 +6,7 @@ artifacts/screenshots/ for a person to look at.
 
 import json
 import re
+from urllib.parse import urljoin
 
 import pytest
 
@@ -48,10 +49,26 @@ def browser_page(browser_and_url):
     page.close()
 
 
+def _choose(page, label: str, value: str) -> None:
+    """Pick `value` in the sidebar filter `label` and wait for the rerun."""
+    box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(
+        has=page.get_by_text(label, exact=True))
+    box.locator("input").fill(value)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+    _wait_for_run(page)
+
+
+def _wait_for_run(page) -> None:
+    """Until the script run of this page is over (Streamlit's status widget gone)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+
+
 def _open(page, label: str) -> None:
     page.get_by_role("link", name=label, exact=True).click()
     page.get_by_role("heading", level=1, name=PAGES.get(label, label), exact=True).wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+    _wait_for_run(page)
     page.wait_for_timeout(1500)  # let plotly draw before a screenshot
 
 
@@ -125,12 +142,17 @@ def test_report_downloads(browser_page, tmp_path):
     html_path = tmp_path / "report.html"
     download.value.save_as(html_path)
     assert "<h2>Model card</h2>" in html_path.read_text() and "<h2>Mitigations compared</h2>" in html_path.read_text()
-    page.get_by_role("button", name="Prepare PDF").click()
+    assert download.value.suggested_filename == "faceaudit-fairface-sample.html"
+    _choose(page, "race", "Black")  # a filter: the PDF is still offered, built on the click, named after the filter
+    page.get_by_text("faceaudit-fairface-sample-race-Black.").wait_for(timeout=60_000)
+    _wait_for_run(page)  # a button of a run that is being replaced has no file behind it
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Download PDF").click(timeout=120_000)
     pdf_path = tmp_path / "report.pdf"
     download.value.save_as(pdf_path)
-    assert pdf_path.read_bytes()[:5] == b"%PDF-" and download.value.suggested_filename == "faceaudit-fairface-sample.pdf"
+    assert pdf_path.read_bytes()[:5] == b"%PDF-"
+    assert download.value.suggested_filename == "faceaudit-fairface-sample-race-Black.pdf"
+    page.goto(urljoin(page.url, "/"))  # a new session without the filter, for the tests after this one
 
 
 def test_auditors_own_column_and_the_audited_face(browser_page):
