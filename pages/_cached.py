@@ -17,6 +17,8 @@ from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles,
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
 from core.fairness import MAX_GROUP_VALUES, filter_frame, grouping_columns, value_order
+from core.findings import Gap, error_findings, largest_gaps
+from core.view import parse_view, view_params
 
 if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bundles render without them
     from core.explain import ExplanationCache
@@ -181,10 +183,34 @@ def keep_choices(key: str, options: list[str]) -> None:
         st.session_state[key] = [value for value in st.session_state[key] if value in options]
 
 
+def _restore_view(choices: dict[str, Path]) -> None:
+    """On a session's first run: the bundle and filters its URL names (see `core.view`); problems are kept to show."""
+    if "view_restored" in st.session_state:
+        return
+    st.session_state["view_restored"] = True
+    params = {name: st.query_params.get_all(name) for name in st.query_params}
+    wanted = next(iter(params.get("bundle", [])[-1:]), None)
+    name = wanted if wanted in choices else current_bundle_name()
+    try:
+        options = _filter_options(str(choices[name]), _mtime(choices[name])) if name else {}
+    except BundleError:
+        options = {}
+    view = parse_view(params, list(choices), {column: list(values) for column, values in labels.CLASSES.items()} | options)
+    if view.bundle:
+        st.session_state["bundle_name"] = view.bundle
+    for column, values in view.filters.items():
+        st.session_state[f"filter_{column}"] = values
+    st.session_state["view_problems"] = view.problems
+
+
 def sidebar() -> None:
-    """Bundle picker and the persistent filter over the labels and the bundle's own columns; every page respects them."""
+    """Bundle picker and the persistent filter over the labels and the bundle's own columns; every page respects them.
+
+    The view (bundle and filter) is read from the URL on a session's first run and written back on every run.
+    """
+    choices = bundle_choices()
+    _restore_view(choices)
     with st.sidebar:
-        choices = bundle_choices()
         if choices:
             st.selectbox("Audit dataset", list(choices), key="bundle_name")
         st.text_input("Other bundle folder", key="bundle_extra", placeholder="path/to/bundle",
@@ -204,6 +230,22 @@ def sidebar() -> None:
                     keep_choices(f"filter_{column}", options[column])
                     st.multiselect(column, options[column], key=f"filter_{column}", placeholder="all",
                                    help=f"A column of the audited dataset (at most {MAX_GROUP_VALUES} values) or of detection.")
+        if st.session_state.get("view_problems"):
+            st.warning("This link asked for what is not here: " + "; ".join(map(plain, st.session_state["view_problems"]))
+                       + ". The rest of the view is applied.")
+    shown = {column: values for column, values in filters().items() if column in labels.CLASSES or column in options}
+    st.query_params.from_dict(view_params(name, shown))
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")
+def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap], list[str]]:
+    frame = filter_frame(_load_bundle(path, mtime).predictions, dict(filters_items))
+    return largest_gaps(frame), error_findings(frame)
+
+
+def findings(bundle: Bundle) -> tuple[list[Gap], list[str]]:
+    """The largest gaps and most one-sided errors of `bundle` under the sidebar filter (`core.findings`)."""
+    return _findings(str(bundle.path), _mtime(Path(bundle.path)), tuple((k, tuple(v)) for k, v in filters().items()))
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing bundles…")

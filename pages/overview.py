@@ -60,6 +60,15 @@ for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
                        f"n={int(row['n'])}. {intervals}")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
+st.subheader("Largest gaps")
+gaps, errors = _cached.findings(bundle)
+if gaps or errors:
+    st.markdown("\n".join(f"- {_cached.plain(text)}" for text in [gap.sentence() for gap in gaps] + errors))
+    st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender) whose best and worst groups of at least "
+               f"{SMALL_N} faces differ most; 95 % intervals of the gap combine the two groups' intervals. {intervals}")
+else:
+    st.write(f"No two groups of at least {SMALL_N} labelled faces to compare in this selection.")
+
 st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")
 available = [name for name in ("gender_accuracy", "race_accuracy", "age_mae") if overall.loc[name, "n"] > 0]
 table = subgroup_metrics(frame, ["race", "gender"], available, rounds=200).table if available else None

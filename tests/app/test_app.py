@@ -59,8 +59,9 @@ def app(model_dir, monkeypatch):
 
     monkeypatch.setattr(PagesManager, "__init__", navigation_mode)
 
-    def open_page(page: str | None, **state) -> AppTest:
+    def open_page(page: str | None, query: dict | None = None, **state) -> AppTest:
         test = AppTest.from_file(APP, default_timeout=60)
+        test.query_params.update(query or {})  # as if opened from a shared link
         for key, value in state.items():  # e.g. bundle_name: a sidebar choice before the first run
             test.session_state[key] = value
         if page is not None:  # None: the default page, run through app.py with its sidebar
@@ -84,6 +85,13 @@ def test_sidebar_filter_changes_overview_counts(app):
     after = [m.value for m in test.markdown]
     assert any("filtered to 48 faces" in value for value in after)
     assert before != after
+
+
+def test_overview_states_the_largest_gaps_in_words(app):
+    test = app(None)
+    said = [m.value.replace("\\", "") for m in test.markdown if "Gender accuracy by" in m.value]
+    assert said and "Gender accuracy by race: Black 75.0 % (95 % CI 61.2–85.1, n = 48) vs White 100.0 %" in said[0]
+    assert "12 of 120 faces of true gender Female (10.0 %) are predicted Male." in said[0]
 
 
 def test_subgroup_choice_changes_the_confusion_heatmap(app):
@@ -255,6 +263,27 @@ def test_report_page_offers_every_format_at_once_and_builds_none_before_a_click(
     test.multiselect(key="filter_race").set_value(["Black"]).run()  # PDF stays after a filter change
     assert labels_shown()[-1] == "Download PDF" and not built
     assert any("faceaudit-synthetic-race-Black.…" in c.value for c in test.caption)
+
+
+def test_a_shared_link_restores_bundle_and_filter_and_the_url_follows_changes(app):
+    test = app(None, query={"bundle": "wild-gender-shades", "filter.skin": "darker", "filter.gender": "Female"})
+    assert not test.exception and test.selectbox(key="bundle_name").value == "wild-gender-shades"
+    assert test.multiselect(key="filter_skin").value == ["darker"] and test.multiselect(key="filter_gender").value == ["Female"]
+    assert any("filtered to 60 faces" in m.value for m in test.markdown)
+    test.multiselect(key="filter_gender").set_value([]).run()
+    url = lambda: {key: value if isinstance(value, list) else [value] for key, value in test.query_params.items()}
+    assert url() == {"bundle": ["wild-gender-shades"], "filter.skin": ["darker"]}
+    test.selectbox(key="bundle_name").set_value("synthetic").run()  # the other bundle has no `skin`: the URL says so
+    assert url() == {"bundle": ["synthetic"]}
+
+
+def test_a_link_to_what_is_not_here_says_so_and_applies_the_rest(app):
+    test = app(None, query={"bundle": "gone", "filter.race": ["Black", "Martian"], "filter.hair": "red"})
+    assert not test.exception
+    assert test.multiselect(key="filter_race").value == ["Black"]
+    [warning] = [w.value for w in test.warning if w.value.startswith("This link asked for")]
+    assert "no bundle named 'gone'" in warning.replace("\\", "") and "race has no value 'Martian'" in warning.replace("\\", "")
+    assert "no filter column 'hair'" in warning.replace("\\", "")
 
 
 def test_auditors_own_column_filters_and_groups(app):

@@ -108,9 +108,10 @@ def test_upload_gives_prediction_and_gradcam_then_lime_and_ig_on_request_with_st
     assert page.get_by_text("LIME: not run yet for this face and class").is_visible()
     page.get_by_role("button", name=re.compile(r"^Run .*LIME$")).click()
     page.get_by_text("LIME: not run yet").wait_for(state="detached", timeout=120_000)
+    _wait_for_run(page)
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("LIME", exact=True).first.is_visible()  # the image's caption
-    page.get_by_text("Explained value on this chip").scroll_into_view_if_needed()
+    page.get_by_text("Explained value on this chip").first.scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "20b-inspect-explanations.png")
 
 
@@ -190,9 +191,13 @@ def test_three_sessions_upload_and_explain_at_once(browser_and_url):
     for page, sample in zip(pages, samples):  # all three uploads go in before any result is awaited
         page.locator("input[type='file']").set_input_files(str(sample))
     for page in pages:
-        page.get_by_role("button", name="Run Integrated Gradients and LIME").click()
+        page.get_by_text("Explained value on this chip").first.wait_for()  # prediction and Grad-CAM
+        run = page.get_by_role("button", name="Run Integrated Gradients and LIME")
+        if run.count():  # absent where an earlier test left this photo's explanations in the shared cache
+            run.click()
     for index, page in enumerate(pages):
         page.get_by_text("LIME: not run yet").wait_for(state="detached")
+        _wait_for_run(page)
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.get_by_text("Integrated Gradients", exact=True).first.is_visible()
         page.screenshot(path=SHOTS / f"24-concurrent-session-{index + 1}.png")
@@ -217,3 +222,22 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app(browser_and_url):
         page.close()
     assert "Subgroup metrics" in navigation and "Overview" in navigation
     assert "cached" not in navigation.lower() and "\napp\n" not in f"\n{navigation}\n"
+
+
+def test_a_view_survives_a_reload_and_can_be_shared(browser_and_url):
+    browser, url = browser_and_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.set_default_timeout(90_000)
+    page.goto(f"{url}/subgroups?bundle=london-set&filter.race=White")
+    for _ in range(2):  # as linked, then after a reload
+        page.get_by_role("heading", level=1, name="Subgroup metrics", exact=True).wait_for()
+        _wait_for_run(page)
+        picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Audit dataset")
+        assert "london-set" in picker.inner_text()
+        race = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(
+            has=page.get_by_text("race", exact=True))
+        assert "White" in race.inner_text()
+        assert "bundle=london-set" in page.url and "filter.race=White" in page.url
+        page.reload()
+    page.screenshot(path=SHOTS / "25-shared-view-after-reload.png")
+    page.close()
