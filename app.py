@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from core.config import REPO_ROOT
 from pages import _cached
 
-st.set_page_config(page_title="FaceAudit", page_icon=":material/face:", layout="wide")
+# A local icon: a Material or emoji page icon is fetched from Google's or a CDN's servers by the browser.
+st.set_page_config(page_title="FaceAudit", page_icon=str(REPO_ROOT / "core" / "assets" / "favicon.png"), layout="wide")
 
 navigation = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
-from core.fairness import METRICS, SMALL_N, group_label
+from core.fairness import METRIC_TERMS, METRICS, SMALL_N, group_label
 
 __all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
            "intersection_heatmap"]
@@ -29,7 +29,8 @@ def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) 
         customdata=table["n"], hovertemplate="%{y}: %{x:.3f} (n=%{customdata})<extra></extra>"))
     if overall is not None:
         figure.add_vline(x=overall, line_dash="dash", line_color="#e8590c", annotation_text="overall")
-    figure.update_layout(title=f"{metric} — {METRICS[metric][0]}", xaxis_title=metric, yaxis={"autorange": "reversed"},
+    term = METRIC_TERMS[metric]
+    figure.update_layout(title=f"{term.name}: {term.help()}", xaxis_title=term.name, yaxis={"autorange": "reversed"},
                          height=max(300, 28 * len(names) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return figure
 
@@ -73,7 +74,7 @@ def comparison_bars(comparison: Comparison, metric: str) -> go.Figure:
         figure.add_bar(name=name, x=[group_label(key) for key in table.index], y=table[name],
                        error_y={"type": "data", "symmetric": False, "array": table[f"{name} ci_high"] - table[name],
                                 "arrayminus": table[name] - table[f"{name} ci_low"]})
-    figure.update_layout(barmode="group", yaxis_title=metric, height=380,
+    figure.update_layout(barmode="group", yaxis_title=METRIC_TERMS[metric].name, height=380,
                          legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure
 
@@ -93,9 +94,9 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     higher_is_better = METRICS[metric][1]
     figure = go.Figure(go.Heatmap(
         z=value, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False,
-        colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": metric},
+        colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": METRIC_TERMS[metric].name},
         hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"))
-    figure.update_layout(title=f"{metric} by {table.index.names[0]} × {table.index.names[1]} (blank: n < {SMALL_N})",
+    figure.update_layout(title=f"{METRIC_TERMS[metric].name} by {table.index.names[0]} × {table.index.names[1]} (blank: n < {SMALL_N})",
                          xaxis_title=table.index.names[1], yaxis_title=table.index.names[0], yaxis={"autorange": "reversed"},
                          height=120 + 50 * len(rows), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure

@@ -19,8 +19,9 @@ from fairlearn.metrics import MetricFrame
 
 from core import labels
 from core.errors import FaceAuditError
+from core.glossary import Term
 
-__all__ = ["SelectionError", "METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+__all__ = ["SelectionError", "METRIC_TERMS", "METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
            "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "bootstrap_means", "metric_interval", "SubgroupMetrics"]
@@ -33,25 +34,29 @@ SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
 # Columns that name the person in a photo, in order of preference; rows of one person are resampled together.
 IDENTITY_COLUMNS = ("identity", "person_id", "subject_id", "face_id")
 
-# name -> (description, higher is better)
-METRICS: dict[str, tuple[str, bool]] = {
-    "gender_accuracy": ("share of correct gender predictions", True),
-    "race_accuracy": ("share of correct race predictions", True),
-    "age_bin_accuracy": ("share of correct age-bin predictions", True),
-    "age_mae": ("mean absolute age error, years", False),
-    "signed_age_error": ("mean of predicted minus true age, years (negative: underestimated)", False),
-    "cs5": ("share of age predictions within 5 years", True),
-    "false_female_rate": ("share of true males predicted female", False),
-    "false_male_rate": ("share of true females predicted male", False),
-    **{f"race_recall_{race}": (f"share of true {race} predicted {race}", True) for race in labels.RACES},
+# name -> plain name, definition, direction of good: the glossary's metric entries (core.glossary)
+METRIC_TERMS: dict[str, Term] = {
+    "gender_accuracy": Term("Gender accuracy", "share of faces whose gender is predicted right", "higher"),
+    "race_accuracy": Term("Race accuracy", "share of faces whose race is predicted right", "higher"),
+    "age_bin_accuracy": Term("Age-bin accuracy", "share of faces whose age bin is predicted right", "higher"),
+    "age_mae": Term("Age error (years)", "mean absolute difference between predicted and true age, in years (MAE)",
+                    "lower"),
+    "signed_age_error": Term("Age bias (years)", "mean of predicted minus true age, in years; negative: ages "
+                                                 "underestimated", "closer to 0"),
+    "cs5": Term("Ages within 5 years", "share of faces whose predicted age is within 5 years of the true age (CS@5)",
+                "higher"),
+    "false_female_rate": Term("Men called women", "share of true males predicted female", "lower"),
+    "false_male_rate": Term("Women called men", "share of true females predicted male", "lower"),
+    **{f"race_recall_{race}": Term(f"{race} recall", f"share of true {race} faces predicted {race}", "higher")
+       for race in labels.RACES},
 }
+# name -> (definition, higher is better), derived from the terms
+METRICS: dict[str, tuple[str, bool]] = {name: (term.definition, term.good == "higher") for name, term in METRIC_TERMS.items()}
 
 # Metrics whose per-row values are 0 or 1: their intervals are for a proportion.
 PROPORTIONS = frozenset(name for name in METRICS if name not in ("age_mae", "signed_age_error"))
 
-SHORT_NAMES = {"gender_accuracy": "Gender accuracy", "race_accuracy": "Race accuracy", "age_bin_accuracy": "Age-bin accuracy",
-               "age_mae": "Age MAE (years)", "signed_age_error": "Signed age error", "cs5": "CS@5 (within 5 y)",
-               "false_female_rate": "False-female rate", "false_male_rate": "False-male rate"}
+SHORT_NAMES = {name: term.name for name, term in METRIC_TERMS.items()}
 
 
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from core.charts import comparison_bars, confusion_heatmap, forest_plot, interse
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
     MAX_GROUP_VALUES,
-    METRICS,
+    METRIC_TERMS,
     SMALL_N,
     SelectionError,
     cluster_column,
@@ -36,6 +36,7 @@ from core.fairness import (
     worst_group,
 )
 from core.gallery import face_thumbnail, mistakes
+from core.glossary import glossary, plain_name
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
            "thumbnail", "CHROMIUM", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
@@ -177,7 +178,7 @@ def _table_html(table: pd.DataFrame, metrics: list[str]) -> str:
     for metric in metrics:
         if metric in table.columns:
             low, high = table.get(f"{metric}_ci_low"), table.get(f"{metric}_ci_high")
-            shown[metric] = [_cell(v, None if low is None else low.iloc[i], None if high is None else high.iloc[i])
+            shown[plain_name(metric)] = [_cell(v, None if low is None else low.iloc[i], None if high is None else high.iloc[i])
                              for i, v in enumerate(table[metric])]
     return shown.to_html(escape=True, classes="metrics")
 
@@ -281,6 +282,10 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
                  "<th>protocol difference</th></tr>" + "".join(
                      f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in anchors)
                  + "</table><p>" + esc(_anchor_note(bundle_metrics)) + "</p>")
+    terms = glossary()
+    parts.append("<h2>Glossary</h2><table class='metrics glossary'><tr><th>term</th><th>meaning</th><th>better</th></tr>"
+                 + "".join(f"<tr><td>{esc(t.name)}</td><td>{esc(t.definition)}</td><td>{esc(t.good or '—')}</td></tr>"
+                           for t in terms.values()) + "</table>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#212529}"
              "table.metrics{border-collapse:collapse;font-size:11px}table.metrics td,table.metrics th"
              "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
@@ -374,7 +379,7 @@ def _comparison_html(comparison: Comparison) -> str:
         for name in others:
             by_group[f"delta {name}"] = list(map(_delta_cell, groups[f"delta {name}"], groups[f"delta {name} ci_low"],
                                                  groups[f"delta {name} ci_high"]))
-        parts += [f"<div class='keep'><h3>{esc(metric)} — {esc(METRICS[metric][0])}</h3>",
+        parts += [f"<div class='keep'><h3>{esc(METRIC_TERMS[metric].name)}: {esc(METRIC_TERMS[metric].help())}</h3>",
                   overall.to_html(escape=True, classes="metrics"), "<br>", by_group.to_html(escape=True, classes="metrics"),
                   "</div>", _chart(comparison_bars(comparison, metric))]
     return "".join(parts)

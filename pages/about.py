@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import labels
+from core.glossary import glossary
 
 st.title("FaceAudit")
 st.write(
@@ -19,3 +20,9 @@ right.markdown("**Race** (UTKFace)\n\n" + "\n".join(f"- {name}" for name in labe
 st.subheader("FairFace's seven races mapped onto five")
 st.table({"FairFace race": list(labels.FAIRFACE_TO_RACE), "FaceAudit race": list(labels.FAIRFACE_TO_RACE.values())})
 st.info(labels.RACE_MAPPING_NOTE)
+
+st.subheader("Glossary")
+st.caption("The same words and definitions are used on every page, in tooltips and in the exported report.")
+terms = glossary()
+st.table({"term": [term.name for term in terms.values()], "meaning": [term.definition for term in terms.values()],
+          "better": [term.good or "—" for term in terms.values()]})

@@ -5,6 +5,7 @@ import streamlit as st
 from core.charts import comparison_bars
 from core.compare import COMPARE_METRICS, describe, mitigations_of
 from core.fairness import METRICS, group_label
+from core.glossary import explain_term, plain_name
 from pages import _cached
 
 st.title("Compare bundles")
@@ -27,7 +28,8 @@ group_options = list(_cached.filter_options(reference_bundle))
 _cached.keep_choices("compare_by", group_options)
 by = left.multiselect("Group by", group_options, default=[c for c in ["race"] if c in group_options], max_selections=3,
                       key="compare_by")
-metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric")
+metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric",
+                         format_func=plain_name, help="See About → Glossary for what each one means.")
 if not chosen or not by:
     st.info("Pick at least one bundle to compare with and one column to group by.")
     st.stop()
@@ -42,9 +44,10 @@ with st.expander("What each bundle bought and what it cost", expanded=True):
         st.markdown(f"**{_cached.plain(name)}**: {_cached.plain(note)}")
     st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison)))
 if metric not in comparison.by_group:
-    st.info(f"{comparison.names[0]} has no labels for {metric}: pick another metric.")
+    st.info(f"{comparison.names[0]} has no labels for {plain_name(metric)}: pick another metric.")
     st.stop()
-st.subheader(f"{metric} by {' × '.join(by)}")
+st.subheader(f"{plain_name(metric)} by {' × '.join(by)}")
+st.caption(explain_term(metric))
 st.plotly_chart(comparison_bars(comparison, metric), key="compare_chart")
 overall = comparison.overall.xs(metric, level="metric").reset_index()
 st.dataframe(overall.round(4), hide_index=True, key="compare_overall")

@@ -15,6 +15,7 @@ from core.fairness import (
     subgroup_metrics,
     worst_group,
 )
+from core.glossary import explain_term, plain_name
 from pages import _cached
 
 st.title("Subgroup metrics")
@@ -34,7 +35,8 @@ by = left.multiselect("Group by (up to three: their intersections)", group_optio
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
                            f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
 metric_names = right.multiselect("Metrics", list(METRICS), default=["gender_accuracy", "race_accuracy", "age_mae",
-                                                                   "signed_age_error"], key="subgroups_metrics")
+                                                                   "signed_age_error"], key="subgroups_metrics",
+                                 format_func=plain_name, help="See About → Glossary for what each one means.")
 if not by or not metric_names:
     st.info("Pick at least one grouping column and one metric.")
     st.stop()
@@ -57,7 +59,7 @@ worst_lines = []
 for name in metric_names:
     worst = worst_group(table, name)
     if worst is not None:
-        worst_lines.append(f"- **{name}**: worst {_cached.plain(' × '.join(by))} group **{_cached.plain(worst['label'])}**: "
+        worst_lines.append(f"- **{plain_name(name)}** ({explain_term(name)}): worst {_cached.plain(' × '.join(by))} group **{_cached.plain(worst['label'])}**: "
                            f"{worst['value']:.3f} "
                            f"(95 % CI {worst['ci_low']:.3f}–{worst['ci_high']:.3f}), n = {worst['n']:,}")
 if worst_lines:
@@ -70,7 +72,7 @@ for name in metric_names:
     if table[name].notna().any():
         st.plotly_chart(forest_plot(table, name, overall=float(result.overall[name])), key=f"forest_{name}")
     else:
-        st.write(f"**{name}**: no labels for it in this selection.")
+        st.write(f"**{plain_name(name)}**: no labels for it in this selection.")
 
 shown = table.reset_index()
 shown.insert(0, "group", [group_label(k) for k in table.index])

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         comparison = compare_bundles({name: filter_frame(b.predictions, filters) for name, b in bundles.items()},
                                      notes={name: bundle_note(b.metrics) for name, b in bundles.items()})
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "json":
         out.write_text(report_json(frame, bundle.metrics, filters, comparison, group_by))
     elif args.format == "csv":

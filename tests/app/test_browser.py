@@ -6,7 +6,7 @@ artifacts/screenshots/ for a person to look at.
 
 import json
 import re
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -100,6 +100,7 @@ def test_upload_gives_prediction_and_gradcam_then_lime_and_ig_on_request_with_st
     page.get_by_text("Explained value on this chip").wait_for(timeout=60_000)  # prediction and Grad-CAM, no button
     assert page.get_by_text("Age", exact=True).first.is_visible()
     assert page.get_by_text("LIME: not run yet for this face and class").is_visible()
+    _wait_for_run(page)
     page.screenshot(path=SHOTS / "20-inspect-upload.png")
     page.get_by_role("button", name="Run Integrated Gradients and LIME").click()
     page.get_by_text(re.compile(r"^LIME: \d+%")).wait_for(timeout=60_000)
@@ -192,6 +193,7 @@ def test_three_sessions_upload_and_explain_at_once(browser_and_url):
         page.locator("input[type='file']").set_input_files(str(sample))
     for page in pages:
         page.get_by_text("Explained value on this chip").first.wait_for()  # prediction and Grad-CAM
+        _wait_for_run(page)
         run = page.get_by_role("button", name="Run Integrated Gradients and LIME")
         if run.count():  # absent where an earlier test left this photo's explanations in the shared cache
             run.click()
@@ -233,11 +235,25 @@ def test_a_view_survives_a_reload_and_can_be_shared(browser_and_url):
         page.get_by_role("heading", level=1, name="Subgroup metrics", exact=True).wait_for()
         _wait_for_run(page)
         picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Audit dataset")
-        assert "london-set" in picker.inner_text()
+        assert picker.locator("input").input_value() == "london-set"
         race = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(
             has=page.get_by_text("race", exact=True))
         assert "White" in race.inner_text()
         assert "bundle=london-set" in page.url and "filter.race=White" in page.url
         page.reload()
     page.screenshot(path=SHOTS / "25-shared-view-after-reload.png")
+    page.close()
+
+
+def test_no_request_leaves_the_machine(browser_and_url):
+    """Page icon, fonts, scripts: every request the browser makes goes to the dashboard on loopback."""
+    browser, url = browser_and_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(url)
+    for label in ("Overview", "Subgroup metrics", "Inspect a photo", "About"):
+        _open(page, label)
+    hosts = {urlsplit(address).hostname for address in requested if urlsplit(address).scheme in ("http", "https", "ws", "wss")}
+    assert hosts == {"127.0.0.1"}, sorted(address for address in requested if "127.0.0.1" not in address)
     page.close()
