@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import plotly.io as pio
 from PIL import Image
 
@@ -72,6 +73,7 @@ PUBLIC_ANCHORS = [
 ]
 _SUBGROUP = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", "signed_age_error",
              "false_female_rate", "false_male_rate"]
+REPORT_TEMPLATE = "plotly_white"  # reports never use the template of the process that writes them (see `_chart`)
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; used for PDF export (and the browser tests)
 
 
@@ -266,6 +268,8 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             "and remain under that dataset's licence and attribution.</small></p>")
     if explanations or (gallery and explanation_note):
         parts.append("<h2>Explanations</h2>" + (f"<p>{esc(explanation_note)}</p>" if explanation_note else "")
+                     + "<p><small>Colour: evidence for the explained class, from none (left) to the map's strongest "
+                     "(its 99th percentile, right); each map is scaled on its own.</small></p><div class='scale'></div>"
                      + "<div class='gallery'>")
         for caption, image in explanations or []:
             buffer = io.BytesIO()
@@ -290,7 +294,9 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
              "table.metrics{border-collapse:collapse;font-size:11px}table.metrics td,table.metrics th"
              "{border:1px solid #dee2e6;padding:3px 6px;text-align:right}"
              ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:110px;font-size:11px}"
-             "figure img{width:100%}h2,h3{break-after:avoid}table.metrics,.keep{break-inside:avoid}"
+             "figure img{width:100%}figcaption{overflow-wrap:anywhere}"
+             ".scale{width:240px;height:10px;margin-bottom:8px;background:linear-gradient(to right,#00007f,#0000ff,"
+             "#00ffff,#7fff7f,#ffff00,#ff0000,#7f0000)}figure{break-inside:avoid}h2,h3{break-after:avoid}table.metrics,.keep{break-inside:avoid}"
              "@media print{.js-plotly-plot{break-inside:avoid}.modebar{display:none}}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
             f"<script>{PLOTLY_JS_FILE.read_text()}</script></head><body>{''.join(parts)}</body></html>")
@@ -335,8 +341,16 @@ def _heatmaps_html(table: pd.DataFrame, by: list[str]) -> str:
 
 
 def _chart(figure) -> str:
-    """A plotly figure as an HTML fragment; plotly.js itself is embedded once in the page head."""
-    return pio.to_html(figure, include_plotlyjs=False, full_html=False)
+    """A plotly figure as an HTML fragment; plotly.js itself is embedded once in the page head.
+
+    The figure gets a self-contained template and room for its labels: under Streamlit, plotly's default
+    template is Streamlit's, whose colours are placeholders its frontend fills in (in a file: black bars)
+    and whose zero margins clip tick labels.
+    """
+    figure = go.Figure(figure).update_layout(template=REPORT_TEMPLATE)
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
+    return pio.to_html(figure, include_plotlyjs=False, full_html=False, config={"responsive": True})
 
 
 def _delta_cell(delta: float, low: float, high: float) -> str:
@@ -447,7 +461,7 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
         path = resolve_image(row, bundle_metrics, data_dir)
         if path is None:
             continue
-        caption = f"{row['file']}: {race} {gender}, predicted {row['pred_gender']} ({row['confidence']:.2f})"
+        caption = f"{row['file']}: {race} {gender}, predicted {row['pred_gender']} (confidence {row['confidence']:.0%})"
         box = chosen_box(row)
         gallery.append((caption, thumbnail(path, box=box)))
         if checkpoint is not None and detector is not None and len(explanations) < panels:

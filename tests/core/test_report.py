@@ -150,3 +150,46 @@ def test_every_chart_draws_offline(bundle, tmp_path):
     assert not errors, errors
     # forest plots, race x age-bin heatmaps, confusion heatmaps, one bar chart per compared metric
     assert charts == 2 + 3 + 3 + 5 and drawn == charts
+
+
+CHART_LABELS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(plot => {
+  const frame = plot.querySelector('.main-svg').getBoundingClientRect();
+  const labels = [...plot.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')].map(t => {
+    const box = t.getBoundingClientRect();
+    return {text: t.textContent, inside: box.left >= frame.left - 1 && box.right <= frame.right + 1
+            && box.top >= frame.top - 1 && box.bottom <= frame.bottom + 1};
+  });
+  return {labels, xtitle: (plot.querySelector('.g-xtitle text') || {}).textContent || '',
+          ytitle: (plot.querySelector('.g-ytitle text') || {}).textContent || '',
+          bars: [...plot.querySelectorAll('.trace.bars')].map(t => getComputedStyle(t.querySelector('.point path')).fill)};
+})"""
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_every_chart_is_readable_when_written_under_streamlit(bundle, tmp_path, monkeypatch):
+    """The dashboard writes reports in a process where plotly's default template is Streamlit's."""
+    import plotly.io as pio
+    import streamlit  # noqa: F401  (registers its template)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setattr(pio.templates, "default", "streamlit")
+    comparison = compare_bundles({"before": bundle.predictions, "fixed": mitigated_bundle(600).predictions,
+                                  "also": mitigated_bundle(600).predictions})
+    path = tmp_path / "report.html"
+    path.write_text(report_html(bundle.predictions, bundle.metrics, {}, {}, comparison=comparison))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        charts = page.evaluate(CHART_LABELS)
+        browser.close()
+    clipped = [label["text"] for chart in charts for label in chart["labels"] if not label["inside"]]
+    assert not clipped  # e.g. forest-plot groups cut to two letters
+    assert all(chart["labels"] for chart in charts)
+    confusions = [chart for chart in charts if chart["ytitle"].startswith("true ")]
+    assert [c["ytitle"] for c in confusions] == ["true gender", "true race", "true age_bin"]
+    race = {label["text"] for label in confusions[1]["labels"]}
+    assert {"White", "Black", "Asian", "Indian", "Others"} <= race  # class names on the axes
+    bars = [chart["bars"] for chart in charts if chart["bars"]]
+    assert bars and all(len(set(fills)) == 3 and "rgb(0, 0, 0)" not in fills for fills in bars)  # three bundles, three colours
