@@ -9,12 +9,28 @@ import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
-from core.fairness import METRIC_TERMS, METRICS, SMALL_N, group_label
+from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, group_label
 
-__all__ = ["forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
-           "intersection_heatmap"]
+__all__ = ["value_range", "forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
+           "delta_chart", "intersection_heatmap"]
 
 _GREY, _BLUE = "#adb5bd", "#3b5bdb"
+
+
+def value_range(metric: str, highs: pd.Series, lows: pd.Series | None = None) -> list[float]:
+    """The axis range of a metric's values, one convention everywhere: shares on 0–1, age errors from 0.
+
+    Values are never zoomed, so a gap looks as large as it is; differences get their own chart
+    (`delta_chart`) centred on 0. The signed age error spans both sides of 0 symmetrically.
+    """
+    if metric in PROPORTIONS:
+        return [0.0, 1.02]
+    top = float(np.nanmax(np.abs(highs))) if len(highs) else 1.0
+    if metric == "signed_age_error":
+        bottom = float(np.nanmax(np.abs(lows))) if lows is not None and len(lows) else top
+        edge = 1.05 * max(top, bottom, 1.0)
+        return [-edge, edge]
+    return [0.0, 1.05 * max(top, 1.0)]
 
 
 def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) -> go.Figure:
@@ -31,6 +47,7 @@ def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) 
         figure.add_vline(x=overall, line_dash="dash", line_color="#e8590c", annotation_text="overall")
     term = METRIC_TERMS[metric]
     figure.update_layout(title=f"{term.name}: {term.help()}", xaxis_title=term.name, yaxis={"autorange": "reversed"},
+                         xaxis={"range": value_range(metric, table[f"{metric}_ci_high"], table[f"{metric}_ci_low"])},
                          height=max(300, 28 * len(names) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return figure
 
@@ -75,7 +92,29 @@ def comparison_bars(comparison: Comparison, metric: str) -> go.Figure:
                        error_y={"type": "data", "symmetric": False, "array": table[f"{name} ci_high"] - table[name],
                                 "arrayminus": table[name] - table[f"{name} ci_low"]})
     figure.update_layout(barmode="group", yaxis_title=METRIC_TERMS[metric].name, height=380,
+                         yaxis={"range": value_range(metric, table[[f"{n} ci_high" for n in comparison.names]].max(axis=1),
+                                                     table[[f"{n} ci_low" for n in comparison.names]].min(axis=1))},
                          legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return figure
+
+
+def delta_chart(comparison: Comparison, metric: str) -> go.Figure:
+    """Per group, each compared bundle's change from the reference (B − A) with its 95 % interval, around 0."""
+    table, reference = comparison.by_group[metric], comparison.names[0]
+    term = METRIC_TERMS[metric]
+    figure = go.Figure()
+    for name in comparison.names[1:]:
+        delta = table[f"delta {name}"]
+        figure.add_scatter(name=f"{name} − {reference}", mode="markers", marker={"size": 10},
+                           x=delta, y=[group_label(key) for key in table.index],
+                           error_x={"type": "data", "symmetric": False, "array": table[f"delta {name} ci_high"] - delta,
+                                    "arrayminus": delta - table[f"delta {name} ci_low"]})
+    figure.add_vline(x=0, line_color="#495057")
+    better = {"higher": "right", "lower": "left", "closer to 0": "toward 0"}.get(term.good, "")
+    figure.update_layout(title=f"Change in {term.name} (B − A)" + (f"; better is {better}" if better else ""),
+                         xaxis_title=f"{term.name}: change", yaxis={"autorange": "reversed"},
+                         height=max(260, 32 * len(table) * max(1, len(comparison.names) - 1) // 2 + 140),
+                         legend={"orientation": "h", "y": -0.25}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure
 
 

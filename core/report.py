@@ -20,7 +20,7 @@ from PIL import Image
 
 from core import labels
 from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, provenance, resolve_image
-from core.charts import comparison_bars, confusion_heatmap, forest_plot, intersection_heatmap
+from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
     MAX_GROUP_VALUES,
@@ -395,7 +395,7 @@ def _comparison_html(comparison: Comparison) -> str:
                                                  groups[f"delta {name} ci_high"]))
         parts += [f"<div class='keep'><h3>{esc(METRIC_TERMS[metric].name)}: {esc(METRIC_TERMS[metric].help())}</h3>",
                   overall.to_html(escape=True, classes="metrics"), "<br>", by_group.to_html(escape=True, classes="metrics"),
-                  "</div>", _chart(comparison_bars(comparison, metric))]
+                  "</div>", _chart(comparison_bars(comparison, metric)), _chart(delta_chart(comparison, metric))]
     return "".join(parts)
 
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.charts import comparison_bars
+from core.charts import comparison_bars, delta_chart
 from core.compare import COMPARE_METRICS, describe, mitigations_of
 from core.fairness import METRICS, group_label
 from core.glossary import explain_term, plain_name
@@ -48,7 +48,11 @@ if metric not in comparison.by_group:
     st.stop()
 st.subheader(f"{plain_name(metric)} by {' × '.join(by)}")
 st.caption(explain_term(metric))
-st.plotly_chart(comparison_bars(comparison, metric), key="compare_chart")
+left, right = st.columns(2)
+left.plotly_chart(comparison_bars(comparison, metric), key="compare_chart")
+right.plotly_chart(delta_chart(comparison, metric), key="compare_delta_chart")
+st.caption("Values are drawn on their whole scale (shares 0–1, age errors from 0) on every page, never zoomed; "
+           "changes have their own chart, centred on 0.")
 overall = comparison.overall.xs(metric, level="metric").reset_index()
 st.dataframe(overall.round(4), hide_index=True, key="compare_overall")
 table = comparison.by_group[metric].reset_index(drop=True)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from core import labels
 from core.charts import intersection_heatmap
@@ -23,3 +24,24 @@ def test_intersection_heatmap_blanks_cells_with_few_faces():
     cells = _heatmap(200)  # 20 faces per cell, under SMALL_N
     assert np.isnan(np.asarray(cells.z, dtype=float)).all()
     assert {text for row in cells.text for text in row} == {"n=20"}
+
+
+def test_values_are_never_zoomed_and_changes_have_their_own_chart():
+    from core.charts import comparison_bars, delta_chart, forest_plot, value_range
+    from core.compare import compare_bundles
+    from core.fairness import subgroup_metrics
+    from tests.bundle_fixture import mitigated_bundle
+
+    frame = synthetic_predictions(600)
+    table = subgroup_metrics(frame, ["race"], ["gender_accuracy", "age_mae", "signed_age_error"]).table
+    assert list(forest_plot(table, "gender_accuracy").layout.xaxis.range) == [0.0, 1.02]  # all groups are ≥ 0.75
+    assert forest_plot(table, "age_mae").layout.xaxis.range[0] == 0.0
+    low, high = value_range("signed_age_error", table["signed_age_error_ci_high"], table["signed_age_error_ci_low"])
+    assert low == -high
+    comparison = compare_bundles({"before": frame, "fixed": mitigated_bundle(600).predictions})
+    assert list(comparison_bars(comparison, "gender_accuracy").layout.yaxis.range) == [0.0, 1.02]  # same convention
+    delta = delta_chart(comparison, "gender_accuracy")
+    [trace] = delta.data
+    assert trace.name == "fixed − before" and list(trace.y) == ["White", "Black", "Asian", "Indian", "Others"]
+    assert trace.x[1] == pytest.approx(0.25)  # Black: 0.75 → 1.0
+    assert delta.layout.shapes[0].x0 == 0 and "better is right" in delta.layout.title.text

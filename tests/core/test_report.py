@@ -148,8 +148,8 @@ def test_every_chart_draws_offline(bundle, tmp_path):
                               "[...document.querySelectorAll('.plotly-graph-div')].filter(d => d.querySelector('.main-svg')).length")
         browser.close()
     assert not errors, errors
-    # forest plots, race x age-bin heatmaps, confusion heatmaps, one bar chart per compared metric
-    assert charts == 2 + 3 + 3 + 5 and drawn == charts
+    # forest plots, race x age-bin heatmaps, confusion heatmaps, per compared metric its bars and its changes
+    assert charts == 2 + 3 + 3 + 5 + 5 and drawn == charts
 
 
 CHART_LABELS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(plot => {
