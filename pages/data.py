@@ -1,9 +1,12 @@
 """Data: what the audited set contains, what was rejected, duplicates, and the race mapping."""
 
+import pandas as pd
 import streamlit as st
 
 from core import labels
+from core.bundle import chosen_box, resolve_image
 from core.charts import distribution_bar, strata_heatmap
+from core.gallery import face_thumbnail
 from pages import _cached
 
 st.title("Data")
@@ -39,6 +42,17 @@ if "dup_group_size" in frame.columns:
     if not duplicates.empty:
         st.dataframe(duplicates.sort_values("dup_group")[["dup_group", "file", "age", "gender", "race", "label_conflict"]],
                      hide_index=True)
+        groups = list(dict.fromkeys([*conflicting["dup_group"], *duplicates["dup_group"]]))  # conflicting ones first
+        group = st.selectbox("See a group", groups, key="data_dup_group",
+                             format_func=lambda g: f"group {g}" + (" (conflicting labels)" if g in set(conflicting["dup_group"]) else ""))
+        members = duplicates[duplicates["dup_group"] == group]
+        for column, (_, row) in zip(st.columns(max(len(members), 4)), members.iterrows()):
+            path = resolve_image(row, bundle.metrics, _cached.settings().data_dir)
+            caption = f"{row['file']}: {row['age'] if pd.notna(row['age']) else row['age_bin']} {row['gender']} {row['race']}"
+            if path is None:
+                column.caption(f"{caption} (image not on this machine)")
+            else:
+                column.image(face_thumbnail(path, chosen_box(row), side=200), caption=caption, width="stretch")
 
 st.subheader("Race labels: seven FairFace classes mapped onto five")
 st.table({"FairFace race": list(labels.FAIRFACE_TO_RACE), "FaceAudit race": list(labels.FAIRFACE_TO_RACE.values())})

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.explain import overlay
+from core.explain import colour_bar, overlay
 from core.saliency import SALIENCY_FILE
 from pages import _cached
 
@@ -34,3 +34,6 @@ for column, cohort in zip(columns, chosen):
     size = saliency.shape[0]
     base = face if face.shape[0] == size else np.asarray(Image.fromarray(face).resize((size, size)))
     column.image(overlay(base, saliency, scale=peak), caption=f"{cohort} (n={n})", width="stretch")
+st.image(colour_bar(), width=240)
+st.caption("Colour: mean evidence, from none (transparent) to the highest peak among the cohorts shown (red). The scale "
+           "is shared by the cohorts side by side, so both where and how much can be compared.")

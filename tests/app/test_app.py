@@ -33,6 +33,13 @@ def model_dir(tmp_path_factory):
     write_bundle(mitigated_bundle(), folder / "audits" / "synthetic-fixed")
     write_bundle(synthetic_bundle(120), folder / "audits" / "synthetic-small")
     write_bundle(gender_shades_bundle(60), folder / "audits" / "wild-gender-shades")  # an auditor's `skin` column
+    duplicated = synthetic_bundle()  # two duplicate groups, one labelled two ways
+    frame = duplicated.predictions
+    frame["dup_group"] = range(len(frame))
+    frame.loc[[0, 1], "dup_group"], frame.loc[[2, 3, 4], "dup_group"] = 1000, 1001
+    frame["dup_group_size"] = frame.groupby("dup_group")["file"].transform("size")
+    frame["label_conflict"] = frame["dup_group"] == 1000  # rows 0 and 1 differ in gender
+    write_bundle(duplicated, folder / "audits" / "wild-duplicates")
     bins_only = synthetic_bundle()  # FairFace-like: true age bins, no exact ages
     bins_only.predictions["age"] = pd.array([pd.NA] * len(bins_only.predictions), dtype="Int64")
     write_bundle(bins_only, folder / "audits" / "wild-bins-only")
@@ -133,6 +140,15 @@ def _inspect_sample(app, name="025_03.jpg") -> AppTest:
 
 def _explained(test: AppTest) -> list[str]:
     return [c.value for c in test.caption if c.value.startswith("Explained value on this chip")]
+
+
+def test_data_page_shows_a_duplicate_groups_faces_conflicting_first(app):
+    test = app("pages/data.py", bundle_name="wild-duplicates")
+    assert not test.exception
+    assert test.selectbox(key="data_dup_group").options == ["group 1000 (conflicting labels)", "group 1001"]
+    assert len(test.get("image")) == 2  # the two faces of the conflicting group, side by side
+    test.selectbox(key="data_dup_group").set_value(1001).run()
+    assert len(test.get("image")) == 3
 
 
 def test_gallery_on_age_bins_only_offers_no_age_head(app):
