@@ -95,7 +95,7 @@ with_stability = st.checkbox("Stability scores (LIME over 3 seeds, IG over 3 bas
 cache, model_id, face = _cached.explanation_cache(), checkpoint.model_id, _cached.mean_face()
 asked = {"head": head, "target": target}
 slow = {"integrated_gradients": {"baseline": baseline, "steps": 50}, "lime": {"samples": samples}}
-results = {"gradcam": cache.get(checkpoint.model, model_id, chip, method="gradcam", **asked)}  # ~10 ms: always
+results = {"gradcam": cache.get(checkpoint.model, model_id, chip, method="gradcam", **asked)}  # < 0.1 s: always
 results |= {method: cache.peek(model_id, chip, method=method, **asked, **extra) for method, extra in slow.items()}
 scores = st.session_state.setdefault("inspect_scores", {})  # stability by (chip, head, target, method)
 missing = [m for m in slow if results[m] is None or (with_stability and (chip_id, head, target, m) not in scores)]
@@ -135,7 +135,7 @@ st.image(colour_bar(), width=240)
 st.caption("Colour: evidence *for* the class, from none (transparent) to the map's strongest (its 99th percentile, "
            "red). Each map is scaled on its own: compare where, not how much.")
 value = results["gradcam"].value
-st.caption(f"Explained value on this chip: expected age {value:.1f} years (as shown above)" if target == "expected"
-           else f"Explained value on this chip: P({target}) = {value:.1%}, the probability shown above "
-                "(chip and mirror image averaged, as in an audit).")
+explained = (f"expected age {value:.1f} years, the age shown above" if target == "expected"
+             else f"P(age {target}) = {value:.1%}" if head == "age" else f"P({target}) = {value:.1%}, as in the bars above")
+st.caption(f"Explained value on this chip: {explained} (chip and mirror image averaged, as in an audit).")
 release_freed_memory()  # what this rerun's thread freed (decoded photo, chips) goes back to the OS
