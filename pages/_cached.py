@@ -245,7 +245,7 @@ def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap],
 
 def findings(bundle: Bundle) -> tuple[list[Gap], list[str]]:
     """The largest gaps and most one-sided errors of `bundle` under the sidebar filter (`core.findings`)."""
-    return _findings(str(bundle.path), _mtime(Path(bundle.path)), tuple((k, tuple(v)) for k, v in filters().items()))
+    return _findings(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters())
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing bundles…")
@@ -257,8 +257,8 @@ def _comparison(sources: tuple[tuple[str, str, float], ...], filters_items: tupl
                            notes={name: bundle_note(bundle.metrics) for name, bundle in bundles.items()})
 
 
-def comparison(names: list[str], by: list[str], metrics: list[str]) -> Comparison | None:
-    """The named bundles under the sidebar filter, compared with the first; None after showing why not."""
+def comparison_inputs(names: list[str]) -> tuple[tuple[str, str, float], ...] | None:
+    """(name, path, mtime) of the named bundles, each readable and not empty under the filter; None after showing why."""
     choices = bundle_choices()
     for name in names:
         bundle = load_bundle_at(choices[name])
@@ -267,8 +267,24 @@ def comparison(names: list[str], by: list[str], metrics: list[str]) -> Compariso
         if filtered_predictions(bundle).empty:
             st.warning(f"No faces of {name} match the filter: nothing to compare.")
             return None
-    sources = tuple((name, str(choices[name]), _mtime(Path(choices[name]))) for name in names)
-    return _comparison(sources, tuple((k, tuple(v)) for k, v in filters().items()), tuple(by), tuple(metrics))
+    return tuple((name, str(choices[name]), _mtime(Path(choices[name]))) for name in names)
+
+
+def compare_inputs(sources: tuple[tuple[str, str, float], ...], filters_items: tuple, by: list[str],
+                   metrics: list[str]) -> Comparison:
+    """`comparison` from `comparison_inputs` and frozen filters: usable off the script's thread (deferred downloads)."""
+    return _comparison(sources, filters_items, tuple(by), tuple(metrics))
+
+
+def frozen_filters() -> tuple:
+    """The sidebar filter as a hashable value, e.g. for cache keys."""
+    return tuple((k, tuple(v)) for k, v in filters().items())
+
+
+def comparison(names: list[str], by: list[str], metrics: list[str]) -> Comparison | None:
+    """The named bundles under the sidebar filter, compared with the first; None after showing why not."""
+    sources = comparison_inputs(names)
+    return None if sources is None else compare_inputs(sources, frozen_filters(), by, metrics)
 
 
 @st.cache_resource

@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from core import labels
-from core.bundle import export_name
-from core.compare import COMPARE_METRICS, describe, mitigations_of
+from core.bundle import bundle_model_dir, export_name
+from core.compare import COMPARE_METRICS, Comparison, describe, mitigations_of
 from core.report import CHROMIUM, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -16,7 +16,8 @@ st.title("Report")
 bundle = _cached.current_bundle()
 if bundle is None:
     st.stop()
-checkpoint = _cached.bundle_model(bundle)  # explanations come from the model that made the bundle, or none
+# explanations come from the model that made the bundle, or none; it is loaded (torch) only to build a report
+has_model = bundle_model_dir(bundle.metrics, _cached.settings().model_dir) is not None
 frame = _cached.filtered_predictions(bundle)
 filters = _cached.filters()
 st.write(f"The report covers **{_cached.plain(bundle.metrics.get('dataset'))}** with the sidebar filter "
@@ -37,36 +38,44 @@ compared = st.multiselect("Compare with (adds a “Mitigations compared” secti
                           default=mitigations_of(name, others), key="report_compare",
                           help="Other bundles, e.g. this split after a mitigation: deltas per race with paired "
                                "intervals.")
-comparison = _cached.comparison([name, *compared], ["race"], COMPARE_METRICS) if compared and not frame.empty else None
-if comparison is not None:
-    with st.expander("Mitigations compared: what the section will say"):
-        st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison)))
-if checkpoint is None:
+sources = _cached.comparison_inputs([name, *compared]) if compared and not frame.empty else None
+frozen = _cached.frozen_filters()
+
+
+def comparison_of() -> Comparison | None:
+    """The comparison, computed only when a report or the preview needs it (bootstraps take seconds)."""
+    return _cached.compare_inputs(sources, frozen, ["race"], COMPARE_METRICS) if sources else None
+
+
+if sources and st.toggle("Preview what the “Mitigations compared” section will say", key="report_preview"):
+    st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison_of())))
+if not has_model:
     st.caption(f"Explanation panels: unavailable, the model that made this bundle ({bundle.metrics.get('model_id')}) "
                "is not on this machine.")
 
 
 # Each format is built when its button is clicked (Streamlit runs `data` then, on its own thread), once per selection.
-report_key = (str(bundle.path), str(filters), tuple(compared) if comparison else (), tuple(group_by))
+report_key = (str(bundle.path), str(filters), tuple(compared) if sources else (), tuple(group_by))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def build_html(key: tuple) -> str:
+    checkpoint = _cached.bundle_model(bundle)
     gallery, panels, note = report_extras(frame, bundle.metrics, _cached.settings().data_dir, checkpoint=checkpoint,
                                           detector=_cached.detector() if checkpoint is not None else None)
     return report_html(frame, bundle.metrics, checkpoint.meta if checkpoint is not None else {}, filters,
-                       gallery=gallery, explanations=panels, comparison=comparison, group_by=list(key[3]),
+                       gallery=gallery, explanations=panels, comparison=comparison_of(), group_by=list(key[3]),
                        explanation_note=note)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def build_json(key: tuple) -> str:
-    return report_json(frame, bundle.metrics, filters, comparison, list(key[3]))
+    return report_json(frame, bundle.metrics, filters, comparison_of(), list(key[3]))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def build_csv(key: tuple) -> bytes:
-    return report_csv_zip(frame, comparison, list(key[3]))
+    return report_csv_zip(frame, comparison_of(), list(key[3]))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

@@ -261,6 +261,8 @@ def test_report_page_adds_the_comparison(app):
     assert not test.exception and not test.error
     shown = lambda: [m.value.replace("\\", "") for m in test.markdown]  # bundle text is shown Markdown-escaped
     said = lambda: [text for text in shown() if "synthetic-fixed vs synthetic, gender_accuracy" in text]
+    assert not said()  # computed on demand only
+    test.toggle(key="report_preview").set_value(True).run()
     assert said() and ": better)" in said()[0]
     test.multiselect(key="report_compare").set_value([]).run()
     assert not test.exception and not said()
