@@ -230,8 +230,9 @@ def sidebar() -> None:
                     keep_choices(f"filter_{column}", options[column])
                     st.multiselect(column, options[column], key=f"filter_{column}", placeholder="all",
                                    help=f"A column of the audited dataset (at most {MAX_GROUP_VALUES} values) or of detection.")
-        if st.session_state.get("view_problems"):
-            st.warning("This link asked for what is not here: " + "; ".join(map(plain, st.session_state["view_problems"]))
+        problems = st.session_state.pop("view_problems", None)  # said once, on the run that opened the link
+        if problems:
+            st.warning("This link asked for what is not here: " + "; ".join(map(plain, problems))
                        + ". The rest of the view is applied.")
     shown = {column: values for column, values in filters().items() if column in labels.CLASSES or column in options}
     st.query_params.from_dict(view_params(name, shown))
