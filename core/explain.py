@@ -325,20 +325,22 @@ class ExplanationCache:
         return (hashlib.sha1(np.ascontiguousarray(chip).tobytes()).hexdigest(), model_id,
                 tuple(sorted((k, v) for k, v in kwargs.items() if k not in ("mean_face", "progress"))))
 
-    def peek(self, model_id: str, chip: np.ndarray, **kwargs) -> Explanation | None:
-        """The stored explanation for these arguments, or None; never computes."""
-        key = self._key(model_id, chip, kwargs)
+    def _stored(self, key: tuple) -> Explanation | None:
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
             return self._entries.get(key)
 
+    def peek(self, model_id: str, chip: np.ndarray, **kwargs) -> Explanation | None:
+        """The stored explanation for these arguments, or None; never computes."""
+        return self._stored(self._key(model_id, chip, kwargs))
+
     def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
         """`explain(model, chip, **kwargs)`, computed once per key (`progress` is not part of the key)."""
-        found = self.peek(model_id, chip, **kwargs)
+        key = self._key(model_id, chip, kwargs)
+        found = self._stored(key)
         if found is not None:
             return found
-        key = self._key(model_id, chip, kwargs)
         result = explain(model, chip, **kwargs)
         with self._lock:
             self._entries[key] = result

@@ -103,10 +103,8 @@ def error_findings(frame: pd.DataFrame, min_n: int = SMALL_N, top: int = 3) -> l
         totals = counts.sum(axis=1)
         cells = [(counts.loc[true, predicted] / totals[true], true, predicted) for true in counts.index
                  for predicted in counts.columns if true != predicted and totals[true] >= min_n and counts.loc[true, predicted] > 0]
-        if head == "gender":  # both directions: the asymmetry is the finding
-            chosen = [(share, true, predicted) for share, true, predicted in cells]
-        else:
-            chosen = sorted(cells, reverse=True)[:top if head == "race" else 1]
+        # gender: both directions, the asymmetry is the finding; race: the `top` largest; age bin: the largest
+        chosen = cells if head == "gender" else sorted(cells, reverse=True)[:top if head == "race" else 1]
         name = {"age_bin": "age bin"}.get(head, head)
         for share, true, predicted in sorted(chosen, reverse=True):
             sentences.append(f"{counts.loc[true, predicted]:,} of {totals[true]:,} faces of true {name} {true} "

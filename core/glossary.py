@@ -7,8 +7,9 @@ audit uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-__all__ = ["Term", "OTHER_TERMS", "glossary", "plain_name", "explain_term"]
+__all__ = ["Term", "other_terms", "glossary", "plain_name", "explain_term"]
 
 
 @dataclass(frozen=True)
@@ -24,31 +25,38 @@ class Term:
         return self.definition + (f" ({self.good} is better)" if self.good else "")
 
 
-OTHER_TERMS: dict[str, Term] = {
-    "n": Term("n", "number of faces in the group"),
-    "small_n": Term("small n", "the group has fewer than 30 faces: its estimate is unstable, shown in grey"),
-    "ci": Term("95 % interval", "the range that holds the true value in 95 % of repeated audits: Wilson score for "
-                                "shares, bootstrap for age errors, photos of one person resampled together"),
-    "diff": Term("difference", "the group's value minus the reference's (overall unless you pick a group)", "closer to 0"),
-    "ratio": Term("ratio", "the group's value divided by the reference's", "closer to 1"),
-    "delta": Term("delta", "B − A: the compared bundle's value minus the reference bundle's, paired on the same images",
-                  ""),
-    "spread": Term("spread", "largest minus smallest value over groups of at least 30 faces", "lower"),
-    "confidence": Term("confidence", "the probability the model gave its predicted class (for age: 1 / (1 + spread "
-                                     "in years))"),
-    "dup_group": Term("duplicate group", "images that are the same photo (resized, re-encoded or cropped); kept on one "
-                                         "side of a split"),
-    "multi_face": Term("several faces", "the photo holds more than one face; the audited one is outlined"),
-    "face_flags": Term("face flags", "why a face is less reliable: small (< 20 px), low score (< 0.8), upside down, "
-                                     "sideways; 'none' when none applies"),
-}
+def other_terms() -> dict[str, Term]:
+    """The words of an audit that are not metrics, with the thresholds the code uses."""
+    from core.faces import LOW_SCORE, MIN_FACE_PX
+    from core.fairness import SMALL_N
+
+    return {
+        "n": Term("n", "number of faces in the group"),
+        "small_n": Term("small n", f"the group has fewer than {SMALL_N} faces: its estimate is unstable, shown in grey"),
+        "ci": Term("95 % interval", "the range that holds the true value in 95 % of repeated audits: Wilson score for "
+                                    "shares, bootstrap for age errors, photos of one person resampled together"),
+        "diff": Term("difference", "the group's value minus the reference's (overall unless you pick a group)",
+                     "closer to 0"),
+        "ratio": Term("ratio", "the group's value divided by the reference's", "closer to 1"),
+        "delta": Term("delta", "B − A: the compared bundle's value minus the reference bundle's, paired on the same "
+                               "images"),
+        "spread": Term("spread", f"largest minus smallest value over groups of at least {SMALL_N} faces", "lower"),
+        "confidence": Term("confidence", "the probability the model gave its predicted class (for age: 1 / (1 + "
+                                         "spread in years))"),
+        "dup_group": Term("duplicate group", "images that are the same photo (resized, re-encoded or cropped); kept "
+                                             "on one side of a split"),
+        "multi_face": Term("several faces", "the photo holds more than one face; the audited one is outlined"),
+        "face_flags": Term("face flags", f"why a face is less reliable: small (< {MIN_FACE_PX} px), low score "
+                                         f"(< {LOW_SCORE}), upside down, sideways; 'none' when none applies"),
+    }
 
 
+@cache
 def glossary() -> dict[str, Term]:
-    """Every term: the metrics first, then the other words."""
+    """Every term: the metrics first, then the other words (built once; do not modify)."""
     from core.fairness import METRIC_TERMS
 
-    return METRIC_TERMS | OTHER_TERMS
+    return METRIC_TERMS | other_terms()
 
 
 def plain_name(key: str) -> str:

@@ -40,7 +40,7 @@ from core.gallery import face_thumbnail, mistakes
 from core.glossary import glossary, plain_name
 
 __all__ = ["REPORT_SCHEMA_VERSION", "REPORT_SCHEMA", "PUBLIC_ANCHORS", "report_tables", "report_json", "report_csv_zip", "report_html",
-           "thumbnail", "CHROMIUM", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
+           "thumbnail", "CHROMIUM", "missing_chromium", "html_to_pdf", "report_extras", "groupings", "PLOTLY_JS_FILE"]
 
 REPORT_SCHEMA_VERSION = "faceaudit-report/1"
 # plotly.js's "cartesian" bundle (bar, scatter, heatmap; MIT, see plotly-cartesian.LICENSE), the same version as
@@ -399,6 +399,11 @@ def _comparison_html(comparison: Comparison) -> str:
     return "".join(parts)
 
 
+def missing_chromium(chromium: str | Path = CHROMIUM) -> str:
+    """Why there is no PDF export on this machine."""
+    return f"PDF export needs Chromium at {chromium} (apt-get install chromium)"
+
+
 def html_to_pdf(html_text: str, out: str | Path, *, chromium: str | Path = CHROMIUM, timeout: float = 120) -> Path:
     """Print an HTML report to PDF with headless Chromium (charts render as in the browser).
 
@@ -407,7 +412,7 @@ def html_to_pdf(html_text: str, out: str | Path, *, chromium: str | Path = CHROM
         RuntimeError: Chromium failed; its message is included.
     """
     if not Path(chromium).exists():
-        raise FileNotFoundError(f"PDF export needs Chromium at {chromium} (apt-get install chromium)")
+        raise FileNotFoundError(missing_chromium(chromium))
     out = Path(out).resolve()
     with tempfile.TemporaryDirectory() as folder:
         page = Path(folder) / "report.html"

@@ -177,6 +177,14 @@ def filter_options(bundle: Bundle) -> dict[str, list[str]]:
     return _filter_options(str(bundle.path), _mtime(Path(bundle.path)))
 
 
+def _options_of(choices: dict[str, Path], name: str | None) -> dict[str, list[str]]:
+    """`filter_options` of the named bundle, or none when there is none or it cannot be read (its page says why)."""
+    try:
+        return _filter_options(str(choices[name]), _mtime(choices[name])) if name else {}
+    except BundleError:
+        return {}
+
+
 def keep_choices(key: str, options: list[str]) -> None:
     """Before a widget is drawn: drop stored choices that are not among its options (they belonged to another bundle)."""
     if key in st.session_state:
@@ -190,11 +198,7 @@ def _restore_view(choices: dict[str, Path]) -> None:
     st.session_state["view_restored"] = True
     params = {name: st.query_params.get_all(name) for name in st.query_params}
     wanted = next(iter(params.get("bundle", [])[-1:]), None)
-    name = wanted if wanted in choices else current_bundle_name()
-    try:
-        options = _filter_options(str(choices[name]), _mtime(choices[name])) if name else {}
-    except BundleError:
-        options = {}
+    options = _options_of(choices, wanted if wanted in choices else current_bundle_name())
     view = parse_view(params, list(choices), {column: list(values) for column, values in labels.CLASSES.items()} | options)
     if view.bundle:
         st.session_state["bundle_name"] = view.bundle
@@ -216,10 +220,7 @@ def sidebar() -> None:
         st.text_input("Other bundle folder", key="bundle_extra", placeholder="path/to/bundle",
                       help="A folder written by `python -m training.evaluate`.")
         name = current_bundle_name()
-        try:
-            options = _filter_options(str(choices[name]), _mtime(choices[name])) if name else {}
-        except BundleError:
-            options = {}  # the page says why the bundle cannot be read
+        options = _options_of(choices, name)
         st.subheader("Filter")
         for column, names in labels.CLASSES.items():  # the whole taxonomy: choices survive a change of bundle
             st.multiselect(column.replace("_", " "), list(names), key=f"filter_{column}", placeholder="all")

@@ -9,7 +9,7 @@ import streamlit as st
 from core import labels
 from core.bundle import bundle_model_dir, export_name
 from core.compare import COMPARE_METRICS, Comparison, describe, mitigations_of
-from core.report import CHROMIUM, html_to_pdf, report_csv_zip, report_extras, report_html, report_json
+from core.report import CHROMIUM, html_to_pdf, missing_chromium, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
 st.title("Report")
@@ -55,7 +55,7 @@ if not has_model:
 
 
 # Each format is built when its button is clicked (Streamlit runs `data` then, on its own thread), once per selection.
-report_key = (str(bundle.path), str(filters), tuple(compared) if sources else (), tuple(group_by))
+report_key = (str(bundle.path), frozen, tuple(compared) if sources else (), tuple(group_by))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -92,5 +92,4 @@ for column, (label, (builder, suffix, mime)) in zip(st.columns(4), formats.items
     unavailable = label == "PDF" and not CHROMIUM.exists()
     column.download_button(f"Download {label}", partial(builder, report_key), file_name=f"{stem}{suffix}", mime=mime,
                            key=f"report_{suffix.strip('.-').split('.')[0]}", on_click="ignore", disabled=unavailable,
-                           help=f"PDF export needs Chromium at {CHROMIUM} (apt-get install chromium)" if unavailable
-                           else None)
+                           help=missing_chromium(CHROMIUM) if unavailable else None)
