@@ -33,13 +33,17 @@ class Server(NamedTuple):
 
 @contextlib.contextmanager
 def dashboard(env: dict[str, str] | None = None, timeout: float = 90.0) -> Iterator[Server]:
-    """Run `streamlit run app.py` on 127.0.0.1 until the block ends."""
+    """Run `streamlit run app.py` on 127.0.0.1 until the block ends.
+
+    The server's output is discarded, or appended to the file FACEAUDIT_SERVER_LOG names (to debug a browser test).
+    """
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = os.environ.get("FACEAUDIT_SERVER_LOG")
+    log = open(log_path, "a") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -58,6 +62,8 @@ def dashboard(env: dict[str, str] | None = None, timeout: float = 90.0) -> Itera
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        if log is not subprocess.DEVNULL:
+            log.close()
 
 
 def launch_chromium(playwright):
