@@ -15,3 +15,11 @@ def test_what_is_not_here_is_reported_and_the_rest_applied():
                       ["a", "b"], OPTIONS)
     assert view.bundle is None and view.filters == {"race": ["Black"]}
     assert view.problems == ["no bundle named 'gone' (there are: a, b)", "race has no value 'Green'", "no filter column 'hair'"]
+
+
+def test_a_saved_cohort_travels_in_the_url():
+    params = view_params("london-set", {}, "confident misses")
+    assert params == {"bundle": ["london-set"], "cohort": ["confident misses"]}
+    assert parse_view(params, ["london-set"], OPTIONS, ["confident misses"]).cohort == "confident misses"
+    view = parse_view(params, ["london-set"], OPTIONS, [])
+    assert view.cohort is None and view.problems == ["no saved cohort named 'confident misses'"]

@@ -1,0 +1,171 @@
+"""Error analysis: a shallow decision tree over a bundle's metadata that finds the cohorts with the most errors.
+
+The tree is grown on one half of the faces and its leaves are measured on the other half ("honest"
+estimates): a cohort picked because it looked bad on the same faces would look worse than it is.
+Photos of one person (a `dup_group` or identity column) stay in one half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.tree import DecisionTreeClassifier
+
+from core import labels
+from core.cohorts import Cohort, Condition, with_outcomes
+from core.fairness import MISSING, cluster_column, grouping_columns, wilson_interval
+
+__all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "ErrorTree", "errors_of", "candidate_features", "error_tree"]
+
+HEADS = ("gender", "race", "age_bin", "age")  # "age": an error is more than 5 years off (1 − CS@5)
+AGE_TOLERANCE = 5.0
+NUMERIC_FEATURES = ("n_faces", "face_px", "face_score", "image_width")
+PREDICTED = ("pred_gender", "pred_race", "pred_age_bin")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One cohort of the tree, measured on the held-out half."""
+
+    cohort: Cohort
+    n: int  # held-out faces in the cohort
+    errors: int
+    rate: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class ErrorTree:
+    head: str
+    leaves: list[Leaf]  # highest error rate first
+    overall_rate: float
+    n_grown: int  # faces the tree was grown on
+    n_measured: int  # faces its leaves were measured on
+    features: list[str]
+
+
+def errors_of(frame: pd.DataFrame, head: str) -> pd.Series:
+    """1.0 where the prediction for `head` is wrong, 0.0 where right, NaN where the truth is unknown."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    outcomes = with_outcomes(frame)
+    if head == "age":
+        error = outcomes["age_error"]
+        return (error > AGE_TOLERANCE).astype("float64").where(error.notna())
+    return outcomes[f"{head}_error"].map({"right": 0.0, "wrong": 1.0}).astype("float64")
+
+
+def candidate_features(frame: pd.DataFrame, head: str) -> list[str]:
+    """Columns a tree may split on: the groups, the other heads' predictions, face geometry and the head's confidence.
+
+    The head's own prediction is left out: with the true label it spells out the error itself.
+    """
+    groups = [c for c in grouping_columns(frame) if c not in NUMERIC_FEATURES]
+    predicted = [c for c in PREDICTED if c in frame and c != f"pred_{head}"]  # truth + own prediction = the error
+    numeric = [c for c in NUMERIC_FEATURES if c in frame and frame[c].nunique() > 1]
+    confidence = [f"{head}_confidence"] if head in labels.CLASSES else []
+    return list(dict.fromkeys(groups + predicted + numeric + confidence))
+
+
+def _design(frame: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, list[tuple[str, str | None]]]:
+    """A numeric matrix for the tree: numbers as they are (missing: −1), text one-hot; and what each column means."""
+    columns, meaning = [], []
+    for feature in features:
+        series = frame[feature]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            columns.append(pd.to_numeric(series, errors="coerce").astype("float64").fillna(-1.0).to_numpy())
+            meaning.append((feature, None))
+            continue
+        text = series.astype("string").fillna(MISSING)
+        for value in sorted(text.unique()):
+            columns.append((text == value).to_numpy(dtype=float))
+            meaning.append((feature, str(value)))
+    return np.column_stack(columns) if columns else np.zeros((len(frame), 0)), meaning
+
+
+def _halves(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """True for the rows the tree is grown on: about half, whole clusters (one person's photos) together."""
+    column = cluster_column(frame)
+    keys = frame[column].astype("string").fillna(pd.Series(frame.index.astype(str), index=frame.index)) \
+        if column else pd.Series(np.arange(len(frame)).astype(str), index=frame.index)
+    unique = keys.unique()
+    chosen = set(np.random.default_rng(seed).permutation(unique)[: len(unique) // 2])
+    return keys.isin(chosen).to_numpy(dtype=bool)
+
+
+def _leaf_conditions(tree: DecisionTreeClassifier, meaning: list[tuple[str, str | None]]) -> dict[int, tuple]:
+    """Leaf node id -> the conditions on the path to it (one-hot splits read as == / != a value)."""
+    inner = tree.tree_
+    paths: dict[int, tuple] = {}
+
+    def walk(node: int, conditions: tuple) -> None:
+        if inner.children_left[node] == -1:
+            paths[node] = conditions
+            return
+        feature, value = meaning[inner.feature[node]]
+        threshold = float(inner.threshold[node])
+        if value is None:
+            left, right = Condition(feature, "<=", round(threshold, 4)), Condition(feature, ">", round(threshold, 4))
+        else:
+            left, right = Condition(feature, "!=", value), Condition(feature, "==", value)
+        walk(inner.children_left[node], conditions + (left,))
+        walk(inner.children_right[node], conditions + (right,))
+
+    walk(0, ())
+    return paths
+
+
+def _simplify(conditions: tuple[Condition, ...]) -> tuple[Condition, ...]:
+    """One condition per column and kind: == wins over !=, several != become one `not in`, bounds keep the tightest."""
+    kept: dict[tuple[str, str], Condition] = {}
+    for condition in conditions:
+        column, op = condition.column, condition.op
+        if op == "==":
+            kept = {key: c for key, c in kept.items() if key[0] != column or key[1] in ("<=", ">")}
+            kept[column, "=="] = condition
+        elif op == "!=" and (column, "==") not in kept:
+            before = kept.pop((column, "!="), None)
+            earlier = () if before is None else before.value if before.op == "not in" else (before.value,)
+            values = (*earlier, condition.value)
+            kept[column, "!="] = Condition(column, "not in", tuple(values)) if len(values) > 1 else condition
+        elif op in ("<=", ">"):
+            before = kept.get((column, op))
+            tighter = before is None or (condition.value < before.value if op == "<=" else condition.value > before.value)
+            kept[column, op] = condition if tighter else before
+    return tuple(kept.values())
+
+
+def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = None, max_depth: int = 3,
+               min_leaf: int = 30, seed: int = 0) -> ErrorTree:
+    """Grow a tree on half the faces with a true label for `head`; measure its leaves on the other half.
+
+    Raises:
+        ValueError: fewer than 4 × `min_leaf` faces with a true label, or an unknown head.
+    """
+    errors = errors_of(frame, head)
+    known = frame[errors.notna()]
+    if len(known) < 4 * min_leaf:
+        raise ValueError(f"{len(known)} faces with a true {head}: too few to grow a tree with leaves of {min_leaf} "
+                         f"or more on half of them (need {4 * min_leaf})")
+    outcome = errors[errors.notna()].to_numpy()
+    features = features if features is not None else candidate_features(known, head)
+    design, meaning = _design(with_outcomes(known), features)
+    grow = _halves(known, seed)
+    tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=seed)
+    tree.fit(design[grow], outcome[grow])
+    paths = _leaf_conditions(tree, meaning)
+    measured_leaf = tree.apply(design[~grow])
+    measured = outcome[~grow]
+    leaves = []
+    for node, conditions in paths.items():
+        inside = measured_leaf == node
+        n, wrong = int(inside.sum()), int(measured[inside].sum())
+        low, high = wilson_interval(wrong, n)
+        simple = _simplify(conditions)
+        name = " and ".join(c.text() for c in simple) or "all faces"
+        leaves.append(Leaf(Cohort(name, simple), n, wrong, wrong / n if n else np.nan, low, high))
+    leaves.sort(key=lambda leaf: (-np.nan_to_num(leaf.rate, nan=-1.0), -leaf.n))
+    return ErrorTree(head, leaves, float(measured.mean()), int(grow.sum()), int((~grow).sum()), features)

@@ -1,0 +1,143 @@
+"""Cohorts, the error-analysis tree and label-noise triage on the synthetic bundle (Black women misgendered 50 %)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.cohorts import (
+    COHORTS_FILE,
+    Cohort,
+    CohortError,
+    Condition,
+    delete_cohort,
+    read_cohorts,
+    save_cohort,
+    select,
+    with_outcomes,
+)
+from core.error_analysis import error_tree, errors_of
+from core.suspects import mark_suspect, read_suspects, suspect_index, with_and_without
+from tests.bundle_fixture import synthetic_predictions
+
+MISGENDERED = Cohort("misgendered", (Condition("gender_error", "==", "wrong"),))
+
+
+def test_conditions_on_labels_outcomes_and_numbers():
+    frame = synthetic_predictions()
+    wrong = frame[MISGENDERED.mask(frame)]
+    assert len(wrong) == 12 and set(wrong["race"]) == {"Black"} and set(wrong["gender"]) == {"Female"}
+    outcomes = with_outcomes(frame)
+    assert outcomes["gender_confidence"].between(0.9, 1.0).all() and outcomes["age_error"].notna().all()
+    young = Cohort("young non-white", (Condition("age_error", "<=", 2.0), Condition("race", "not in", ("White",))))
+    chosen = frame[young.mask(frame)]
+    assert len(chosen) and (chosen["race"] != "White").all()
+    assert ((chosen["pred_age"] - chosen["age"].astype(float)).abs() <= 2.0).all()
+    assert young.describe() == "age_error ≤ 2 and race not in {White}"
+    with pytest.raises(CohortError, match="no column 'skin'"):
+        Cohort("x", (Condition("skin", "==", "V"),)).mask(frame)
+    with pytest.raises(CohortError, match="needs a number"):
+        Condition("face_px", ">", "big")
+
+
+def test_select_applies_filter_then_cohort_then_exclusions():
+    frame = synthetic_predictions()
+    first = select(frame, {"race": ["Black"]}, MISGENDERED).iloc[0]
+    chosen = select(frame, {"race": ["Black"]}, MISGENDERED, leave_out=[f"{first['file']}#0", "gone.jpg#0"])
+    assert len(chosen) == 11 and first["file"] not in set(chosen["file"])
+    assert list(select(frame, {}).index) == list(frame.index)
+
+
+def test_cohorts_are_saved_beside_the_bundle(tmp_path):
+    assert read_cohorts(tmp_path) == []
+    save_cohort(tmp_path, MISGENDERED)
+    other = Cohort("Black women", (Condition("race", "==", "Black"), Condition("gender", "in", ("Female",))))
+    save_cohort(tmp_path, other)
+    save_cohort(tmp_path, Cohort("misgendered", (Condition("gender_error", "==", "wrong"),
+                                                 Condition("gender_confidence", ">", 0.5))))  # replaces by name
+    names = [cohort.name for cohort in read_cohorts(tmp_path)]
+    assert names == ["Black women", "misgendered"]
+    assert read_cohorts(tmp_path)[1].conditions[1] == Condition("gender_confidence", ">", 0.5)
+    delete_cohort(tmp_path, "Black women")
+    assert [cohort.name for cohort in read_cohorts(tmp_path)] == ["misgendered"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [COHORTS_FILE]  # no temporary file left
+    with pytest.raises(CohortError, match="has no condition"):
+        save_cohort(tmp_path, Cohort("empty", ()))
+
+
+def test_bad_cohort_files_and_folders_say_so(tmp_path):
+    (tmp_path / COHORTS_FILE).write_text("{not json")
+    with pytest.raises(CohortError, match="is not a cohorts file"):
+        read_cohorts(tmp_path)
+    (tmp_path / COHORTS_FILE).write_text(json.dumps({"cohorts": [{"name": "x", "conditions": [
+        {"column": "race", "op": "~", "value": "Black"}]}]}))
+    with pytest.raises(CohortError, match="unknown operator '~'"):
+        read_cohorts(tmp_path)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(CohortError, match="cannot save cohorts.json beside the bundle"):
+        save_cohort(not_a_folder, MISGENDERED)
+
+
+def test_error_tree_finds_the_misgendered_cohort_on_held_out_faces():
+    frame = synthetic_predictions(n=1200)
+    tree = error_tree(frame, "gender", max_depth=2, min_leaf=10)
+    top = tree.leaves[0]
+    conditions = {(c.column, c.op, c.value) for c in top.cohort.conditions}
+    assert ("race", "==", "Black") in conditions or ("pred_race", "==", "Black") in conditions  # the same here
+    assert ("gender", "==", "Female") in conditions or ("gender", "!=", "Male") in conditions
+    assert top.ci_low < 0.5 < top.ci_high and top.errors > 0
+    assert all(leaf.errors == 0 for leaf in tree.leaves[1:])
+    assert sum(leaf.n for leaf in tree.leaves) == tree.n_measured and tree.n_grown + tree.n_measured == 1200
+    assert "pred_gender" not in tree.features  # with the truth it would spell out the error
+    # the cohort found selects the same faces when applied to the whole bundle
+    assert errors_of(frame[top.cohort.mask(frame)], "gender").mean() == pytest.approx(0.5)
+
+
+def test_error_tree_keeps_one_persons_photos_in_one_half():
+    frame = synthetic_predictions(n=600).assign(dup_group=np.arange(600) // 3)
+    tree = error_tree(frame, "gender", min_leaf=10)
+    assert tree.n_grown % 3 == 0 and tree.n_measured % 3 == 0
+    with pytest.raises(ValueError, match="too few"):
+        error_tree(frame.iloc[:50], "gender", min_leaf=30)
+    with pytest.raises(ValueError, match="unknown head"):
+        errors_of(frame, "skin")
+
+
+def test_label_suspects_round_trip_and_metrics_without_them(tmp_path):
+    frame = synthetic_predictions().assign(face_index=0)
+    frame.loc[0, "file"] = "=cmd.jpg"  # names a spreadsheet would take for a formula survive as written
+    wrong = frame[MISGENDERED.mask(frame)]
+    for _, row in wrong.iterrows():
+        mark_suspect(tmp_path, row, True, head="gender")
+    mark_suspect(tmp_path, frame.iloc[0], True)
+    mark_suspect(tmp_path, frame.iloc[0], False)
+    suspects = read_suspects(tmp_path)
+    assert len(suspects) == 12 and set(suspects["head"]) == {"gender"}
+    marked = suspect_index(frame, suspects)
+    assert list(marked) == list(wrong.index)
+    mark_suspect(tmp_path, frame.iloc[0], True, note="looks older")
+    assert "=cmd.jpg" in set(read_suspects(tmp_path)["file"])
+    table = with_and_without(frame, marked, rounds=50)
+    gender = table.loc["gender_accuracy"]
+    assert gender["all faces value"] == pytest.approx(1 - 12 / 240)
+    assert gender["without suspects value"] == pytest.approx(1.0) and gender["without suspects n"] == 228
+    assert gender["change"] == pytest.approx(12 / 240)
+    assert isinstance(table, pd.DataFrame)
+
+
+def test_two_cohorts_side_by_side():
+    from core.cohorts import parse_value, side_by_side
+
+    frame = synthetic_predictions()
+    black_women = Cohort("Black women", (Condition("race", "==", "Black"), Condition("gender", "==", "Female")))
+    table, shared = side_by_side(frame, None, black_women, ["gender_accuracy"], rounds=50)
+    row = table.loc["gender_accuracy"]
+    assert row["a"] == pytest.approx(1 - 12 / 240) and row["b"] == pytest.approx(0.5) and row["b_n"] == 24
+    assert row["diff_low"] < row["b_minus_a"] < row["diff_high"] < 0 and shared == 24
+    assert parse_value("in", "White, Black,") == ("White", "Black") and parse_value(">", " 0.5") == 0.5
+    with pytest.raises(CohortError, match="needs a number"):
+        parse_value("<=", "old")
