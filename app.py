@@ -14,6 +14,8 @@ navigation = st.navigation([
     st.Page("pages/subgroups.py", title="Subgroup metrics", icon=":material/balance:"),
     st.Page("pages/confusion.py", title="Confusion", icon=":material/grid_on:"),
     st.Page("pages/gallery.py", title="Error gallery", icon=":material/photo_library:"),
+    st.Page("pages/error_analysis.py", title="Error analysis", icon=":material/account_tree:"),
+    st.Page("pages/cohorts.py", title="Cohorts", icon=":material/group_work:"),
     st.Page("pages/saliency.py", title="Saliency by group", icon=":material/visibility:"),
     st.Page("pages/inspect_photo.py", title="Inspect a photo", icon=":material/center_focus_strong:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),

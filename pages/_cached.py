@@ -14,10 +14,12 @@ from PIL import Image
 
 from core import labels
 from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles, read_bundle
+from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
 from core.fairness import MAX_GROUP_VALUES, filter_frame, grouping_columns, value_order
 from core.findings import Gap, error_findings, largest_gaps
+from core.suspects import SUSPECT_COLUMNS, SUSPECTS_FILE, read_suspects, with_and_without
 from core.view import parse_view, view_params
 
 if TYPE_CHECKING:  # torch, timm and OpenCV load lazily: pages that only read bundles render without them
@@ -50,8 +52,19 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+SIDECARS = (COHORTS_FILE, SUSPECTS_FILE)  # written beside a bundle by the dashboard; not part of the bundle
+
+
 def _mtime(path: Path) -> float:
-    return max((p.stat().st_mtime for p in path.iterdir()), default=0.0) if path.is_dir() else 0.0
+    """When a folder's files last changed (a bundle's own files: saving a cohort does not reload the bundle)."""
+    if not path.is_dir():
+        return 0.0
+    return max((p.stat().st_mtime for p in path.iterdir() if p.name not in SIDECARS and not p.name.startswith(".")),
+               default=0.0)
+
+
+def _file_mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 @st.cache_resource(max_entries=2)
@@ -161,9 +174,87 @@ def filters() -> dict[str, list[str]]:
             if key.startswith("filter_") and value}
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cohorts(path: str, mtime: float) -> list[Cohort]:
+    return read_cohorts(path)
+
+
+def cohorts(bundle_path: str | Path) -> list[Cohort]:
+    """The cohorts saved beside a bundle; none after showing why its cohorts file cannot be read."""
+    try:
+        return _cohorts(str(bundle_path), _file_mtime(Path(bundle_path) / COHORTS_FILE))
+    except CohortError as error:
+        st.error(str(error))
+        return []
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _suspects(path: str, mtime: float) -> pd.DataFrame:
+    return read_suspects(path)
+
+
+def suspects_at(bundle_path: str | Path) -> pd.DataFrame:
+    """The faces marked as label suspects beside a bundle (`core.suspects`); none after showing why not."""
+    try:
+        return _suspects(str(bundle_path), _file_mtime(Path(bundle_path) / SUSPECTS_FILE))
+    except CohortError as error:
+        st.error(str(error))
+        return pd.DataFrame(columns=SUSPECT_COLUMNS)
+
+
+@st.cache_data(max_entries=8, show_spinner="Metrics with and without label suspects…")
+def suspect_effect(path: str, selection: tuple, keys: tuple, _frame: pd.DataFrame, _marked: pd.Index) -> pd.DataFrame:
+    """`core.suspects.with_and_without`, cached by bundle, selection and marked faces (the frame is not hashed)."""
+    return with_and_without(_frame, _marked)
+
+
+def current_cohort() -> Cohort | None:
+    """The cohort picked in the sidebar (saved beside the bundle, or one this session made), or None."""
+    name = st.session_state.get("cohort_name")
+    if not name:
+        return None
+    choices = bundle_choices()
+    bundle_name = current_bundle_name()
+    saved = {c.name: c for c in cohorts(choices[bundle_name])} if bundle_name else {}
+    return (saved | st.session_state.get("session_cohorts", {})).get(name)
+
+
+def leave_out_suspects() -> bool:
+    return bool(st.session_state.get("leave_out_suspects"))
+
+
+def frozen_filters() -> tuple:
+    """The sidebar's selection (filter, cohort, suspects left out) as a hashable value: cache keys, `select_frozen`."""
+    cohort = current_cohort()
+    bundle_name = current_bundle_name()
+    left_out = ()
+    if leave_out_suspects() and bundle_name:
+        left_out = tuple(face_keys(suspects_at(bundle_choices()[bundle_name])))
+    return (tuple((k, tuple(v)) for k, v in filters().items()),
+            json.dumps(cohort.to_dict()) if cohort else None, left_out)
+
+
+def select_frozen(frame: pd.DataFrame, frozen: tuple) -> pd.DataFrame:
+    """`frame` under a selection from `frozen_filters` (usable off the script's thread)."""
+    filters_items, cohort_json, left_out = frozen
+    return select(frame, dict(filters_items), Cohort.from_dict(json.loads(cohort_json)) if cohort_json else None,
+                  left_out)
+
+
+def selection_label(describe: bool = True) -> dict[str, list[str]]:
+    """The sidebar filter plus the cohort (with its conditions if `describe`) and suspects left out, as exports state them."""
+    cohort = current_cohort()
+    extra = {"cohort": [f"{cohort.name} ({cohort.describe()})" if describe else cohort.name]} if cohort else {}
+    return filters() | extra | ({"label suspects": ["left out"]} if leave_out_suspects() else {})
+
+
 def filtered_predictions(bundle: Bundle) -> pd.DataFrame:
-    """Bundle predictions restricted by the sidebar filter."""
-    return filter_frame(bundle.predictions, filters())
+    """Bundle predictions under the sidebar's selection: filter, cohort, and label suspects left out if asked."""
+    try:
+        return select_frozen(bundle.predictions, frozen_filters())
+    except CohortError as error:
+        st.error(f"The cohort cannot be applied to this bundle: {error}. Showing the filter without it.")
+        return filter_frame(bundle.predictions, filters())
 
 
 @st.cache_data(max_entries=8)
@@ -199,9 +290,14 @@ def _restore_view(choices: dict[str, Path]) -> None:
     params = {name: st.query_params.get_all(name) for name in st.query_params}
     wanted = next(iter(params.get("bundle", [])[-1:]), None)
     options = _options_of(choices, wanted if wanted in choices else current_bundle_name())
-    view = parse_view(params, list(choices), {column: list(values) for column, values in labels.CLASSES.items()} | options)
+    name = wanted if wanted in choices else current_bundle_name()
+    saved = [cohort.name for cohort in cohorts(choices[name])] if name else []
+    view = parse_view(params, list(choices), {column: list(values) for column, values in labels.CLASSES.items()} | options,
+                      saved)
     if view.bundle:
         st.session_state["bundle_name"] = view.bundle
+    if view.cohort:
+        st.session_state["cohort_name"] = view.cohort
     for column, values in view.filters.items():
         st.session_state[f"filter_{column}"] = values
     st.session_state["view_problems"] = view.problems
@@ -231,17 +327,28 @@ def sidebar() -> None:
                     keep_choices(f"filter_{column}", options[column])
                     st.multiselect(column, options[column], key=f"filter_{column}", placeholder="all",
                                    help=f"A column of the audited dataset (at most {MAX_GROUP_VALUES} values) or of detection.")
+        saved = [cohort.name for cohort in cohorts(choices[name])] if name else []
+        names = saved + [made for made in st.session_state.get("session_cohorts", {}) if made not in saved]
+        if st.session_state.get("cohort_name") not in (None, *names):  # deleted, or saved beside another bundle
+            st.session_state["cohort_name"] = None
+        st.selectbox("Cohort", [None, *names], key="cohort_name",
+                     format_func=lambda n: "all faces" if n is None else n if n in saved else f"{n} (not saved)",
+                     help="Named cohorts of this bundle (make them on the Cohorts and Error analysis pages); "
+                          "applied after the filter on every page and in reports.")
+        st.checkbox("Leave out label suspects", key="leave_out_suspects",
+                    help="Faces marked “label suspect” in the error gallery (saved beside the bundle).")
         problems = st.session_state.pop("view_problems", None)  # said once, on the run that opened the link
         if problems:
             st.warning("This link asked for what is not here: " + "; ".join(map(plain, problems))
                        + ". The rest of the view is applied.")
     shown = {column: values for column, values in filters().items() if column in labels.CLASSES or column in options}
-    st.query_params.from_dict(view_params(name, shown))
+    cohort = st.session_state.get("cohort_name")
+    st.query_params.from_dict(view_params(name, shown, cohort if cohort in saved else None))
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")
 def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap], list[str]]:
-    frame = filter_frame(_load_bundle(path, mtime).predictions, dict(filters_items))
+    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
     return largest_gaps(frame), error_findings(frame)
 
 
@@ -254,7 +361,7 @@ def findings(bundle: Bundle) -> tuple[list[Gap], list[str]]:
 def _comparison(sources: tuple[tuple[str, str, float], ...], filters_items: tuple, by: tuple[str, ...],
                 metrics: tuple[str, ...]) -> Comparison:
     bundles = {name: _load_bundle(path, mtime) for name, path, mtime in sources}
-    frames = {name: filter_frame(bundle.predictions, dict(filters_items)) for name, bundle in bundles.items()}
+    frames = {name: select_frozen(bundle.predictions, filters_items) for name, bundle in bundles.items()}
     return compare_bundles(frames, by=list(by), metrics=list(metrics),
                            notes={name: bundle_note(bundle.metrics) for name, bundle in bundles.items()})
 
@@ -276,11 +383,6 @@ def compare_inputs(sources: tuple[tuple[str, str, float], ...], filters_items: t
                    metrics: list[str]) -> Comparison:
     """`comparison` from `comparison_inputs` and frozen filters: usable off the script's thread (deferred downloads)."""
     return _comparison(sources, filters_items, tuple(by), tuple(metrics))
-
-
-def frozen_filters() -> tuple:
-    """The sidebar filter as a hashable value, e.g. for cache keys."""
-    return tuple((k, tuple(v)) for k, v in filters().items())
 
 
 def comparison(names: list[str], by: list[str], metrics: list[str]) -> Comparison | None:

@@ -6,7 +6,9 @@ import streamlit as st
 
 from core import labels
 from core.bundle import chosen_box, export_name, resolve_image
+from core.cohorts import CohortError, face_keys
 from core.gallery import available_heads, face_thumbnail, mistakes, mistakes_csv, page_of, tile_caption
+from core.suspects import SUSPECTS_FILE, mark_suspect, suspect_index
 from pages import _cached
 
 PER_PAGE = 24
@@ -46,7 +48,7 @@ first = (page - 1) * PER_PAGE
 counts.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces"
                + (f" · showing {first + 1:,}–{first + len(shown):,}" if len(wrong) else ""))
 export.download_button(f"Download these {len(wrong):,} faces (CSV)", mistakes_csv(wrong), mime="text/csv",
-                       file_name=f"{export_name(Path(bundle.path).name, _cached.filters(), head, 'mistakes')}.csv",
+                       file_name=f"{export_name(Path(bundle.path).name, _cached.selection_label(describe=False), head, 'mistakes')}.csv",
                        key="gallery_csv", disabled=wrong.empty,
                        help="One row per face with every column of the bundle, plus confidence and age error.")
 if wrong.empty:
@@ -58,17 +60,31 @@ if all(path is None for path in paths):
     st.warning(f"The images of this bundle are not on this machine. They were expected under {expected}"
                + (f" (inside the data folder: {bundle.metrics['image_root_in_data']})" if bundle.metrics.get("image_root_in_data") else "")
                + ". Set FACEAUDIT_DATA to the data folder that holds them and restart.")
+marked = suspect_index(shown, _cached.suspects_at(bundle.path))
 columns = st.columns(6)
-for index, ((_, row), path) in enumerate(zip(shown.iterrows(), paths)):
+for index, ((label, row), path) in enumerate(zip(shown.iterrows(), paths)):
+    caption = tile_caption(row, head) + (" · ⚑ label suspect" if label in marked else "")
     with columns[index % 6]:
         if path is not None:
-            st.image(face_thumbnail(path, chosen_box(row)), caption=tile_caption(row, head), width="stretch")
+            st.image(face_thumbnail(path, chosen_box(row)), caption=caption, width="stretch")
         else:
-            st.caption(tile_caption(row, head))
+            st.caption(caption)
 
 st.subheader("Full record")
 position = st.selectbox("Face", range(len(shown)), key=f"gallery_record_{page}",
-                        format_func=lambda i: f"{first + i + 1}. {shown['file'].iloc[i]}")
+                        format_func=lambda i: f"{first + i + 1}. {shown['file'].iloc[i]}"
+                                              + (" · ⚑ label suspect" if shown.index[i] in marked else ""))
 record = shown.iloc[position]
+is_marked = shown.index[position] in marked
+wanted = st.toggle("Label suspect: the true label looks wrong", value=is_marked,
+                   key=f"gallery_suspect_{face_keys(shown.iloc[[position]]).iloc[0]}",
+                   help=f"Saved beside the bundle in {SUSPECTS_FILE}, never in it. The Overview shows every headline "
+                        "metric with and without marked faces; the sidebar can leave them out everywhere.")
+if wanted != is_marked:
+    try:
+        mark_suspect(bundle.path, record, wanted, head=head)
+        st.rerun()
+    except CohortError as error:
+        st.error(str(error))
 st.json({key: (None if str(value) in ("<NA>", "nan") else value if isinstance(value, (int, float, str, bool)) else str(value))
          for key, value in record.items()})

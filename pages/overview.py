@@ -1,8 +1,10 @@
 """Overview: which model, which audit dataset, headline metrics with intervals, worst groups."""
 
+import pandas as pd
 import streamlit as st
 
 from core.bundle import HEADLINE_METRICS, bundle_title, provenance
+from core.cohorts import face_keys
 from core.fairness import (
     METRICS,
     SHORT_NAMES,
@@ -13,6 +15,7 @@ from core.fairness import (
     overall_metrics,
     subgroup_metrics,
 )
+from core.suspects import suspect_index
 from pages import _cached
 
 st.title("Overview")
@@ -59,6 +62,24 @@ for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
                   help=f"{METRICS[name][0]}; 95 % interval {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}, "
                        f"n={int(row['n'])}. {intervals}")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
+
+suspects = _cached.suspects_at(bundle.path)
+if not suspects.empty:
+    with_suspects = _cached.select_frozen(bundle.predictions, (*_cached.frozen_filters()[:2], ()))
+    marked = suspect_index(with_suspects, suspects)
+    st.subheader(f"Label suspects: {len(marked):,} marked faces in this selection")
+    st.caption("Faces marked in the error gallery because their true label looks wrong (saved beside the bundle). "
+               "Each headline metric with and without them; the sidebar can leave them out on every page.")
+    table = _cached.suspect_effect(str(bundle.path), _cached.frozen_filters()[:2], tuple(face_keys(suspects)),
+                                   with_suspects, marked)
+    st.dataframe(pd.DataFrame({
+        "metric": [SHORT_NAMES[name] for name in table.index],
+        "all faces": [f"{v:.3f} ({lo:.3f}–{hi:.3f}), n={int(n)}" for v, lo, hi, n in table[
+            ["all faces value", "all faces ci_low", "all faces ci_high", "all faces n"]].to_numpy()],
+        "without suspects": [f"{v:.3f} ({lo:.3f}–{hi:.3f}), n={int(n)}" for v, lo, hi, n in table[
+            ["without suspects value", "without suspects ci_low", "without suspects ci_high", "without suspects n"]
+        ].to_numpy()],
+        "change": [f"{change:+.3f}" for change in table["change"]]}), hide_index=True)
 
 st.subheader("Largest gaps")
 gaps, errors = _cached.findings(bundle)

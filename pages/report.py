@@ -19,7 +19,7 @@ if bundle is None:
 # explanations come from the model that made the bundle, or none; it is loaded (torch) only to build a report
 has_model = bundle_model_dir(bundle.metrics, _cached.settings().model_dir) is not None
 frame = _cached.filtered_predictions(bundle)
-filters = _cached.filters()
+filters = _cached.selection_label()
 st.write(f"The report covers **{_cached.plain(bundle.metrics.get('dataset'))}** with the sidebar filter "
          f"({len(frame):,} faces): provenance, model card, headline metrics with intervals, the worst groups, subgroup "
          "tables, heatmaps, the worst cohort's most confident mistakes with Grad-CAM panels, and public anchors. "
@@ -84,7 +84,7 @@ def build_pdf(key: tuple) -> bytes:
         return html_to_pdf(build_html(key), Path(folder) / "report.pdf").read_bytes()
 
 
-stem = export_name(Path(bundle.path).name, filters, *(f"by-{'+'.join(group_by)}",) if group_by else ())
+stem = export_name(Path(bundle.path).name, _cached.selection_label(describe=False), *(f"by-{'+'.join(group_by)}",) if group_by else ())
 formats = {"HTML": (build_html, ".html", "text/html"), "JSON": (build_json, ".json", "application/json"),
            "CSV (zip)": (build_csv, "-csv.zip", "application/zip"), "PDF": (build_pdf, ".pdf", "application/pdf")}
 st.caption(f"Files are named `{stem}.…` and built when you click (HTML and PDF take a few seconds).")

@@ -50,7 +50,7 @@ def compute(bundle_key: str, filters: str, by: tuple, metrics: tuple, reference:
 groups = group_keys(frame, by)
 reference_label = st.selectbox("Compare with", ["overall"] + [group_label(g) for g in groups], key="subgroups_reference")
 reference = None if reference_label == "overall" else groups[[group_label(g) for g in groups].index(reference_label)]
-result = compute(str(bundle.path), str(_cached.filters()), tuple(by), tuple(metric_names), reference)
+result = compute(str(bundle.path), str(_cached.frozen_filters()), tuple(by), tuple(metric_names), reference)
 table = result.table
 
 st.caption(f"Groups with n < {SMALL_N} are grey: their estimates are unstable. {interval_note(cluster_column(frame))} "

@@ -11,14 +11,15 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks._server import CHROMIUM
 from core import labels
-from core.bundle import compute_metrics, write_bundle
+from core.bundle import compute_metrics, read_bundle, write_bundle
 from core.config import REPO_ROOT
 from core.model import ModelConfig, create_model, save_checkpoint
 from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
-         "pages/inspect_photo.py", "pages/report.py", "pages/about.py", "pages/saliency.py", "pages/compare.py"]
+         "pages/inspect_photo.py", "pages/report.py", "pages/about.py", "pages/saliency.py", "pages/compare.py",
+         "pages/error_analysis.py", "pages/cohorts.py"]
 
 
 @pytest.fixture(scope="module")
@@ -325,3 +326,67 @@ def test_every_page_survives_an_empty_or_damaged_bundle(app, page, bundle_name):
     assert not test.exception, test.exception
     if bundle_name == "xx-damaged" and page not in ("pages/about.py", "pages/inspect_photo.py"):
         assert any("a file of the bundle is damaged" in error.value for error in test.error)
+
+
+@pytest.fixture
+def clean_sidecars(model_dir):
+    """Cohorts and label suspects written beside the synthetic bundle are removed after the test."""
+    folder = model_dir / "audits" / "synthetic"
+    yield folder
+    for name in ("cohorts.json", "label_suspects.csv"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def test_error_analysis_finds_the_planted_cohort_and_opens_it_in_the_gallery(app, clean_sidecars):
+    test = app("pages/error_analysis.py")
+    test.slider(key="errors_min_leaf").set_value(5).run()  # 24 Black women, about 12 in the half a tree grows on
+    assert not test.exception
+    top = test.selectbox(key="errors_leaf").options[0]
+    assert "Black" in top and ("gender == Female" in top or "gender != Male" in top), top
+    test.button(key="errors_save").click().run()
+    assert [s.value for s in test.success][0].startswith("Saved cohort")
+    assert json.loads((clean_sidecars / "cohorts.json").read_text())["cohorts"][0]["conditions"]
+    test.button(key="errors_open").click().run()  # to the gallery, the cohort chosen in the sidebar
+    assert not test.exception
+    assert [t.value for t in test.title] == ["Error gallery"]
+    assert test.selectbox(key="cohort_name").value is not None
+    cohort = test.session_state["session_cohorts"][test.session_state["cohort_name"]]
+    chosen = read_bundle(clean_sidecars).predictions
+    chosen = chosen[cohort.mask(chosen)]
+    wrong = int((chosen["gender"] != chosen["pred_gender"]).sum())
+    assert test.caption[0].value.startswith(f"{wrong} mistakes among {len(chosen)} faces") and 0 < wrong <= 12
+
+
+def test_a_saved_cohort_applies_on_every_page_and_travels_in_the_url(app, clean_sidecars):
+    from core.cohorts import Cohort, Condition, save_cohort
+
+    save_cohort(clean_sidecars, Cohort("Black women", (Condition("race", "==", "Black"),
+                                                       Condition("gender", "==", "Female"))))
+    test = app(None, query={"cohort": "Black women"})
+    assert test.selectbox(key="cohort_name").value == "Black women"
+    assert any("filtered to 24 faces" in m.value for m in test.markdown)
+    assert test.query_params["cohort"] in ("Black women", ["Black women"])
+    test.switch_page("pages/cohorts.py").run()
+    assert not test.exception
+    test.selectbox(key="cohort_a").set_value(None).run()
+    test.selectbox(key="cohort_b").set_value("Black women").run()
+    shown = test.dataframe[-1].value
+    assert list(shown.columns) == ["metric", "A: all faces", "B: Black women", "B − A"]
+    row = shown[shown["metric"] == "Gender accuracy"].iloc[0]
+    assert row["B: Black women"].startswith("50.0 %") and row["B − A"].startswith("-45.0 %")
+
+
+def test_a_label_suspect_is_saved_beside_the_bundle_and_metrics_shown_without_it(app, clean_sidecars):
+    test = app("pages/gallery.py")
+    toggle = [t for t in test.toggle if t.key.startswith("gallery_suspect_")][0]
+    toggle.set_value(True).run()
+    assert not test.exception
+    assert "label_suspects.csv" in {p.name for p in clean_sidecars.iterdir()}
+    assert "⚑ label suspect" in test.selectbox(key="gallery_record_1").options[0]
+    test.switch_page("pages/overview.py").run()
+    assert any("Label suspects: 1 marked" in h.value for h in test.subheader)
+    table = test.dataframe[0].value
+    gender = table[table["metric"] == "Gender accuracy"].iloc[0]
+    assert gender["all faces"].startswith("0.950") and gender["without suspects"].startswith("0.954")  # 227 of 239
+    test.checkbox(key="leave_out_suspects").check().run()
+    assert any("filtered to 239 faces" in m.value for m in test.markdown)
