@@ -303,6 +303,14 @@ def _restore_view(choices: dict[str, Path]) -> None:
     st.session_state["view_problems"] = view.problems
 
 
+def keep_sidebar() -> None:
+    """Before `st.switch_page`: re-set the sidebar's choices through the state API, else the new page's run
+    (which gets no widget values from the browser) starts them over (the bundle back to the first one)."""
+    for key in [k for k in st.session_state if k in ("bundle_name", "bundle_extra", "cohort_name", "leave_out_suspects")
+                or k.startswith("filter_")]:
+        st.session_state[key] = st.session_state[key]
+
+
 def sidebar() -> None:
     """Bundle picker and the persistent filter over the labels and the bundle's own columns; every page respects them.
 

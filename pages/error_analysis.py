@@ -74,6 +74,7 @@ def open_in_gallery() -> None:
     st.session_state["cohort_name"] = leaf.cohort.name
     st.session_state["gallery_head"] = head
     st.session_state["errors_goto_gallery"] = True
+    _cached.keep_sidebar()
 
 
 def save() -> None:

@@ -390,3 +390,12 @@ def test_a_label_suspect_is_saved_beside_the_bundle_and_metrics_shown_without_it
     assert gender["all faces"].startswith("0.950") and gender["without suspects"].startswith("0.954")  # 227 of 239
     test.checkbox(key="leave_out_suspects").check().run()
     assert any("filtered to 239 faces" in m.value for m in test.markdown)
+
+
+def test_going_from_error_analysis_to_the_gallery_keeps_the_linked_bundle(app):
+    test = app("pages/error_analysis.py", query={"bundle": "wild-gender-shades", "filter.gender": "Female"})
+    test.slider(key="errors_min_leaf").set_value(5).run()
+    test.button(key="errors_open").click().run()
+    assert [t.value for t in test.title] == ["Error gallery"]
+    assert test.selectbox(key="bundle_name").value == "wild-gender-shades"  # was the first bundle again
+    assert test.multiselect(key="filter_gender").value == ["Female"]
