@@ -63,9 +63,10 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "95 % high": st.column_config.NumberColumn(format="percent")})
 
 st.subheader("Look closer")
-position = st.selectbox("Cohort", range(len(tree.leaves)), key="errors_leaf",
-                        format_func=lambda i: f"{tree.leaves[i].rate:.0%} · {tree.leaves[i].cohort.name}")
-leaf = tree.leaves[position]
+leaves = {leaf.cohort.name: leaf for leaf in tree.leaves}
+chosen = st.selectbox("Cohort", list(leaves), key=f"errors_leaf_{head}",
+                      format_func=lambda name: f"{leaves[name].rate:.0%} · {name}")
+leaf = leaves[chosen]
 
 
 def open_in_gallery() -> None:

@@ -341,7 +341,7 @@ def test_error_analysis_finds_the_planted_cohort_and_opens_it_in_the_gallery(app
     test = app("pages/error_analysis.py")
     test.slider(key="errors_min_leaf").set_value(5).run()  # 24 Black women, about 12 in the half a tree grows on
     assert not test.exception
-    top = test.selectbox(key="errors_leaf").options[0]
+    top = test.selectbox(key="errors_leaf_gender").options[0]
     assert "Black" in top and ("gender == Female" in top or "gender != Male" in top), top
     test.button(key="errors_save").click().run()
     assert [s.value for s in test.success][0].startswith("Saved cohort")

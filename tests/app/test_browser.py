@@ -19,9 +19,11 @@ SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 # sidebar label -> the page's title
 PAGES = {"Data": "Data", "Subgroup metrics": "Subgroup metrics", "Confusion": "Confusion", "Error gallery": "Error gallery",
          "Saliency by group": "Where the model looks, per group", "Inspect a photo": "Inspect a photo",
-         "Compare": "Compare bundles", "Report": "Report", "About": "FaceAudit"}
+         "Compare": "Compare bundles", "Report": "Report", "About": "FaceAudit", "Error analysis": "Error analysis",
+         "Cohorts": "Cohorts"}
 # pages that keep working after their title shows: text that appears once they are done
-READY = {"Compare": "What each bundle bought and what it cost", "Report": "Download HTML"}
+READY = {"Compare": "What each bundle bought and what it cost", "Report": "Download HTML", "Error analysis": "Look closer",
+         "Cohorts": "Two cohorts side by side"}
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +275,38 @@ def test_no_request_leaves_the_machine(browser_and_url):
     hosts = {urlsplit(address).hostname for address in requested if urlsplit(address).scheme in ("http", "https", "ws", "wss")}
     assert hosts == {"127.0.0.1"}, sorted(address for address in requested if "127.0.0.1" not in address)
     page.close()
+
+
+def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url):
+    """FairFace val (in-the-wild): a tree's worst cohort opens in the gallery on the same bundle; a face marked
+    "label suspect" there is saved beside the bundle and can be left out of every page."""
+    browser, url = browser_and_url
+    folder = Settings.from_env().model_dir / "audits" / "fairface-val"
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(f"{url}/error_analysis?bundle=fairface-val")
+        page.get_by_text("Look closer").wait_for()
+        page.locator("[data-testid='stRadio']").first.get_by_text("race", exact=True).click()
+        page.get_by_text(re.compile(r"^Grown on 5,4\d\d faces")).wait_for()
+        _wait_for_run(page)
+        page.screenshot(path=SHOTS / "26-error-analysis-fairface-val-race.png")
+        page.get_by_role("button", name="Show its mistakes in the gallery").click()
+        page.get_by_role("heading", level=1, name="Error gallery").wait_for()
+        caption = page.get_by_text(re.compile(r"mistakes among")).first
+        caption.wait_for()
+        _wait_for_run(page)
+        assert re.match(r"2,3\d\d mistakes among 2,411 faces", caption.inner_text()), caption.inner_text()
+        assert "bundle=fairface-val" in page.url
+        page.screenshot(path=SHOTS / "27-gallery-error-analysis-cohort.png")
+        page.get_by_text("Label suspect: the true label looks wrong").click()
+        page.get_by_text(re.compile(r"⚑ label suspect")).first.wait_for()
+        _wait_for_run(page)
+        assert (folder / "label_suspects.csv").read_text().count("\n") == 2  # header and the face
+        page.get_by_text("Leave out label suspects").click()
+        page.get_by_text(re.compile(r"mistakes among 2,410 faces")).wait_for()
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+        for name in ("label_suspects.csv", "cohorts.json"):
+            (folder / name).unlink(missing_ok=True)
