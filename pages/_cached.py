@@ -289,8 +289,8 @@ def _restore_view(choices: dict[str, Path]) -> None:
     st.session_state["view_restored"] = True
     params = {name: st.query_params.get_all(name) for name in st.query_params}
     wanted = next(iter(params.get("bundle", [])[-1:]), None)
-    options = _options_of(choices, wanted if wanted in choices else current_bundle_name())
     name = wanted if wanted in choices else current_bundle_name()
+    options = _options_of(choices, name)
     saved = [cohort.name for cohort in cohorts(choices[name])] if name else []
     view = parse_view(params, list(choices), {column: list(values) for column, values in labels.CLASSES.items()} | options,
                       saved)
