@@ -23,7 +23,7 @@ from core import labels
 from core.errors import FaceAuditError
 from core.fairness import MISSING, filter_frame
 
-__all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "with_outcomes", "outcome_columns", "face_keys", "select",
+__all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "exact_ages", "with_outcomes", "outcome_columns", "face_keys", "select",
            "read_cohorts", "save_cohort", "delete_cohort", "write_beside", "parse_value", "side_by_side"]
 
 OPS = ("==", "!=", "in", "not in", "<=", ">")
@@ -33,6 +33,11 @@ CLASS_HEADS = ("gender", "race", "age_bin")
 
 class CohortError(FaceAuditError, ValueError):
     """A cohort that cannot be read, written or applied; the message says which and why."""
+
+
+def exact_ages(frame: pd.DataFrame) -> pd.Series:
+    """True ages as float64 with NaN where only a bin is known (FairFace), never pandas' NA."""
+    return pd.to_numeric(frame["age"], errors="coerce").astype("float64")
 
 
 def with_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +53,7 @@ def with_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
         added[f"{head}_error"] = pd.Series(np.where(same.fillna(False), "right", "wrong"), index=frame.index,
                                            dtype="string").where(known)
         added[f"{head}_confidence"] = frame[[f"p_{head}_{name}" for name in labels.CLASSES[head]]].max(axis=1)
-    true_age = pd.to_numeric(frame["age"], errors="coerce").astype("float64")
-    added["age_error"] = (frame["pred_age"].astype("float64") - true_age).abs()
+    added["age_error"] = (frame["pred_age"].astype("float64") - exact_ages(frame)).abs()
     return frame.assign(**added)
 
 

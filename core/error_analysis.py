@@ -16,11 +16,11 @@ from sklearn.tree import DecisionTreeClassifier
 from core import labels
 from core.cohorts import Cohort, Condition, with_outcomes
 from core.fairness import MISSING, cluster_column, grouping_columns, wilson_interval
+from core.gallery import HEADS
 
 __all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "ErrorTree", "errors_of", "candidate_features", "error_tree"]
 
-HEADS = ("gender", "race", "age_bin", "age")  # "age": an error is more than 5 years off (1 − CS@5)
-AGE_TOLERANCE = 5.0
+AGE_TOLERANCE = 5.0  # head "age": an error is more than this many years off (1 − CS@5)
 NUMERIC_FEATURES = ("n_faces", "face_px", "face_score", "image_width")
 PREDICTED = ("pred_gender", "pred_race", "pred_age_bin")
 
@@ -49,9 +49,13 @@ class ErrorTree:
 
 def errors_of(frame: pd.DataFrame, head: str) -> pd.Series:
     """1.0 where the prediction for `head` is wrong, 0.0 where right, NaN where the truth is unknown."""
+    return _errors(with_outcomes(frame), head)
+
+
+def _errors(outcomes: pd.DataFrame, head: str) -> pd.Series:
+    """`errors_of` from a frame `with_outcomes` has already extended."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-    outcomes = with_outcomes(frame)
     if head == "age":
         error = outcomes["age_error"]
         return (error > AGE_TOLERANCE).astype("float64").where(error.notna())
@@ -145,14 +149,15 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     Raises:
         ValueError: fewer than 4 × `min_leaf` faces with a true label, or an unknown head.
     """
-    errors = errors_of(frame, head)
+    outcomes = with_outcomes(frame)
+    errors = _errors(outcomes, head)
     known = frame[errors.notna()]
     if len(known) < 4 * min_leaf:
         raise ValueError(f"{len(known)} faces with a true {head}: too few to grow a tree with leaves of {min_leaf} "
                          f"or more on half of them (need {4 * min_leaf})")
     outcome = errors[errors.notna()].to_numpy()
     features = features if features is not None else candidate_features(known, head)
-    design, meaning = _design(with_outcomes(known), features)
+    design, meaning = _design(outcomes[errors.notna()], features)
     grow = _halves(known, seed)
     tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=seed)
     tree.fit(design[grow], outcome[grow])

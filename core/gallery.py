@@ -9,23 +9,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core import labels
 from core.bundle import csv_safe
+from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
 from core.images import load_image
 
 __all__ = ["HEADS", "available_heads", "mistakes", "tile_caption", "page_of", "mistakes_csv", "face_thumbnail"]
 
-HEADS = ("gender", "race", "age_bin", "age")
-
-
-def _exact_ages(frame: pd.DataFrame) -> pd.Series:
-    """True ages as float64 with NaN where only a bin is known (FairFace), never pandas' NA."""
-    return pd.to_numeric(frame["age"], errors="coerce").astype("float64")
+HEADS = (*CLASS_HEADS, "age")
 
 
 def available_heads(frame: pd.DataFrame) -> list[str]:
     """The heads of `HEADS` with at least one true label in `frame` (no "age" for bin-only data such as FairFace)."""
-    known = {"age": _exact_ages(frame).notna().any()} if "age" in frame else {}
+    known = {"age": exact_ages(frame).notna().any()} if "age" in frame else {}
     known |= {head: frame[head].notna().any() for head in HEADS[:3] if head in frame}
     return [head for head in HEADS if known.get(head, False)]
 
@@ -46,17 +41,15 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-    frame = frame.assign(age_error=(frame["pred_age"].astype("float64") - _exact_ages(frame)).abs())
+    outcomes = with_outcomes(frame)  # the same right/wrong, confidence and age error as cohorts and error analysis
+    frame = frame.assign(age_error=outcomes["age_error"])
     if head == "age":
         threshold = min_age_error or 5.0
         wrong = frame[frame["age_error"] >= threshold]  # NaN (no exact age) is never a mistake
         wrong = wrong.assign(confidence=1.0 / (1.0 + wrong["pred_age_std"].astype("float64")))
     else:
-        names = labels.CLASSES[head]
-        known = frame[frame[head].notna()]
-        wrong = known[known[head].astype("string") != known[f"pred_{head}"].astype("string")]
-        probs = wrong[[f"p_{head}_{name}" for name in names]].to_numpy()
-        wrong = wrong.assign(confidence=probs.max(axis=1) if len(wrong) else np.zeros(0))
+        is_wrong = (outcomes[f"{head}_error"] == "wrong").fillna(False).to_numpy(dtype=bool)
+        wrong = frame[is_wrong].assign(confidence=outcomes.loc[is_wrong, f"{head}_confidence"])
         if min_age_error:
             wrong = wrong[wrong["age_error"] >= min_age_error]
         if true_values:

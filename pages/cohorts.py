@@ -17,7 +17,7 @@ from core.cohorts import (
     save_cohort,
     side_by_side,
 )
-from core.fairness import METRICS, SHORT_NAMES, filter_frame
+from core.fairness import METRICS, PROPORTIONS, SHORT_NAMES, filter_frame
 from pages import _cached
 
 st.title("Cohorts")
@@ -93,7 +93,7 @@ except CohortError as error:
 def shown(value: float, low: float, high: float, metric: str, signed: bool = False) -> str:
     if pd.isna(value):
         return "n/a"
-    scale, unit = (1, " y") if metric in ("age_mae", "signed_age_error") else (100, " %")
+    scale, unit = (100, " %") if metric in PROPORTIONS else (1, " y")
     sign = "+" if signed else ""
     return f"{scale * value:{sign}.1f}{unit} ({scale * low:{sign}.1f} to {scale * high:{sign}.1f})"
 

@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.cohorts import Cohort, CohortError, save_cohort
 from core.error_analysis import AGE_TOLERANCE, candidate_features, error_tree
 from core.fairness import SMALL_N, wilson_interval
 from pages import _cached
@@ -79,11 +80,9 @@ def open_in_gallery() -> None:
 
 
 def save() -> None:
-    from core.cohorts import CohortError, save_cohort
-
     name = st.session_state.get("errors_cohort_name", "").strip() or leaf.cohort.name
     try:
-        save_cohort(bundle.path, type(leaf.cohort)(name, leaf.cohort.conditions))
+        save_cohort(bundle.path, Cohort(name, leaf.cohort.conditions))
         st.session_state["errors_saved"] = f"Saved cohort “{name}” beside the bundle."
     except CohortError as error:
         st.session_state["errors_saved"] = f"Not saved: {error}"

@@ -65,12 +65,13 @@ for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
 
 suspects = _cached.suspects_at(bundle.path)
 if not suspects.empty:
-    with_suspects = _cached.select_frozen(bundle.predictions, (*_cached.frozen_filters()[:2], ()))
+    selection = _cached.frozen_filters()[:2]  # filter and cohort, the suspects kept in
+    with_suspects = _cached.select_frozen(bundle.predictions, (*selection, ()))
     marked = suspect_index(with_suspects, suspects)
     st.subheader(f"Label suspects: {len(marked):,} marked faces in this selection")
     st.caption("Faces marked in the error gallery because their true label looks wrong (saved beside the bundle). "
                "Each headline metric with and without them; the sidebar can leave them out on every page.")
-    table = _cached.suspect_effect(str(bundle.path), _cached.frozen_filters()[:2], tuple(face_keys(suspects)),
+    table = _cached.suspect_effect(str(bundle.path), selection, tuple(face_keys(suspects)),
                                    with_suspects, marked)
     st.dataframe(pd.DataFrame({
         "metric": [SHORT_NAMES[name] for name in table.index],
