@@ -202,7 +202,10 @@ def test_three_sessions_upload_and_explain_at_once(browser_and_url):
         page.get_by_text("Explained value on this chip").first.wait_for()  # prediction and Grad-CAM
         _wait_for_run(page)
         run = page.get_by_role("button", name="Run Integrated Gradients and LIME")
-        for _ in range(3):  # absent where an earlier test left this photo's explanations in the shared cache
+        # the button, or the maps where an earlier test left this photo's explanations in the shared cache; a page
+        # can be between two runs here (neither drawn yet), so wait for one of them rather than count at once
+        run.or_(page.get_by_text("Integrated Gradients", exact=True)).first.wait_for()
+        for _ in range(3):
             if not run.count():
                 break
             run.click()  # a click while the page redraws after its upload can be lost: then click again
