@@ -70,13 +70,12 @@ def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] = GAP_METRICS,
 
     Clear gaps (interval excluding 0) come first, larger first; metrics without labels are left out.
     """
+    tables = {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200).table  # one per grouping, all metrics
+              for by in groupings if all(column in frame for column in by)}
     gaps = []
     for metric in metrics:
         candidates = []
-        for by in groupings:
-            if any(column not in frame for column in by):
-                continue
-            table = subgroup_metrics(frame, list(by), [metric], rounds=200).table
+        for by, table in tables.items():
             table = table[(table["n"] >= min_n) & table[metric].notna()]
             if len(table) < 2:
                 continue
