@@ -48,11 +48,12 @@ def with_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     """
     added = {}
     for head in CLASS_HEADS:
-        known = frame[head].notna()
+        known = frame[head].notna() & frame[f"pred_{head}"].notna()  # a model may not predict every head
         same = frame[head].astype("string") == frame[f"pred_{head}"].astype("string")
         added[f"{head}_error"] = pd.Series(np.where(same.fillna(False), "right", "wrong"), index=frame.index,
                                            dtype="string").where(known)
-        added[f"{head}_confidence"] = frame[[f"p_{head}_{name}" for name in labels.CLASSES[head]]].max(axis=1)
+        # imported predictions may carry labels without probabilities: confidence unknown
+        added[f"{head}_confidence"] = frame.reindex(columns=[f"p_{head}_{name}" for name in labels.CLASSES[head]]).max(axis=1)
     added["age_error"] = (frame["pred_age"].astype("float64") - exact_ages(frame)).abs()
     return frame.assign(**added)
 

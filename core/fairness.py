@@ -61,8 +61,8 @@ SHORT_NAMES = {name: term.name for name, term in METRIC_TERMS.items()}
 
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-row quantities whose mean is each metric; NaN where a row does not count for a metric."""
-    def equal(true: str, pred: str) -> np.ndarray:
-        known = frame[true].notna().to_numpy()
+    def equal(true: str, pred: str) -> np.ndarray:  # a row counts where both the label and a prediction exist
+        known = (frame[true].notna() & frame[pred].notna()).to_numpy()
         same = (frame[true].astype("string") == frame[pred].astype("string")).fillna(False).to_numpy()
         return np.where(known, same.astype(float), np.nan)
 
@@ -77,11 +77,11 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
         "age_mae": np.abs(error),
         "signed_age_error": error,
         "cs5": np.where(np.isnan(error), np.nan, (np.abs(error) <= 5).astype(float)),
-        "false_female_rate": np.where((gender == "Male").fillna(False), (pred_gender == "Female").astype(float), np.nan),
-        "false_male_rate": np.where((gender == "Female").fillna(False), (pred_gender == "Male").astype(float), np.nan),
+        "false_female_rate": np.where(((gender == "Male") & pred_gender.notna()).fillna(False), pred_gender == "Female", np.nan),
+        "false_male_rate": np.where(((gender == "Female") & pred_gender.notna()).fillna(False), pred_gender == "Male", np.nan),
     }
     for name in labels.RACES:
-        values[f"race_recall_{name}"] = np.where((race == name).fillna(False), (pred_race == name).astype(float), np.nan)
+        values[f"race_recall_{name}"] = np.where(((race == name) & pred_race.notna()).fillna(False), pred_race == name, np.nan)
     return pd.DataFrame(values, index=frame.index)
 
 
