@@ -16,7 +16,7 @@ from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.config import REPO_ROOT, SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
-from core.dedup import find_duplicate_groups, scan_images
+from core.dedup import with_duplicate_groups
 from core.errors import FaceAuditError
 from core.faces import FACE_RECORD_COLUMNS
 from core.model import Checkpoint, file_sha256
@@ -119,7 +119,7 @@ def run_audit(checkpoint: Checkpoint, dataset: Dataset, *, input_kind: Literal["
     records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index,
                            columns=list(FACE_RECORD_COLUMNS))
     frame = pd.concat([frame, records], axis=1)
-    frame = _with_duplicate_groups(frame)
+    frame = with_duplicate_groups(frame)
     failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
     metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects))
@@ -149,15 +149,3 @@ def _without_output_names(dataset: Dataset) -> Dataset:
     notes = [f"the dataset's column {old!r} is kept as {new!r}: FaceAudit writes its own {old!r}"
              for old, new in renamed.items()]
     return replace(dataset, table=dataset.table.rename(columns=renamed), notes=[*dataset.notes, *notes])
-
-
-def _with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `dup_group`, `dup_group_size`, `label_conflict` (see `core.dedup`) to audited rows."""
-    if frame.empty:
-        return frame.assign(dup_group=pd.Series(dtype="int64"), dup_group_size=pd.Series(dtype="int64"),
-                            label_conflict=pd.Series(dtype=bool))
-    hashed = scan_images(Dataset(name="", table=frame, rejects=frame.iloc[0:0][list(REJECT_COLUMNS[:3])].assign(reason="")))
-    groups = find_duplicate_groups(hashed.table).set_axis(hashed.table["file"])
-    by_file = groups.reindex(frame["file"])
-    return frame.assign(dup_group=by_file["group"].to_numpy(), dup_group_size=by_file["group_size"].to_numpy(),
-                        label_conflict=by_file["label_conflict"].to_numpy())

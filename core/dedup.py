@@ -28,7 +28,7 @@ from PIL import Image
 from core.datasets import REJECT_COLUMNS, Dataset
 
 __all__ = ["DHASH_BITS", "NEAR_DUPLICATE_DISTANCE", "NEAR_DUPLICATE_CORRELATION", "dhash", "centre_thumbnail",
-           "scan_images", "find_duplicate_groups"]
+           "scan_images", "find_duplicate_groups", "with_duplicate_groups"]
 
 _HASH_SIDE = 16
 DHASH_BITS = _HASH_SIDE * _HASH_SIDE
@@ -191,3 +191,15 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
     result["conflict"] = conflicts
     result["label_conflict"] = conflicts.str.len() > 0
     return result
+
+
+def with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `dup_group`, `dup_group_size`, `label_conflict` to audited rows (images that cannot be read: missing)."""
+    if frame.empty:
+        return frame.assign(dup_group=pd.Series(dtype="int64"), dup_group_size=pd.Series(dtype="int64"),
+                            label_conflict=pd.Series(dtype=bool))
+    hashed = scan_images(Dataset(name="", table=frame, rejects=frame.iloc[0:0][list(REJECT_COLUMNS[:3])].assign(reason="")))
+    groups = find_duplicate_groups(hashed.table).set_axis(hashed.table["file"])
+    by_file = groups.reindex(frame["file"])
+    return frame.assign(dup_group=by_file["group"].to_numpy(), dup_group_size=by_file["group_size"].to_numpy(),
+                        label_conflict=by_file["label_conflict"].to_numpy())
