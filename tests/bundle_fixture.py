@@ -81,3 +81,16 @@ def gender_shades_bundle(per_cell: int = 60) -> Bundle:
                                                     "model_backbone": "test_efficientnet", "notes": [],
                                                     "created": "2026-01-01 00:00:00"}
     return Bundle(predictions=frame, metrics=metrics, rejects=pd.DataFrame(columns=["file", "path", "source", "reason"]))
+
+
+def vendor_predictions(n: int = 240) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The synthetic dataset's labels, and an outside model's outputs on it in its own words ("Woman", "Man";
+    age and gender only, no race), for `core.imported`: the first two images have no prediction, and one
+    prediction names an image the dataset lacks."""
+    frame = synthetic_predictions(n)
+    table = frame[["file", "path", "source", "age", "age_bin", "gender", "race"]].assign(skin="lighter")
+    words = {"Male": "Man", "Female": "Woman"}
+    outputs = pd.DataFrame({"image": frame["file"], "predicted_age": frame["pred_age"].round(1).astype(str),
+                            "gender": frame["pred_gender"].map(words).astype(str)}).iloc[2:]
+    stray = pd.DataFrame({"image": ["not_in_the_dataset.jpg"], "predicted_age": ["30"], "gender": ["Man"]})
+    return table, pd.concat([outputs, stray], ignore_index=True)

@@ -13,8 +13,10 @@ from benchmarks._server import CHROMIUM
 from core import labels
 from core.bundle import compute_metrics, read_bundle, write_bundle
 from core.config import REPO_ROOT
+from core.datasets import REJECT_COLUMNS, Dataset
+from core.imported import LabelMap, import_predictions
 from core.model import ModelConfig, create_model, save_checkpoint
-from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle
+from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle, vendor_predictions
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
@@ -44,6 +46,12 @@ def model_dir(tmp_path_factory):
     bins_only = synthetic_bundle()  # FairFace-like: true age bins, no exact ages
     bins_only.predictions["age"] = pd.array([pd.NA] * len(bins_only.predictions), dtype="Int64")
     write_bundle(bins_only, folder / "audits" / "wild-bins-only")
+    table, outputs = vendor_predictions()  # an outside model's outputs: age and gender, no race, no probabilities
+    label_map = LabelMap(columns={"image": "file", "predicted_age": "age"}, values={"gender": {"Man": "Male", "Woman": "Female"}})
+    dataset = Dataset(name="synthetic", table=table, rejects=pd.DataFrame(columns=list(REJECT_COLUMNS)))
+    imported, _ = import_predictions(dataset, outputs.rename(columns=label_map.columns), source="vendor.csv",
+                                     label_map=label_map, model_name="Vendor API")
+    write_bundle(imported, folder / "audits" / "wild-imported")
     empty = synthetic_bundle()
     empty.predictions, empty.metrics = empty.predictions.iloc[0:0], compute_metrics(empty.predictions.iloc[0:0], 1) | {
         "dataset": "nothing survived", "model_id": "test", "notes": []}
@@ -326,6 +334,14 @@ def test_every_page_survives_an_empty_or_damaged_bundle(app, page, bundle_name):
     assert not test.exception, test.exception
     if bundle_name == "xx-damaged" and page not in ("pages/about.py", "pages/inspect_photo.py"):
         assert any("a file of the bundle is damaged" in error.value for error in test.error)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_works_on_a_bundle_of_imported_predictions(app, page):
+    """An outside model known only by its outputs: no race head, no probabilities, no face boxes, no model here."""
+    test = app(page, bundle_name="wild-imported")
+    assert not test.exception, test.exception
+    assert not test.error, [e.value for e in test.error]
 
 
 @pytest.fixture

@@ -1,0 +1,216 @@
+"""Audit a model that does not run here: its per-image predictions, made anywhere, joined to a labelled dataset.
+
+The predictions file (CSV or parquet) has one row per image: a key column that names the image as the
+dataset does (its `file` as written in the manifest or label CSV, or its full `path`), and any of
+
+    age            predicted age in years
+    age_bin        a FairFace age bin ("20-29", "70+", ...)
+    gender, race   a label
+    p_gender_<label>, p_race_<label>, p_age_bin_<bin>   probabilities (several labels onto one class are summed)
+
+Labels are read as FaceAudit's names (FairFace's seven race names are mapped onto its five) or through a
+declared label map (JSON), which can also rename the file's columns:
+
+    {"columns": {"predicted_age": "age", "image": "file"},
+     "gender": {"Man": "Male", "Woman": "Female"},
+     "race": {"Asian (East)": "Asian", "Hispanic": "Others"}}
+
+A label found in neither is an error naming it. Dataset images without a prediction become rejects with the
+reason; predictions that name no dataset image are listed in the bundle (`unmatched_predictions.csv`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import labels
+from core.bundle import Bundle, compute_metrics
+from core.datasets import REJECT_COLUMNS, Dataset
+from core.dedup import with_duplicate_groups
+from core.errors import FaceAuditError
+from core.faces import FACE_RECORD_COLUMNS
+
+__all__ = ["PredictionsError", "LabelMap", "read_predictions", "import_predictions", "UNMATCHED_FILE", "KEYS"]
+
+UNMATCHED_FILE = "unmatched_predictions.csv"
+KEYS = ("file", "path")  # how a prediction names its image, tried in this order
+OUTPUTS = ("age", "age_bin", "gender", "race")
+_PARSERS = {"gender": labels.parse_gender, "race": labels.parse_race, "age_bin": labels.parse_age_bin}
+_PROBABILITY = re.compile(r"^p_(gender|race|age_bin)_(.+)$")
+NOT_DETECTED = "imported predictions: faces were found by the model's owner, not by FaceAudit"
+
+
+class PredictionsError(FaceAuditError, ValueError):
+    """A predictions file or label map that cannot be imported as a whole."""
+
+
+@dataclass
+class LabelMap:
+    """The model's own column and label names, mapped onto FaceAudit's."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # head -> their label -> ours
+
+    @classmethod
+    def read(cls, path: str | Path | None) -> LabelMap:
+        if path is None:
+            return cls()
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise PredictionsError(f"cannot read the label map {path}: {error}") from None
+        unknown = [key for key in raw if key not in ("columns", *_PARSERS)]
+        if not isinstance(raw, dict) or unknown:
+            raise PredictionsError(f"label map {path}: unknown key(s) {unknown}; valid: columns, {', '.join(_PARSERS)}")
+        return cls(columns=dict(raw.get("columns", {})), values={head: dict(raw[head]) for head in _PARSERS if head in raw})
+
+    def label(self, head: str, value: object) -> str:
+        """FaceAudit's class for the model's label `value` of `head`.
+
+        Raises:
+            PredictionsError: a label neither FaceAudit's nor in the map.
+        """
+        declared = {str(key).strip().lower(): ours for key, ours in self.values.get(head, {}).items()}
+        try:
+            return _PARSERS[head](declared.get(str(value).strip().lower(), value))
+        except labels.LabelError as error:
+            raise PredictionsError(f"{head} label {str(value)!r} is not mapped: add it to the label map's "
+                                   f"\"{head}\" table ({error})") from None
+
+
+def read_predictions(path: str | Path, label_map: LabelMap | None = None) -> pd.DataFrame:
+    """A predictions file as a frame with FaceAudit's column names (`label_map.columns` applied).
+
+    Raises:
+        PredictionsError: unreadable, no key column, no output column, or a key listed twice.
+    """
+    path, label_map = Path(path), label_map or LabelMap()
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str,
+                                                                                                keep_default_na=False)
+    except (OSError, ValueError, ImportError) as error:
+        raise PredictionsError(f"cannot read predictions {path}: {error}") from None
+    frame = frame.rename(columns=label_map.columns)
+    key = next((key for key in KEYS if key in frame.columns), None)
+    if key is None:
+        raise PredictionsError(f"{path.name} has no image column: name it one of {', '.join(KEYS)} "
+                               f"(or map yours in the label map's \"columns\"); columns: {', '.join(map(str, frame.columns))}")
+    if not any(column in OUTPUTS or _PROBABILITY.match(str(column)) for column in frame.columns):
+        raise PredictionsError(f"{path.name} has no prediction column: expected any of {', '.join(OUTPUTS)} or "
+                               f"p_<head>_<label>; columns: {', '.join(map(str, frame.columns))}")
+    keys = frame[key].astype(str).map(_normal)
+    twice = keys[keys.duplicated()].unique()
+    if len(twice):
+        raise PredictionsError(f"{path.name}: {len(twice)} image(s) have more than one prediction, e.g. {twice[0]!r}")
+    return frame.assign(**{key: keys})
+
+
+def _normal(name: str) -> str:
+    name = name.strip().replace("\\", "/")
+    return name[2:] if name.startswith("./") else name
+
+
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+
+
+def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: list[str]) -> np.ndarray | None:
+    """`(n, classes)` probabilities of `head` from its p_ columns (mapped and summed), or None without any."""
+    columns = [c for c in frame.columns if (m := _PROBABILITY.match(str(c))) and m.group(1) == head]
+    if not columns:
+        return None
+    names = labels.CLASSES[head]
+    probs = np.zeros((len(frame), len(names)))
+    for column in columns:
+        ours = label_map.label(head, _PROBABILITY.match(column).group(2))
+        probs[:, names.index(ours)] += pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    sums = probs.sum(axis=1)
+    if np.nanmax(np.abs(sums - 1), initial=0) > 1e-3:
+        notes.append(f"{head} probabilities did not sum to 1 (row sums {np.nanmin(sums):.3f}–{np.nanmax(sums):.3f}); "
+                     "they were divided by their sum")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            probs = probs / sums[:, None]
+    return probs
+
+
+def _outputs(frame: pd.DataFrame, label_map: LabelMap, notes: list[str]) -> pd.DataFrame:
+    """The `pred_*` and `p_*` columns of an audit bundle from the file's outputs."""
+    out = pd.DataFrame(index=frame.index)
+    age = pd.to_numeric(frame["age"].replace("", np.nan), errors="coerce") if "age" in frame else None
+    if age is not None and (bad := frame["age"][age.isna() & ~frame["age"].map(_empty)]).size:
+        raise PredictionsError(f"age {bad.iloc[0]!r} is not a number ({len(bad)} such rows)")
+    out["pred_age"] = age.astype(float) if age is not None else np.nan
+    out["pred_age_std"] = np.nan  # a spread only FaceAudit's own models give
+    for head in ("gender", "race", "age_bin"):
+        names = labels.CLASSES[head]
+        probs = _probabilities(frame, head, label_map, notes)
+        if probs is not None:
+            for index, name in enumerate(names):
+                out[f"p_{head}_{name}"] = probs[:, index].astype(np.float32)
+            known = ~np.isnan(probs).any(axis=1)
+            codes = np.where(known, np.nan_to_num(probs).argmax(1) if head != "age_bin"
+                             else labels.median_bin_index(np.nan_to_num(probs)), -1)
+            predicted = pd.Categorical.from_codes(codes, categories=list(names), ordered=True)
+        elif head in frame:
+            predicted = pd.Categorical([None if _empty(v) else label_map.label(head, v) for v in frame[head]],
+                                       categories=list(names), ordered=True)
+        elif head == "age_bin" and age is not None:  # a bin from the predicted age
+            predicted = pd.Categorical([None if np.isnan(a) else labels.age_to_bin(int(np.clip(round(a), 0, labels.AGE_MAX)))
+                                        for a in out["pred_age"]], categories=list(names), ordered=True)
+        else:
+            predicted = pd.Categorical([None] * len(frame), categories=list(names), ordered=True)
+        out[f"pred_{head}"] = predicted
+    return out
+
+
+def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: str, label_map: LabelMap | None = None,
+                       model_name: str | None = None, command: str | None = None) -> tuple[Bundle, pd.DataFrame]:
+    """A bundle of `dataset` audited on imported `predictions` (from `read_predictions`), and the unmatched rows.
+
+    Args:
+        dataset: From a reader in `core.datasets`.
+        predictions: One row per image, keyed by `file` or `path`.
+        source: Where the predictions came from (a file name), recorded as the model's identity.
+        model_name: What the model is, in words (default: "imported from <source>").
+    """
+    label_map, notes = label_map or LabelMap(), list(dataset.notes)
+    key = next(key for key in KEYS if key in predictions.columns)
+    table = dataset.table.reset_index(drop=True)
+    names = table[key].astype(str).map(_normal) if key == "file" else table["path"].astype(str).map(_normal)
+    by_key = predictions.set_index(key)
+    matched = names.isin(by_key.index).to_numpy()
+    rows = by_key.reindex(names[matched]).reset_index(drop=True)
+    outputs = _outputs(rows, label_map, notes)
+    predicted = outputs.filter(regex="^pred_(age|gender|race|age_bin)$").notna().any(axis=1).to_numpy()
+    kept = np.flatnonzero(matched)[predicted]
+    frame = pd.concat([table.loc[kept].reset_index(drop=True), outputs[predicted].reset_index(drop=True)], axis=1)
+    frame = frame.assign(**{column: pd.NA for column in FACE_RECORD_COLUMNS}).assign(face_reason=NOT_DETECTED)
+    frame = with_duplicate_groups(frame)
+    missing = table.loc[~matched, ["file", "path", "source"]].assign(reason=f"no prediction for this image in {source}")
+    empty = table.loc[np.flatnonzero(matched)[~predicted], ["file", "path", "source"]].assign(
+        reason=f"its row in {source} has no output (age, gender, race and age bin all empty)")
+    rejects = pd.concat([dataset.rejects, missing, empty], ignore_index=True)[list(REJECT_COLUMNS)]
+    unmatched = predictions[~predictions[key].isin(set(names))]
+    if len(unmatched):
+        notes.append(f"{len(unmatched)} prediction(s) in {source} name no image of {dataset.name}, e.g. "
+                     f"{unmatched[key].iloc[0]!r} (listed in {UNMATCHED_FILE})")
+    digest = hashlib.sha256(pd.util.hash_pandas_object(predictions, index=False).to_numpy().tobytes()).hexdigest()
+    model_id = f"imported-{digest[:12]}"
+    metrics = compute_metrics(frame, len(table) + len(dataset.rejects))
+    metrics.update({"dataset": dataset.name, "model_id": model_id,
+                    "model": {"id": model_id, "backbone": None, "trained_on": None, "dir": None,
+                              "imported_from": source, "name": model_name or f"imported from {source}"},
+                    "image_root": str(dataset.root) if dataset.root else None, "model_backbone": None,
+                    "notes": notes, "input_kind": "imported-predictions", "face_rule": None, "command": command,
+                    "training_overlap": None, "training_overlap_note": "unknown: the model's training data are not recorded",
+                    "multi_face_images": None, "unmatched_predictions": len(unmatched),
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return Bundle(predictions=frame, metrics=metrics, rejects=rejects), unmatched

@@ -1,0 +1,98 @@
+"""Auditing a model from its predictions alone (`core.imported`), on synthetic and on real outside outputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.bundle import read_bundle
+from core.datasets import REJECT_COLUMNS, Dataset
+from core.imported import UNMATCHED_FILE, LabelMap, PredictionsError, import_predictions, read_predictions
+from tests.bundle_fixture import synthetic_predictions, vendor_predictions
+from training import import_predictions as cli
+
+VENDOR_MAP = {"columns": {"image": "file", "predicted_age": "age"}, "gender": {"Man": "Male", "Woman": "Female"}}
+
+
+def _dataset(table: pd.DataFrame) -> Dataset:
+    return Dataset(name="synthetic", table=table, rejects=pd.DataFrame(columns=list(REJECT_COLUMNS)))
+
+
+def _vendor_files(tmp_path, outputs: pd.DataFrame, label_map: dict = VENDOR_MAP):
+    outputs.to_csv(tmp_path / "vendor.csv", index=False)
+    (tmp_path / "map.json").write_text(json.dumps(label_map))
+    return tmp_path / "vendor.csv", LabelMap.read(tmp_path / "map.json")
+
+
+def test_import_joins_maps_labels_and_accounts_for_every_row(tmp_path):
+    table, outputs = vendor_predictions()
+    path, label_map = _vendor_files(tmp_path, outputs)
+    bundle, unmatched = import_predictions(_dataset(table), read_predictions(path, label_map), source="vendor.csv",
+                                           label_map=label_map)
+    frame, truth = bundle.predictions, synthetic_predictions().set_index("file")
+    assert len(frame) == 238 and list(bundle.rejects["file"]) == ["img_0000.jpg", "img_0001.jpg"]
+    assert set(bundle.rejects["reason"]) == {"no prediction for this image in vendor.csv"}
+    assert list(unmatched["file"]) == ["not_in_the_dataset.jpg"] and bundle.metrics["unmatched_predictions"] == 1
+    assert any("1 prediction(s) in vendor.csv name no image" in note for note in bundle.metrics["notes"])
+    # the vendor's words became FaceAudit's classes, row by row
+    assert (frame["pred_gender"].astype(str).to_numpy() == truth.loc[frame["file"], "pred_gender"].astype(str)).all()
+    expected = (truth.loc[frame["file"], "pred_gender"] == truth.loc[frame["file"], "gender"]).mean()
+    assert bundle.metrics["gender_accuracy"] == pytest.approx(expected)
+    assert bundle.metrics["race_accuracy"] is None  # no race predicted: not counted as wrong
+    assert frame["skin"].eq("lighter").all()  # the auditor's own columns travel with the rows
+    assert bundle.metrics["model"]["imported_from"] == "vendor.csv"
+
+
+def test_probabilities_of_several_labels_sum_onto_one_class():
+    table = synthetic_predictions(10)[["file", "path", "source", "age", "age_bin", "gender", "race"]]
+    outputs = pd.DataFrame({"file": table["file"], "p_race_East Asian": 0.3, "p_race_Southeast Asian": 0.3,
+                            "p_race_White": 0.4})
+    bundle, _ = import_predictions(_dataset(table), outputs, source="x.csv")
+    assert (bundle.predictions["pred_race"] == "Asian").all()
+    assert np.allclose(bundle.predictions["p_race_Asian"], 0.6)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda o: o.assign(gender="Nonbinary-ish"), "gender label 'Nonbinary-ish' is not mapped"),
+    (lambda o: o.assign(predicted_age="forty"), "age 'forty' is not a number"),
+    (lambda o: pd.concat([o, o.iloc[:1]]), "have more than one prediction, e.g. 'img_0002.jpg'"),
+    (lambda o: o.drop(columns="image"), "has no image column"),
+    (lambda o: o[["image"]], "has no prediction column"),
+])
+def test_a_malformed_predictions_file_is_refused_with_the_reason(tmp_path, change, message):
+    table, outputs = vendor_predictions(30)
+    path, label_map = _vendor_files(tmp_path, change(outputs))
+    with pytest.raises(PredictionsError, match=message.replace("(", r"\(")):
+        import_predictions(_dataset(table), read_predictions(path, label_map), source="vendor.csv", label_map=label_map)
+
+
+def test_cli_writes_a_bundle_that_reads_back_with_rejects_and_unmatched(tmp_path, capsys):
+    table, outputs = vendor_predictions(len(set(synthetic_predictions()["path"])))  # one row per sample photo
+    manifest = tmp_path / "manifest.csv"
+    table.drop(columns=["file", "source"]).to_csv(manifest, index=False)
+    outputs = outputs.assign(image=list(table["path"].iloc[2:]) + ["/nowhere/x.jpg"]).rename(columns={"image": "path"})
+    path, _ = _vendor_files(tmp_path, outputs, {"gender": VENDOR_MAP["gender"], "columns": {"predicted_age": "age"}})
+    assert cli.main(["--manifest", str(manifest), "--predictions", str(path), "--labels", str(tmp_path / "map.json"),
+                     "--name", "Vendor API", "--out", str(tmp_path / "bundle")]) == 0
+    bundle = read_bundle(tmp_path / "bundle")
+    assert bundle.metrics["model"]["name"] == "Vendor API" and bundle.metrics["input_kind"] == "imported-predictions"
+    assert (bundle.metrics["n"], bundle.metrics["n_rejected"]) == (len(table) - 2, 2)
+    assert pd.read_csv(tmp_path / "bundle" / UNMATCHED_FILE)["path"].tolist() == ["/nowhere/x.jpg"]
+    assert "2 images rejected (reasons in rejects.csv), 1 predictions unmatched" in capsys.readouterr().out
+
+
+def test_our_own_fairface_predictions_imported_give_the_same_metrics(tmp_path, shared_data):
+    """Round trip on real in-the-wild photos: the shipped bundle's outputs, written as an outside file, imported."""
+    from core.config import REPO_ROOT, Settings
+    from training.evaluate import load_named_dataset
+
+    shipped = read_bundle(REPO_ROOT / "models" / "default" / "audits" / "fairface-sample")
+    probabilities = [c for c in shipped.predictions.columns if c.startswith("p_")]
+    shipped.predictions[["file", *probabilities]].to_parquet(tmp_path / "ours.parquet")
+    dataset = load_named_dataset("fairface-sample", Settings.from_env())  # shared_data: skipped without it
+    bundle, unmatched = import_predictions(dataset, read_predictions(tmp_path / "ours.parquet"), source="ours.parquet")
+    assert unmatched.empty and bundle.metrics["n"] == shipped.metrics["n"]
+    assert bundle.metrics["n_rejected"] == shipped.metrics["n_rejected"]  # the photo without a face has no row
+    for name in ("gender_accuracy", "race_accuracy"):
+        assert bundle.metrics[name] == pytest.approx(shipped.metrics[name])
