@@ -55,12 +55,21 @@ class Bundle:
 
 
 def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Attach model outputs (from `core.trainer.predict`) to the rows of `table`."""
+    """Attach model outputs (from `core.trainer.predict`, or a model with fewer heads) to the rows of `table`.
+
+    A head the model does not predict is left empty (it counts for no metric); an age without bin
+    probabilities gives the bin it falls in.
+    """
     frame = table.reset_index(drop=True).copy()
-    frame["pred_age"] = outputs["age"].round(2)
-    frame["pred_age_std"] = outputs["age_std"].round(2)
+    frame["pred_age"] = outputs["age"].round(2) if "age" in outputs else np.nan
+    frame["pred_age_std"] = outputs["age_std"].round(2) if "age_std" in outputs else np.nan
     for head in ("age_bin", "gender", "race"):
-        probs, names = outputs[head], labels.CLASSES[head]
+        names = labels.CLASSES[head]
+        if head not in outputs:
+            years = frame["pred_age"].to_numpy(dtype=float) if head == "age_bin" else np.full(len(frame), np.nan)
+            frame[f"pred_{head}"] = pd.Categorical(labels.bins_of_ages(years), categories=list(names), ordered=True)
+            continue
+        probs = outputs[head]
         codes = labels.median_bin_index(probs) if head == "age_bin" else probs.argmax(1)
         frame[f"pred_{head}"] = pd.Categorical.from_codes(codes, categories=list(names), ordered=True)
         for index, name in enumerate(names):
@@ -191,11 +200,17 @@ def chosen_box(row: pd.Series) -> tuple[float, float, float, float] | None:
 
 
 def discover_bundles(model_dir: Path) -> dict[str, Path]:
-    """Bundles in `<model_dir>/audits/<name>/`, by name."""
+    """Bundles in `<model_dir>/audits/<name>/` by name, then other models' audits of the same data,
+    `<model_dir>/audits/<model>/<name>/`, as `<model>/<name>` (e.g. a peer's imported predictions)."""
     audits = model_dir / "audits"
     if not audits.is_dir():
         return {}
-    return {path.name: path for path in sorted(audits.iterdir()) if (path / METRICS_FILE).is_file()}
+    folders = sorted(path for path in audits.iterdir() if path.is_dir())
+    found = {path.name: path for path in folders if (path / METRICS_FILE).is_file()}
+    for group in folders:
+        if group.name not in found:
+            found |= {f"{group.name}/{path.name}": path for path in sorted(group.iterdir()) if (path / METRICS_FILE).is_file()}
+    return found
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

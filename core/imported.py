@@ -163,8 +163,8 @@ def _outputs(frame: pd.DataFrame, label_map: LabelMap, notes: list[str]) -> pd.D
             predicted = pd.Categorical([None if _empty(v) else label_map.label(head, v) for v in frame[head]],
                                        categories=list(names), ordered=True)
         elif head == "age_bin" and age is not None:  # a bin from the predicted age
-            predicted = pd.Categorical([None if np.isnan(a) else labels.age_to_bin(int(np.clip(round(a), 0, labels.AGE_MAX)))
-                                        for a in out["pred_age"]], categories=list(names), ordered=True)
+            predicted = pd.Categorical(labels.bins_of_ages(out["pred_age"].to_numpy(dtype=float)), categories=list(names),
+                                       ordered=True)
         else:
             predicted = pd.Categorical([None] * len(frame), categories=list(names), ordered=True)
         out[f"pred_{head}"] = predicted

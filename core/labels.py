@@ -28,6 +28,7 @@ __all__ = [
     "RACE_MAPPING_NOTE",
     "LabelError",
     "age_to_bin",
+    "bins_of_ages",
     "median_bin_index",
     "parse_age",
     "parse_age_bin",
@@ -161,6 +162,11 @@ def age_to_bin(age: int) -> str:
         if first <= age <= last:
             return name
     raise LabelError(f"age {age!r} is outside {AGE_MIN}-{AGE_MAX}")
+
+
+def bins_of_ages(ages: np.ndarray) -> list[str | None]:
+    """The age bin of each (possibly fractional, possibly NaN) predicted age; None where it is NaN."""
+    return [None if np.isnan(age) else age_to_bin(int(np.clip(round(age), AGE_MIN, AGE_MAX))) for age in ages]
 
 
 def median_bin_index(bin_probs: np.ndarray) -> np.ndarray:
