@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from unittest import mock
 
 import cv2
@@ -40,7 +40,10 @@ from core.errors import FaceAuditError
 from core.memory import release_freed_memory
 from core.model import AGES, MultiTaskNet, mirror_average
 
-__all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain",
+if TYPE_CHECKING:
+    from core.onnx_model import OnnxModel
+
+__all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain", "explain_onnx",
            "overlay", "colour_bar", "grad_cam", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
@@ -203,17 +206,17 @@ def _integrated_gradients(target: _Target, x: torch.Tensor, baseline: torch.Tens
     return attributions[0].sum(dim=0).detach().numpy(), float(delta.abs().max())  # (S, S)
 
 
-def _lime(target: _Target, chip: np.ndarray, samples: int, segments: int, seed: int,
+def _lime(scores: Callable[[np.ndarray], np.ndarray], chip: np.ndarray, samples: int, segments: int, seed: int,
           progress: Progress | None) -> np.ndarray:
+    """LIME's superpixel weights for `scores`: uint8 images `(b, S, S, 3)` -> the explained value `(b,)`."""
     from lime.lime_image import LimeImageExplainer
     from skimage.segmentation import slic
 
-    model, done = target.model, 0
+    done = 0
 
     def classifier(images: np.ndarray) -> np.ndarray:
         nonlocal done
-        with torch.inference_mode():
-            values = target(model.normalize(torch.as_tensor(images.astype(np.uint8)))).float().numpy()
+        values = scores(images.astype(np.uint8))
         done += len(images)
         if progress:
             progress(min(done / samples, 1.0))
@@ -272,12 +275,44 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
         attribution, delta = _integrated_gradients(scalar, x, _baseline(model, chip, baseline, mean_face), steps, progress)
         settings = {"baseline": baseline, "steps": steps}
     else:
-        attribution = _lime(scalar, chip, samples, segments, seed, progress)
+        def scores(images: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return scalar(model.normalize(torch.as_tensor(images))).float().numpy()
+        attribution = _lime(scores, chip, samples, segments, seed, progress)
         settings = {"samples": samples, "segments": segments, "seed": seed}
     release_freed_memory()  # LIME and IG batches would otherwise stay in this thread's heap
     return Explanation(method=method, head=head, target=target, attribution=attribution.astype(np.float32),
                        overlay=overlay(chip, attribution), value=value, seconds=time.perf_counter() - started,
                        delta=delta, settings=settings)
+
+
+def explain_onnx(onnx_model: OnnxModel, chip: np.ndarray, *, head: str, target: str, samples: int = 1000,
+                 segments: int = 50, seed: int = 0, mirror: bool = True, progress: Progress | None = None) -> Explanation:
+    """LIME for an ONNX model (`core.onnx_model`), which needs only its outputs; gradient methods need the model's
+    own code (`explain` on a FaceAudit checkpoint).
+
+    Raises:
+        ExplainError: a head the model does not predict, or an unknown target.
+    """
+    if head not in onnx_model.heads or (head == "age" and onnx_model.heads["age"] != "years-logits"):
+        raise ExplainError(f"{onnx_model.path.name} does not predict {head} as a distribution: nothing to explain")
+    size = onnx_model.size
+    if chip.shape[:2] != (size, size):
+        chip = cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
+    target_of = _Target(None, head, target, mirror)
+    started = time.perf_counter()
+
+    def scores(images: np.ndarray) -> np.ndarray:
+        logits = onnx_model.logits(images)
+        if mirror:
+            logits = mirror_average(logits, onnx_model.logits(np.ascontiguousarray(images[:, :, ::-1])))
+        return target_of.score(logits).float().numpy()
+
+    value = float(scores(chip[None])[0])
+    attribution = _lime(scores, chip, samples, segments, seed, progress)
+    return Explanation(method="lime", head=head, target=target, attribution=attribution.astype(np.float32),
+                       overlay=overlay(chip, attribution), value=value, seconds=time.perf_counter() - started,
+                       delta=None, settings={"samples": samples, "segments": segments, "seed": seed})
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,13 +4,16 @@
     python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample
     python -m training.evaluate --manifest my_photos/manifest.csv --out audits/my-photos
     python -m training.evaluate --manifest chips/manifest.csv --input aligned-chips --out audits/chips
+    python -m training.evaluate --onnx vendor/model.onnx --dataset fairface-val --out audits/vendor-fairface-val
 
 Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
 utkface-train, fairface-sample, fairface-val (FairFace's 10,954 validation photos), london-set. Photos are detected and every face is recorded; the
 labelled face is the most central one (--face-rule largest for the largest) and is aligned before
 prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
 are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
-checkpoint was trained on is refused unless --allow-training-images is given.
+checkpoint was trained on is refused unless --allow-training-images is given. `--onnx FILE` audits an ONNX
+model instead of the checkpoint, through onnxruntime, as its spec beside it (FILE.json) describes
+(`core.onnx_model`; `training.export` writes one for a FaceAudit checkpoint).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from core.datasets import (
 )
 from core.faces import FACE_RULES
 from core.model import load_checkpoint, resolve_device
+from core.onnx_model import OnnxModel
 from core.split import read_split
 from training._cli import command
 
@@ -88,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="which face of a multi-face photo is the labelled one (default: the most central)")
     parser.add_argument("--allow-training-images", action="store_true",
                         help="audit even if the dataset holds images the checkpoint was trained on (metrics will flatter it)")
+    parser.add_argument("--onnx", help="audit this ONNX model (with its spec, FILE.json, beside it) instead of --model")
     parser.add_argument("--batch-size", type=int, default=64)
     add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = Settings.from_args(args)
-    checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
+    checkpoint = (OnnxModel(args.onnx, threads=args.threads) if args.onnx
+                  else load_checkpoint(settings.model_dir, device=resolve_device(settings.device)))
     if args.dataset:
         dataset = load_named_dataset(args.dataset, settings)
     elif args.fairface:

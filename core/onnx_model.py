@@ -1,0 +1,145 @@
+"""Face-attribute models as ONNX files, run with onnxruntime: FaceAudit's own exports and other people's models.
+
+An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes and what it gives:
+
+    {"format": "faceaudit-onnx/1",
+     "input": {"size": 128, "dtype": "uint8", "layout": "NHWC"},      # or "float32", "NCHW" with "mean" and "std"
+     "outputs": {"age": "years-logits", "gender": ["Male", "Female"], "race": ["White", "Black", "Asian", "Indian", "Others"]},
+     "geometry": "faceaudit-aligned", "model_id": "...", "name": "..."}
+
+`outputs` says what each head's graph output is (the output of the same name, or the one `output_names`
+gives): `age` as logits over whole years 0-116 ("years-logits") or one value in years ("years"); `gender`
+and `race` as logits in the listed label order (any names that `core.labels` parses, FairFace's seven
+races included: their probabilities are summed onto FaceAudit's five). A head the spec leaves out is not
+predicted. `OnnxModel.predict` returns what `core.trainer.predict` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import labels
+from core.errors import FaceAuditError
+from core.model import age_summary, file_sha256, mirror_average
+
+__all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "spec_path"]
+
+SPEC_FORMAT = "faceaudit-onnx/1"
+AGE_KINDS = ("years-logits", "years")
+
+
+class OnnxModelError(FaceAuditError, RuntimeError):
+    """An ONNX model or its spec that cannot be used (missing, unreadable, or not matching each other)."""
+
+
+def spec_path(model_path: str | Path) -> Path:
+    return Path(f"{model_path}.json")
+
+
+class OnnxModel:
+    """An ONNX face-attribute model and its spec, run on the CPU by onnxruntime."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise OnnxModelError("ONNX models need onnxruntime: pip install onnxruntime") from None
+        self.path = Path(path)
+        for file in (self.path, spec_path(self.path)):
+            if not file.is_file():
+                raise OnnxModelError(f"{file} is missing (an ONNX model needs its spec, <model>.onnx.json, beside it)")
+        try:
+            self.spec = json.loads(spec_path(self.path).read_text())
+        except (OSError, ValueError) as error:
+            raise OnnxModelError(f"cannot read {spec_path(self.path)}: {error}") from None
+        if not isinstance(self.spec, dict) or self.spec.get("format") != SPEC_FORMAT:
+            raise OnnxModelError(f"{spec_path(self.path)}: expected a JSON object with \"format\": \"{SPEC_FORMAT}\"")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a damaged file
+            raise OnnxModelError(f"{self.path} is not a usable ONNX model: {error}") from None
+        self._check()
+
+    def _check(self) -> None:
+        given = self.spec.get("input", {})
+        self.size = int(given.get("size", 0))
+        self.dtype, self.layout = given.get("dtype", "float32"), given.get("layout", "NCHW")
+        if self.size <= 0 or self.dtype not in ("uint8", "float32") or self.layout not in ("NHWC", "NCHW"):
+            raise OnnxModelError(f"{spec_path(self.path)}: input needs size > 0, dtype uint8|float32, layout NHWC|NCHW")
+        if self.dtype == "float32" and not ({"mean", "std"} <= set(given)):
+            raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
+        outputs = {output.name for output in self.session.get_outputs()}
+        self.heads: dict[str, object] = dict(self.spec.get("outputs", {}))
+        unknown = [name for name in self.heads if name not in ("age", "gender", "race")]
+        absent = [name for name in self.heads if self.spec.get("output_names", {}).get(name, name) not in outputs]
+        if unknown or absent or not self.heads:
+            raise OnnxModelError(f"{spec_path(self.path)}: outputs must map age, gender or race onto the graph's outputs "
+                                 f"({', '.join(sorted(outputs))}); unknown {unknown}, not in the graph {absent}")
+        if "age" in self.heads and self.heads["age"] not in AGE_KINDS:
+            raise OnnxModelError(f"{spec_path(self.path)}: age must be one of {', '.join(AGE_KINDS)}")
+        self.maps = {}  # head -> (their classes, ours) matrix summing their logits' probabilities onto our classes
+        for head, parse in (("gender", labels.parse_gender), ("race", labels.parse_race)):
+            if head in self.heads:
+                try:
+                    ours = [labels.CLASSES[head].index(parse(name)) for name in self.heads[head]]
+                except labels.LabelError as error:
+                    raise OnnxModelError(f"{spec_path(self.path)}: {error}") from None
+                self.maps[head] = np.eye(len(labels.CLASSES[head]), dtype=np.float32)[ours]
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.get("model_id") or f"onnx-{file_sha256(self.path)[:12]}"
+
+    def _inputs(self, chips: np.ndarray) -> np.ndarray:
+        if chips.shape[1:3] != (self.size, self.size):
+            raise OnnxModelError(f"{self.path.name} takes {self.size} px chips, got {chips.shape[1]}×{chips.shape[2]}")
+        x = chips
+        if self.dtype == "float32":
+            mean = np.asarray(self.spec["input"]["mean"], np.float32)
+            std = np.asarray(self.spec["input"]["std"], np.float32)
+            x = (chips.astype(np.float32) / 255.0 - mean) / std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if self.layout == "NCHW" else x)
+
+    def logits(self, chips: np.ndarray) -> dict[str, torch.Tensor]:
+        """The graph's outputs for uint8 `(n, S, S, 3)` chips by head: age as the spec says, gender and race as
+        log-probabilities over FaceAudit's classes."""
+        names = {head: self.spec.get("output_names", {}).get(head, head) for head in self.heads}
+        values = self.session.run(list(names.values()), {self.session.get_inputs()[0].name: self._inputs(chips)})
+        out = {}
+        for head, value in zip(names, values):
+            value = torch.from_numpy(np.asarray(value, np.float32))
+            if head in self.maps:  # their classes' probabilities summed onto ours
+                value = (value.softmax(1) @ torch.from_numpy(self.maps[head])).clamp_min(1e-12).log()
+            out[head] = value.reshape(len(chips)) if head == "age" and self.heads["age"] == "years" else value
+        return out
+
+    def predict(self, chips: np.ndarray, *, batch_size: int = 64, tta: bool = True,
+                progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, np.ndarray]:
+        """What `core.trainer.predict` returns, for the heads the spec names (others are left out); with `tta`, each
+        chip and its mirror image are averaged as `core.model.mirror_average` does."""
+        chips = np.asarray(chips, np.uint8)
+        parts: dict[str, list[np.ndarray]] = {}
+        starts = range(0, len(chips), batch_size)
+        for start in progress(starts) if progress else starts:
+            batch = chips[start : start + batch_size]
+            n = len(batch)
+            both = self.logits(np.concatenate([batch, batch[:, :, ::-1]]) if tta else batch)
+            years = both.pop("age") if self.heads.get("age") == "years" else None
+            outputs = mirror_average({h: v[:n] for h, v in both.items()}, {h: v[n:] for h, v in both.items()}) if tta else both
+            result = {head: outputs[head].softmax(1) for head in ("gender", "race") if head in outputs}
+            if "age" in outputs:
+                result |= age_summary(outputs["age"])
+            elif years is not None:
+                result["age"] = (years[:n] + years[n:]) / 2 if tta else years
+            for name, value in result.items():
+                parts.setdefault(name, []).append(value.float().numpy())
+        return {name: np.concatenate(values) for name, values in parts.items()}

@@ -1,0 +1,124 @@
+"""ONNX models through onnxruntime (`core.onnx_model`): FaceAudit's own export and an outside model's spec."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.audit import run_audit
+from core.chips import faces_for_model
+from core.datasets import read_manifest
+from core.explain import ExplainError, explain, explain_onnx
+from core.model import load_checkpoint
+from core.onnx_model import SPEC_FORMAT, OnnxModel, OnnxModelError, spec_path
+from core.trainer import predict
+from tests.conftest import LONDON_FIXTURES
+from training import export
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    """The tiny test checkpoint (48 px) and its ONNX export."""
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert export.main(["--model", str(model_dir), "--out", str(out)]) == 0
+    return load_checkpoint(model_dir), OnnxModel(out)
+
+
+def test_export_predicts_what_the_checkpoint_predicts(exported):
+    checkpoint, onnx = exported
+    chips = np.random.default_rng(1).integers(0, 256, (20, 48, 48, 3), dtype=np.uint8)
+    for tta in (False, True):
+        ours, theirs = predict(checkpoint.model, chips, tta=tta), onnx.predict(chips, tta=tta, batch_size=8)
+        assert set(ours) == set(theirs)
+        assert export.largest_difference(ours, theirs) < export.TOLERANCE
+    assert onnx.model_id == checkpoint.model_id  # bundles made through onnxruntime name the same model
+
+
+def test_an_audit_through_onnxruntime_matches_the_checkpoints(exported, tmp_path):
+    checkpoint, onnx = exported
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "m.csv").write_text("path,gender\n" + "".join(f"{p.name},male\n" for p in sorted(LONDON_FIXTURES.glob("*.jpg"))))
+    ours, theirs = (run_audit(model, read_manifest(tmp_path / "m.csv")) for model in (checkpoint, onnx))
+    columns = [c for c in ours.predictions.columns if c.startswith("p_")] + ["pred_age"]
+    assert np.abs(ours.predictions[columns].to_numpy(float) - theirs.predictions[columns].to_numpy(float)).max() < 1e-3
+    assert theirs.metrics["model"]["onnx"] == "model.onnx" and theirs.metrics["model_id"] == ours.metrics["model_id"]
+
+
+def test_lime_through_onnxruntime_gives_the_same_map(exported):
+    checkpoint, onnx = exported
+    chip = faces_for_model(str(LONDON_FIXTURES / "004_03.jpg"), 48).chips[0]
+    ours = explain(checkpoint.model, chip, method="lime", head="race", target="White", samples=100, segments=20)
+    theirs = explain_onnx(onnx, chip, head="race", target="White", samples=100, segments=20)
+    assert theirs.value == pytest.approx(ours.value, abs=1e-4)
+    assert np.corrcoef(ours.attribution.ravel(), theirs.attribution.ravel())[0, 1] > 0.99
+
+
+class _Vendor(nn.Module):
+    """An outside model: float NCHW input, age in years, race over FairFace's seven classes, no gender."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 8))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return features[:, :1] * 10 + 40, features[:, 1:]
+
+
+FAIRFACE_7 = ["White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern"]
+
+
+def _vendor_file(folder, spec_changes: dict | None = None):
+    path = folder / "vendor.onnx"
+    torch.onnx.export(_Vendor(), (torch.zeros(2, 3, 32, 32),), str(path), input_names=["image"],
+                      output_names=["years", "ethnicity"], dynamic_axes={"image": {0: "n"}, "years": {0: "n"},
+                                                                          "ethnicity": {0: "n"}},
+                      dynamo=False)
+    spec = {"format": SPEC_FORMAT, "input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3,
+                                             "std": [0.25] * 3},
+            "outputs": {"age": "years", "race": FAIRFACE_7}, "output_names": {"age": "years", "race": "ethnicity"},
+            "name": "Vendor model 1.0"} | (spec_changes or {})
+    spec_path(path).write_text(json.dumps(spec))
+    return path
+
+
+def test_an_outside_model_with_other_heads_and_labels(tmp_path):
+    onnx = OnnxModel(_vendor_file(tmp_path))
+    chips = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    outputs = onnx.predict(chips)
+    assert set(outputs) == {"age", "race"} and outputs["race"].shape == (6, 5)  # seven classes summed onto five
+    assert np.allclose(outputs["race"].sum(1), 1, atol=1e-5)
+    logits = onnx.logits(chips[:1])["race"].softmax(1).numpy()[0]  # un-mirrored: Asian = East + Southeast Asian
+    x = (chips[:1].astype(np.float32) / 255 - 0.5) / 0.25
+    raw = _Vendor()(torch.from_numpy(x.transpose(0, 3, 1, 2)))[1].softmax(1).detach().numpy()[0]
+    assert logits[2] == pytest.approx(raw[3] + raw[4], abs=1e-5) and logits[4] == pytest.approx(raw[2] + raw[6], abs=1e-5)
+    with pytest.raises(ExplainError, match="does not predict gender"):
+        explain_onnx(onnx, chips[0], head="gender", target="Male", samples=10)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"outputs": {"race": ["White", "Martian"]}}, "unknown race 'Martian'"),
+    ({"outputs": {"height": "cm"}}, "unknown \\['height'\\]"),
+    ({"format": "other"}, "expected a JSON object with \"format\""),
+    ({"input": {"size": 32, "dtype": "float32", "layout": "NCHW"}}, "needs its \"mean\" and \"std\""),
+])
+def test_a_spec_that_does_not_fit_is_refused_with_the_reason(tmp_path, changes, message):
+    with pytest.raises(OnnxModelError, match=message):
+        OnnxModel(_vendor_file(tmp_path, changes))
+
+
+def test_a_missing_spec_or_model_is_named(tmp_path):
+    path = _vendor_file(tmp_path)
+    spec_path(path).unlink()
+    with pytest.raises(OnnxModelError, match="vendor.onnx.json is missing"):
+        OnnxModel(path)
+    path.write_bytes(b"not onnx")
+    spec_path(path).write_text(json.dumps({"format": SPEC_FORMAT}))
+    with pytest.raises(OnnxModelError, match="not a usable ONNX model"):
+        OnnxModel(path)
