@@ -9,7 +9,7 @@ Photos of one person (`core.fairness.cluster_column`) are drawn together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,8 @@ from core.fairness import (
     subgroup_metrics,
 )
 
-__all__ = ["COMPARE_METRICS", "Comparison", "compare_bundles", "paired_rows", "describe", "verdict", "mitigations_of",
-           "bundle_note"]
+__all__ = ["COMPARE_METRICS", "Comparison", "compare_bundles", "common_faces", "paired_rows", "describe", "verdict",
+           "mitigations_of", "related_bundles", "bundle_note"]
 
 # What the mitigations in this project target (gender per race, race recall per race) and what they may cost.
 COMPARE_METRICS = ["gender_accuracy", "race_accuracy", "age_mae", "false_female_rate", "false_male_rate"]
@@ -43,11 +43,15 @@ class Comparison:
     overall: pd.DataFrame  # one row per (bundle, metric): value, CI, delta, delta CI, spread, worst group
     by_group: dict[str, pd.DataFrame]  # metric -> one row per group: n, each bundle's value and CI, deltas and CIs
     notes: dict[str, str]  # bundle -> what it is (`bundle_note`)
+    left_out: dict[str, int] = field(default_factory=dict)  # bundle -> its faces not in every bundle of its dataset
 
 
 def bundle_note(metrics: dict) -> str:
     """What a bundle is, from its metrics.json: dataset, model id, any mitigation, and an older face rule."""
+    model = metrics.get("model") or {}
     note = f"{metrics.get('dataset')}, model {metrics.get('model_id')}"
+    if model.get("imported_from"):
+        note += f" ({model.get('name')}; predictions imported from {model['imported_from']})"
     note += f"; mitigation: {metrics['mitigation']}" if metrics.get("mitigation") else "; no mitigation"
     if metrics.get("face_rule") == "largest":
         note += "; in multi-face photos the largest face was audited"
@@ -63,6 +67,23 @@ def paired_rows(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame | 
         return None
     order = pd.Series(np.arange(len(second)), index=second.to_numpy())
     return other.iloc[order.loc[first.to_numpy()].to_numpy()]
+
+
+def common_faces(frames: dict[str, pd.DataFrame], datasets: dict[str, str]) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The frames of the reference's dataset cut to the files all of them hold, and how many rows each lost.
+
+    Two models audited on one dataset can lose different images (no face found, no prediction); cut to the
+    faces both predicted, they are compared paired, on the same faces.
+    """
+    reference = next(iter(frames))
+    same = [name for name in frames if datasets.get(name) is not None and datasets.get(name) == datasets.get(reference)]
+    if len(same) < 2 or not all("file" in frames[name] and frames[name]["file"].is_unique for name in same):
+        return frames, {}
+    shared = set.intersection(*(set(frames[name]["file"].astype(str)) for name in same))
+    if not shared:
+        return frames, {}
+    cut = {name: frame[frame["file"].astype(str).isin(shared)] if name in same else frame for name, frame in frames.items()}
+    return cut, {name: len(frames[name]) - len(cut[name]) for name in same if len(cut[name]) < len(frames[name])}
 
 
 def _delta_interval(first: np.ndarray, second: np.ndarray, paired: bool, rng: np.random.Generator, rounds: int,
@@ -96,7 +117,8 @@ def _spread_and_worst(table: pd.DataFrame, metric: str) -> tuple[float, object]:
 
 
 def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = None, metrics: list[str] | None = None,
-                    notes: dict[str, str] | None = None, rounds: int = 300, seed: int = 0) -> Comparison:
+                    notes: dict[str, str] | None = None, datasets: dict[str, str] | None = None, rounds: int = 300,
+                    seed: int = 0) -> Comparison:
     """Compare predictions frames (name -> frame, the first is the reference) overall and per group of `by`.
 
     Args:
@@ -105,6 +127,8 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
         metrics: Names from `core.fairness.METRICS` (default `COMPARE_METRICS`); those the reference has no
             labels for (age MAE of a dataset without ages) are left out.
         notes: What each bundle is (`bundle_note` of its metrics), shown in reports.
+        datasets: Each bundle's dataset name: bundles of the reference's dataset are compared on the faces all
+            of them hold (`common_faces`); without it only bundles of exactly the same files are paired.
         rounds: Bootstrap resamples for every interval.
 
     Raises:
@@ -119,6 +143,7 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise SelectionError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    frames, left_out = common_faces(frames, datasets) if datasets else (frames, {})
     names = list(frames)
     reference_name, reference = names[0], frames[names[0]]
     aligned = {reference_name: reference}
@@ -181,12 +206,18 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
                                  "worst_value": np.nan if worst is None else float(tables[name].loc[worst, metric])})
         by_group[metric] = group_table
     overall = pd.DataFrame(overall_rows).set_index(["bundle", "metric"])
-    return Comparison(names=names, by=by, paired=paired, overall=overall, by_group=by_group, notes=notes or {})
+    return Comparison(names=names, by=by, paired=paired, overall=overall, by_group=by_group, notes=notes or {},
+                      left_out=left_out)
 
 
 def mitigations_of(name: str, names: list[str]) -> list[str]:
     """Bundles named after `name` plus a suffix (utkface-test -> utkface-test-balanced, ...): its mitigations."""
     return [other for other in names if other.startswith(f"{name}-")]
+
+
+def related_bundles(name: str, names: list[str]) -> list[str]:
+    """`name`'s mitigations, then other models' audits of the same data (`<model>/<name>`, see `discover_bundles`)."""
+    return mitigations_of(name, names) + [other for other in names if other.endswith(f"/{name}")]
 
 
 def verdict(metric: str, delta: float, low: float, high: float) -> str:
@@ -203,6 +234,10 @@ def describe(comparison: Comparison) -> list[str]:
     sentences = []
     reference = comparison.names[0]
     by = " × ".join(comparison.by)
+    if comparison.left_out:
+        lost = "; ".join(f"{count:,} faces of {name}" for name, count in comparison.left_out.items())
+        sentences.append(f"Compared on the faces every bundle of this dataset predicted; left out: {lost} (images "
+                         "another model found no face in or gave no prediction for; each bundle's rejects say why).")
     for name in comparison.names[1:]:
         for metric in comparison.overall.index.get_level_values("metric").unique():
             before, after = comparison.overall.loc[(reference, metric)], comparison.overall.loc[(name, metric)]

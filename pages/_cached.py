@@ -371,7 +371,8 @@ def _comparison(sources: tuple[tuple[str, str, float], ...], filters_items: tupl
     bundles = {name: _load_bundle(path, mtime) for name, path, mtime in sources}
     frames = {name: select_frozen(bundle.predictions, filters_items) for name, bundle in bundles.items()}
     return compare_bundles(frames, by=list(by), metrics=list(metrics),
-                           notes={name: bundle_note(bundle.metrics) for name, bundle in bundles.items()})
+                           notes={name: bundle_note(bundle.metrics) for name, bundle in bundles.items()},
+                           datasets={name: bundle.metrics.get("dataset") for name, bundle in bundles.items()})
 
 
 def comparison_inputs(names: list[str]) -> tuple[tuple[str, str, float], ...] | None:

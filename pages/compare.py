@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.charts import comparison_bars, delta_chart
-from core.compare import COMPARE_METRICS, describe, mitigations_of
+from core.compare import COMPARE_METRICS, describe, related_bundles
 from core.fairness import METRICS, group_label
 from core.glossary import explain_term, plain_name
 from pages import _cached
@@ -19,7 +19,7 @@ left, right = st.columns(2)
 reference = left.selectbox("Reference bundle (A)", names, index=names.index(_cached.current_bundle_name()),
                            key="compare_a")
 others = [name for name in names if name != reference]
-chosen = right.multiselect("Compare with (B, …)", others, default=mitigations_of(reference, others) or others[:1],
+chosen = right.multiselect("Compare with (B, …)", others, default=related_bundles(reference, others) or others[:1],
                            key="compare_b")
 reference_bundle = _cached.load_bundle_at(choices[reference])
 if reference_bundle is None:

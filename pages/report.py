@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import labels
 from core.bundle import bundle_model_dir, export_name
-from core.compare import COMPARE_METRICS, Comparison, describe, mitigations_of
+from core.compare import COMPARE_METRICS, Comparison, describe, related_bundles
 from core.report import CHROMIUM, html_to_pdf, missing_chromium, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -35,7 +35,7 @@ group_by = st.multiselect("Also group by (each alone and intersected, up to thre
 name = _cached.current_bundle_name()
 others = [other for other in _cached.bundle_choices() if other != name]
 compared = st.multiselect("Compare with (adds a “Mitigations compared” section)", others,
-                          default=mitigations_of(name, others), key="report_compare",
+                          default=related_bundles(name, others), key="report_compare",
                           help="Other bundles, e.g. this split after a mitigation: deltas per race with paired "
                                "intervals.")
 sources = _cached.comparison_inputs([name, *compared]) if compared and not frame.empty else None

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     comparison = None
     if args.compare and not frame.empty:
         comparison = compare_bundles({name: filter_frame(b.predictions, filters) for name, b in bundles.items()},
-                                     notes={name: bundle_note(b.metrics) for name, b in bundles.items()})
+                                     notes={name: bundle_note(b.metrics) for name, b in bundles.items()},
+                                     datasets={name: b.metrics.get("dataset") for name, b in bundles.items()})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "json":

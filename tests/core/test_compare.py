@@ -78,3 +78,19 @@ def test_mitigations_are_found_by_name_and_described(before_after):
         "utkface-test-balanced"]
     assert "mitigation: test fix" in bundle_note(before_after[1].metrics)
     assert bundle_note(before_after[0].metrics).endswith("no mitigation")
+
+
+def test_two_models_of_one_dataset_are_compared_paired_on_the_faces_both_predicted():
+    before, after = synthetic_bundle(), mitigated_bundle()
+    other = after.predictions.iloc[10:]  # the other model found no face in the first ten images
+    frames = {"ours": before.predictions, "theirs": other}
+    unpaired = compare_bundles(frames, metrics=["gender_accuracy"])
+    paired = compare_bundles(frames, metrics=["gender_accuracy"], datasets={"ours": "x", "theirs": "x"})
+    assert not unpaired.paired["theirs"] and paired.paired["theirs"]
+    assert paired.left_out == {"ours": 10}
+    assert paired.overall.loc[("ours", "gender_accuracy"), "n"] == len(other)
+    ours = paired.overall.loc[("ours", "gender_accuracy"), "value"]
+    assert ours == pytest.approx((other["gender"] == before.predictions.iloc[10:]["pred_gender"]).mean())
+    assert "left out: 10 faces of ours" in describe(paired)[0]
+    different = compare_bundles(frames, metrics=["gender_accuracy"], datasets={"ours": "x", "theirs": "y"})
+    assert different.left_out == {} and not different.paired["theirs"]
