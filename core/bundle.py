@@ -34,6 +34,7 @@ from core.fairness import grouping_columns, row_values
 
 __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
            "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "compute_metrics", "bundle_title",
+           "imported_from",
            "provenance", "bundle_model_dir", "chosen_box", "csv_safe"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
@@ -127,11 +128,18 @@ def resolve_image(row: pd.Series, bundle_metrics: dict[str, Any], data_dir: Path
     return next((path for path in candidates if path.is_file()), None)
 
 
+def imported_from(metrics: dict[str, Any]) -> str | None:
+    """'<model name>, predictions imported from <file>' for a bundle of imported predictions (`core.imported`), else
+    None: such a model is not here, so nothing that needs it (explanations, saliency) can be made."""
+    card = metrics.get("model") or {}
+    return f"{card.get('name')}, predictions imported from {card['imported_from']}" if card.get("imported_from") else None
+
+
 def bundle_title(metrics: dict[str, Any]) -> str:
     """'fairface-sample · model 48096d53945d · mitigation: …': what the bundle's numbers are about."""
-    mitigation = metrics.get("mitigation")
+    mitigation, imported = metrics.get("mitigation"), imported_from(metrics)
     return (f"{metrics.get('dataset', 'unknown dataset')} · model {metrics.get('model_id') or 'unknown'}"
-            + (f" · mitigation: {mitigation}" if mitigation else ""))
+            + (f" ({imported})" if imported else "") + (f" · mitigation: {mitigation}" if mitigation else ""))
 
 
 def export_name(bundle_name: str, filters: dict[str, list[str]], *parts: str) -> str:
@@ -145,7 +153,7 @@ def export_name(bundle_name: str, filters: dict[str, list[str]], *parts: str) ->
 def provenance(metrics: dict[str, Any]) -> dict[str, str]:
     """What made a bundle, as label -> plain text, from its own metrics.json (never from the loaded model)."""
     card = metrics.get("model") or {}
-    model = f"{card.get('backbone') or metrics.get('model_backbone') or '?'}"
+    model = imported_from(metrics) or f"{card.get('backbone') or metrics.get('model_backbone') or '?'}"
     if card.get("input_size"):
         model += f" at {card['input_size']} px"
     rows = {
@@ -155,7 +163,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
         "trained on": str(card.get("trained_on") or "not recorded (bundle made before FaceAudit recorded it)"),
         "mitigation": str(metrics.get("mitigation") or "none"),
         "input": {"photos": "photos: faces detected, the labelled face chosen, then aligned",
-                  "aligned-chips": "aligned face chips (re-aligned where a face is found)"}.get(
+                  "aligned-chips": "aligned face chips (re-aligned where a face is found)",
+                  "imported-predictions": "the model's own outputs, made elsewhere (its face detection, its crops)"}.get(
                       metrics.get("input_kind"), "not recorded"),
         "face rule": {"center": "center: in a multi-face photo, the most central face (weighted by size and score)",
                       "largest": "largest: in a multi-face photo, the largest face"}.get(

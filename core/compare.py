@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.bundle import imported_from
 from core.fairness import (
     METRICS,
     SelectionError,
@@ -48,10 +49,9 @@ class Comparison:
 
 def bundle_note(metrics: dict) -> str:
     """What a bundle is, from its metrics.json: dataset, model id, any mitigation, and an older face rule."""
-    model = metrics.get("model") or {}
     note = f"{metrics.get('dataset')}, model {metrics.get('model_id')}"
-    if model.get("imported_from"):
-        note += f" ({model.get('name')}; predictions imported from {model['imported_from']})"
+    if imported := imported_from(metrics):
+        note += f" ({imported})"
     note += f"; mitigation: {metrics['mitigation']}" if metrics.get("mitigation") else "; no mitigation"
     if metrics.get("face_rule") == "largest":
         note += "; in multi-face photos the largest face was audited"

@@ -19,7 +19,7 @@ import plotly.io as pio
 from PIL import Image
 
 from core import labels
-from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, provenance, resolve_image
+from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, imported_from, provenance, resolve_image
 from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_plot, intersection_heatmap
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
@@ -442,7 +442,10 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     from core.faces import choose_face, match_face
 
     note = ""
-    if checkpoint is not None and checkpoint.model_id != bundle_metrics.get("model_id"):
+    if imported := imported_from(bundle_metrics):
+        note = f"Explanations unavailable: this bundle holds {imported}; explaining them needs the model itself."
+        checkpoint = None
+    elif checkpoint is not None and checkpoint.model_id != bundle_metrics.get("model_id"):
         note = (f"Explanations unavailable: this bundle was made by model {bundle_metrics.get('model_id')}, and that "
                 f"model is not on this machine (the loaded model is {checkpoint.model_id}).")
         checkpoint = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import labels
-from core.bundle import bundle_model_dir, export_name
+from core.bundle import bundle_model_dir, export_name, imported_from
 from core.compare import COMPARE_METRICS, Comparison, describe, related_bundles
 from core.report import CHROMIUM, html_to_pdf, missing_chromium, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
@@ -49,7 +49,9 @@ def comparison_of() -> Comparison | None:
 
 if sources and st.toggle("Preview what the “Mitigations compared” section will say", key="report_preview"):
     st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison_of())))
-if not has_model:
+if imported := imported_from(bundle.metrics):
+    st.caption(f"Explanation panels: unavailable, this bundle holds {imported}; explaining needs the model itself.")
+elif not has_model:
     st.caption(f"Explanation panels: unavailable, the model that made this bundle ({bundle.metrics.get('model_id')}) "
                "is not on this machine.")
 

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from core.bundle import imported_from
 from core.explain import colour_bar, overlay
 from core.saliency import SALIENCY_FILE
 from pages import _cached
@@ -13,6 +14,9 @@ bundle = _cached.current_bundle()
 if bundle is None:
     st.stop()
 path = bundle.path / SALIENCY_FILE if bundle.path else None
+if imported := imported_from(bundle.metrics):
+    st.info(f"Per-group saliency needs the model's gradients; this bundle holds {imported}, so there is none.")
+    st.stop()
 if path is None or not path.is_file():
     st.info(f"This bundle has no per-group saliency yet. Compute it with "
             f"`python -m training.saliency --bundle {bundle.path}`.")

@@ -342,6 +342,11 @@ def test_every_page_works_on_a_bundle_of_imported_predictions(app, page):
     test = app(page, bundle_name="wild-imported")
     assert not test.exception, test.exception
     assert not test.error, [e.value for e in test.error]
+    said = " ".join(element.value for kind in ("subheader", "info", "caption") for element in getattr(test, kind))
+    if page == "pages/overview.py":
+        assert "Vendor API, predictions imported from vendor.csv" in said.replace("\\", "")
+    if page == "pages/saliency.py":
+        assert "needs the model's gradients" in said
 
 
 @pytest.fixture
