@@ -45,6 +45,7 @@ class Comparison:
     by_group: dict[str, pd.DataFrame]  # metric -> one row per group: n, each bundle's value and CI, deltas and CIs
     notes: dict[str, str]  # bundle -> what it is (`bundle_note`)
     left_out: dict[str, int] = field(default_factory=dict)  # bundle -> its faces not in every bundle of its dataset
+    shared: int | None = None  # faces left in every bundle of the reference's dataset after `common_faces`
 
 
 def bundle_note(metrics: dict) -> str:
@@ -207,7 +208,7 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
         by_group[metric] = group_table
     overall = pd.DataFrame(overall_rows).set_index(["bundle", "metric"])
     return Comparison(names=names, by=by, paired=paired, overall=overall, by_group=by_group, notes=notes or {},
-                      left_out=left_out)
+                      left_out=left_out, shared=len(reference) if left_out else None)
 
 
 def mitigations_of(name: str, names: list[str]) -> list[str]:
@@ -235,9 +236,10 @@ def describe(comparison: Comparison) -> list[str]:
     reference = comparison.names[0]
     by = " × ".join(comparison.by)
     if comparison.left_out:
-        lost = "; ".join(f"{count:,} faces of {name}" for name, count in comparison.left_out.items())
-        sentences.append(f"Compared on the faces every bundle of this dataset predicted; left out: {lost} (images "
-                         "another model found no face in or gave no prediction for; each bundle's rejects say why).")
+        lost = " and ".join(f"{count:,} of {name}'s" for name, count in comparison.left_out.items())
+        sentences.append(f"Compared on the {comparison.shared:,} faces every bundle of this dataset predicted, paired; "
+                         f"left out: {lost} (images another model found no face in or gave no prediction for; each "
+                         "bundle's rejects say why).")
     for name in comparison.names[1:]:
         for metric in comparison.overall.index.get_level_values("metric").unique():
             before, after = comparison.overall.loc[(reference, metric)], comparison.overall.loc[(name, metric)]

@@ -208,7 +208,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         explanations: (caption, RGB overlay array) explanation panels.
         explanation_note: What the panels show or why there are none (`report_extras`).
         comparison: Other bundles against this one (`core.compare.compare_bundles`, this frame first): a
-            "Mitigations compared" section.
+            "Bundles compared" section.
     """
     esc = html.escape
     title = f"FaceAudit report — {bundle_title(bundle_metrics)}"
@@ -362,13 +362,13 @@ def _delta_cell(delta: float, low: float, high: float) -> str:
 
 
 def _comparison_html(comparison: Comparison) -> str:
-    """The "Mitigations compared" section: findings, then per metric an overall table, a group table and bars."""
+    """The "Bundles compared" section: findings, then per metric an overall table, a group table and bars."""
     esc = html.escape
     reference, others = comparison.names[0], comparison.names[1:]
     by = " × ".join(comparison.by)
     pairing = "; ".join(f"{name}: {'paired, same images' if comparison.paired[name] else 'unpaired, different images'}"
                         for name in others)
-    parts = [f"<h2>Mitigations compared</h2><p>Reference <b>{esc(reference)}</b> against {esc(', '.join(others))}, "
+    parts = [f"<h2>Bundles compared</h2><p>Reference <b>{esc(reference)}</b> against {esc(', '.join(others))}, "
              f"on the same filter. Deltas are other − reference with 95 % bootstrap intervals ({esc(pairing)}); "
              "* marks an interval that excludes 0. Spread: largest minus smallest value across "
              f"{esc(by)} groups of at least 30 faces.</p><ul>"

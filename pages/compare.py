@@ -37,7 +37,8 @@ comparison = _cached.comparison([reference, *chosen], by, list(dict.fromkeys([me
 if comparison is None:
     st.stop()
 st.caption("Deltas are B − A with 95 % bootstrap intervals, paired on the same images when both bundles hold the same "
-           "files, photos of one person resampled together; * marks an interval that excludes 0. Spread: largest minus smallest value over groups of ≥ 30 "
+           "files (two models of one dataset: on the faces both predicted), photos of one person resampled together; "
+           "* marks an interval that excludes 0. Spread: largest minus smallest value over groups of ≥ 30 "
            "faces.")
 with st.expander("What each bundle bought and what it cost", expanded=True):
     for name, note in comparison.notes.items():

@@ -34,7 +34,7 @@ group_by = st.multiselect("Also group by (each alone and intersected, up to thre
                           help="The dataset's own columns, e.g. skin × gender for a Gender Shades-style audit.")
 name = _cached.current_bundle_name()
 others = [other for other in _cached.bundle_choices() if other != name]
-compared = st.multiselect("Compare with (adds a “Mitigations compared” section)", others,
+compared = st.multiselect("Compare with (adds a “Bundles compared” section)", others,
                           default=related_bundles(name, others), key="report_compare",
                           help="Other bundles, e.g. this split after a mitigation: deltas per race with paired "
                                "intervals.")
@@ -47,7 +47,7 @@ def comparison_of() -> Comparison | None:
     return _cached.compare_inputs(sources, frozen, ["race"], COMPARE_METRICS) if sources else None
 
 
-if sources and st.toggle("Preview what the “Mitigations compared” section will say", key="report_preview"):
+if sources and st.toggle("Preview what the “Bundles compared” section will say", key="report_preview"):
     st.markdown("\n".join(f"- {_cached.plain(sentence)}" for sentence in describe(comparison_of())))
 if imported := imported_from(bundle.metrics):
     st.caption(f"Explanation panels: unavailable, this bundle holds {imported}; explaining needs the model itself.")

@@ -10,7 +10,7 @@ Formats: html (self-contained, works offline), pdf (headless Chromium prints the
 (every metric, versioned schema), csv (a zip with one CSV per table). --group-by adds the bundle's
 own columns (any column with at most 50 values) and their intersection, with its worst cell; --filter
 takes any such column and refuses unknown columns or values, naming the valid ones. Each --compare
-bundle adds a "Mitigations compared" section: per-race deltas against --bundle with paired intervals.
+bundle adds a "Bundles compared" section: per-race deltas against --bundle with paired intervals.
 Explanation panels are computed with the model that made the bundle (found by its weights id in the
 folder the bundle records or in --model), never with another one.
 """

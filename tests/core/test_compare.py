@@ -91,6 +91,6 @@ def test_two_models_of_one_dataset_are_compared_paired_on_the_faces_both_predict
     assert paired.overall.loc[("ours", "gender_accuracy"), "n"] == len(other)
     ours = paired.overall.loc[("ours", "gender_accuracy"), "value"]
     assert ours == pytest.approx((other["gender"] == before.predictions.iloc[10:]["pred_gender"]).mean())
-    assert "left out: 10 faces of ours" in describe(paired)[0]
+    assert "on the 230 faces every bundle of this dataset predicted, paired; left out: 10 of ours's" in describe(paired)[0]
     different = compare_bundles(frames, metrics=["gender_accuracy"], datasets={"ours": "x", "theirs": "y"})
     assert different.left_out == {} and not different.paired["theirs"]

@@ -86,7 +86,7 @@ def test_comparison_section_in_every_format(bundle):
     text = report_html(bundle.predictions, bundle.metrics, {}, {}, comparison=comparison)
     parser = _Collector()
     parser.feed(text)
-    assert "Mitigations compared" in parser.headings
+    assert "Bundles compared" in parser.headings
     assert "Gender accuracy: share of faces whose gender is predicted right (higher is better)" in parser.headings
     assert HOSTILE not in text and parser.scripts_with_alert == 0
     assert "+0.250 (" in text  # Black: 30 of 120 misgendered before the fix, none after
