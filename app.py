@@ -13,6 +13,7 @@ navigation = st.navigation([
     st.Page("pages/data.py", title="Data", icon=":material/table:"),
     st.Page("pages/subgroups.py", title="Subgroup metrics", icon=":material/balance:"),
     st.Page("pages/confusion.py", title="Confusion", icon=":material/grid_on:"),
+    st.Page("pages/calibration.py", title="Calibration", icon=":material/tune:"),
     st.Page("pages/gallery.py", title="Error gallery", icon=":material/photo_library:"),
     st.Page("pages/error_analysis.py", title="Error analysis", icon=":material/account_tree:"),
     st.Page("pages/cohorts.py", title="Cohorts", icon=":material/group_work:"),

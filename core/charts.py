@@ -139,3 +139,21 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
                          xaxis_title=table.index.names[1], yaxis_title=table.index.names[0], yaxis={"autorange": "reversed"},
                          height=120 + 50 * len(rows), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure
+
+
+def reliability_chart(curves: dict[str, pd.DataFrame], head: str) -> go.Figure:
+    """Reliability diagram: per confidence bin, the share right (95 % Wilson interval) against the mean confidence,
+    one line per group (`core.calibration.reliability` tables); the diagonal is perfect calibration."""
+    figure = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "#868e96"},
+                                  name="perfectly calibrated", hoverinfo="skip"))
+    for name, curve in curves.items():
+        figure.add_trace(go.Scatter(
+            x=curve["confidence"], y=curve["accuracy"], mode="lines+markers", name=name, customdata=curve["n"],
+            error_y={"type": "data", "symmetric": False, "array": curve["ci_high"] - curve["accuracy"],
+                     "arrayminus": curve["accuracy"] - curve["ci_low"]},
+            hovertemplate="confidence %{x:.2f}: right %{y:.2f} (n=%{customdata})<extra>" + name + "</extra>"))
+    figure.update_layout(title=f"Reliability of the {head} head: below the diagonal = overconfident",
+                         xaxis={"title": "confidence (probability of the predicted class)", "range": [0, 1]},
+                         yaxis={"title": "share right", "range": [0, 1.02]}, height=460,
+                         margin={"l": 10, "r": 10, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return figure

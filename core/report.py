@@ -452,7 +452,7 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     elif checkpoint is None:
         note = (f"Explanations unavailable: the model that made this bundle ({bundle_metrics.get('model_id')}) is not "
                 "on this machine.")
-    elif bundle_metrics.get("fitted_on"):
+    elif bundle_metrics.get("fitted_on") and not bundle_metrics.get("temperatures"):  # thresholds, not calibration
         note = ("Grad-CAM shows the model's evidence before the post-processing thresholds that decided this "
                 "bundle's gender predictions.")
     if frame.empty or frame["gender"].isna().all() or frame["race"].isna().all():

@@ -19,8 +19,8 @@ from core.model import ModelConfig, create_model, save_checkpoint
 from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle, vendor_predictions
 
 APP = str(REPO_ROOT / "app.py")
-PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/gallery.py",
-         "pages/inspect_photo.py", "pages/report.py", "pages/about.py", "pages/saliency.py", "pages/compare.py",
+PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/calibration.py",
+         "pages/gallery.py", "pages/inspect_photo.py", "pages/report.py", "pages/about.py", "pages/saliency.py", "pages/compare.py",
          "pages/error_analysis.py", "pages/cohorts.py"]
 
 
@@ -420,3 +420,12 @@ def test_going_from_error_analysis_to_the_gallery_keeps_the_linked_bundle(app):
     assert [t.value for t in test.title] == ["Error gallery"]
     assert test.selectbox(key="bundle_name").value == "wild-gender-shades"  # was the first bundle again
     assert test.multiselect(key="filter_gender").value == ["Female"]
+
+
+def test_calibration_page_finds_the_overconfident_group(app):
+    test = app("pages/calibration.py")
+    said = [m.value for m in test.markdown if "Expected calibration error" in m.value]
+    assert said and "of the gender head over 240 faces" in said[0]
+    [table] = [frame.value.set_index("group") for frame in test.dataframe if "overconfidence" in frame.value.columns]
+    assert table.loc["Black / Female", "overconfidence"] == pytest.approx(0.45, abs=1e-3)  # 0.95 sure, right half the time
+    assert table["overconfidence"].idxmax() == "Black / Female"

@@ -17,8 +17,8 @@ from core.model import CONFIG_FILE
 pytestmark = pytest.mark.browser
 SHOTS = REPO_ROOT / "artifacts" / "screenshots"
 # sidebar label -> the page's title
-PAGES = {"Data": "Data", "Subgroup metrics": "Subgroup metrics", "Confusion": "Confusion", "Error gallery": "Error gallery",
-         "Saliency by group": "Where the model looks, per group", "Inspect a photo": "Inspect a photo",
+PAGES = {"Data": "Data", "Subgroup metrics": "Subgroup metrics", "Confusion": "Confusion", "Calibration": "Calibration",
+         "Error gallery": "Error gallery", "Saliency by group": "Where the model looks, per group", "Inspect a photo": "Inspect a photo",
          "Compare": "Compare bundles", "Report": "Report", "About": "FaceAudit", "Error analysis": "Error analysis",
          "Cohorts": "Cohorts"}
 # pages that keep working after their title shows: text that appears once they are done

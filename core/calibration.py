@@ -1,0 +1,181 @@
+"""Calibration of a bundle's probabilities: does "90 % sure" mean right 9 times in 10, overall and for each group?
+
+- `reliability`: per confidence bin, the share right (Wilson interval) against the mean confidence.
+- `calibration_table`: expected calibration error (ECE) per group, with a bootstrap interval (a person's photos
+  drawn together), mean confidence, accuracy and their difference (over- or under-confidence).
+- `fit_temperatures` / `with_temperatures`: temperature scaling per head, fitted on one bundle (validation) by
+  maximum likelihood and applied to another; the predicted class never changes (the age bin follows the median
+  rule on the rescaled bin probabilities).
+
+Confidence is the probability of the predicted class (`pred_<head>`); rows without a true label or without
+probabilities (imported labels) do not count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core import labels
+from core.cohorts import CLASS_HEADS
+from core.fairness import MISSING, SMALL_N, cluster_column, cluster_ids, group_keys, wilson_interval
+
+__all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reliability", "calibration_table",
+           "fit_temperatures", "with_temperatures", "has_probabilities", "group_mask"]
+
+BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
+
+
+def _probability_columns(head: str) -> list[str]:
+    return [f"p_{head}_{name}" for name in labels.CLASSES[head]]
+
+
+def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
+    return all(column in frame for column in _probability_columns(head)) and frame[_probability_columns(head)].notna().any().any()
+
+
+def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the predicted class's probability, whether it is right, and whether the row counts (label and
+    probabilities present)."""
+    if not has_probabilities(frame, head):
+        empty = np.zeros(len(frame))
+        return empty, empty, np.zeros(len(frame), dtype=bool)
+    probs = frame[_probability_columns(head)].to_numpy(dtype=float)
+    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=labels.CLASSES[head]).codes
+    known = frame[head].notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
+    confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
+    correct = (frame[head].astype("string") == frame[f"pred_{head}"].astype("string")).fillna(False).to_numpy()
+    return confidence, correct.astype(float), known
+
+
+def _bin_of(confidence: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum((confidence * bins).astype(int), bins - 1)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> float:
+    """Σ over equal-width confidence bins of (share of rows) × |accuracy − mean confidence|; NaN without rows."""
+    if len(confidence) == 0:
+        return np.nan
+    which = _bin_of(confidence, bins)
+    n = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, correct, bins) - np.bincount(which, confidence, bins))
+    return float(gap.sum() / n.sum())
+
+
+def _bootstrap_ece(confidence: np.ndarray, correct: np.ndarray, clusters: np.ndarray | None, bins: int, rounds: int,
+                   rng: np.random.Generator) -> tuple[float, float]:
+    """95 % percentile interval of the ECE, resampling rows, or whole clusters (one person's photos)."""
+    if len(confidence) < 2:
+        return np.nan, np.nan
+    which = _bin_of(confidence, bins)
+    if clusters is None:
+        clusters = np.arange(len(confidence))
+    _, cluster = np.unique(clusters, return_inverse=True)
+    k = cluster.max() + 1
+    # per cluster and bin: rows, sum of confidence, sum of correct
+    index = cluster * bins + which
+    rows = np.bincount(index, minlength=k * bins).reshape(k, bins)
+    conf = np.bincount(index, confidence, k * bins).reshape(k, bins)
+    right = np.bincount(index, correct, k * bins).reshape(k, bins)
+    values = []
+    for _ in range(rounds):
+        weights = np.bincount(rng.integers(0, k, k), minlength=k)
+        n, c, r = weights @ rows, weights @ conf, weights @ right
+        values.append(np.abs(r - c).sum() / n.sum())
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def reliability(frame: pd.DataFrame, head: str, bins: int = 10) -> pd.DataFrame:
+    """One row per non-empty confidence bin: `bin` (its range), `n`, `confidence` (mean), `accuracy`, `ci_low`, `ci_high`."""
+    confidence, correct, known = confidence_and_correct(frame, head)
+    confidence, correct = confidence[known], correct[known]
+    which = _bin_of(confidence, bins)
+    rows = []
+    for index in np.unique(which):
+        members = which == index
+        n, right = int(members.sum()), float(correct[members].sum())
+        low, high = wilson_interval(right, n)
+        rows.append({"bin": f"{index / bins:.1f}–{(index + 1) / bins:.1f}", "n": n,
+                     "confidence": float(confidence[members].mean()), "accuracy": right / n, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["bin", "n", "confidence", "accuracy", "ci_low", "ci_high"])
+
+
+def group_mask(frame: pd.DataFrame, by: list[str], key: object) -> np.ndarray:
+    """Rows of the group `key` (a value, or a tuple for an intersection) of the columns `by`."""
+    parts = np.array(key if isinstance(key, tuple) else (key,), dtype=object)
+    return (frame[by].astype("string").fillna(MISSING).to_numpy(dtype=object) == parts).all(axis=1)
+
+
+def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = None, *, bins: int = BINS,
+                      rounds: int = 200, seed: int = 0) -> pd.DataFrame:
+    """ECE per group of `by` (all rows when None or empty), with its 95 % interval, n, mean confidence, accuracy
+    and `overconfidence` (confidence − accuracy); `small_n` marks groups under `SMALL_N` faces."""
+    confidence, correct, known = confidence_and_correct(frame, head)
+    clusters = cluster_ids(frame, cluster_column(frame))
+    rng = np.random.default_rng(seed)
+    if by:
+        keys = group_keys(frame, by)
+        masks = [group_mask(frame, by, key) for key in keys]
+        index = pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1 else pd.Index(keys, name=by[0])
+    else:
+        masks, index = [np.ones(len(frame), dtype=bool)], pd.Index(["all faces"], name="group")
+    rows = []
+    for mask in masks:
+        rows_here = mask & known
+        c, r = confidence[rows_here], correct[rows_here]
+        low, high = _bootstrap_ece(c, r, None if clusters is None else clusters[rows_here], bins, rounds, rng)
+        n = int(rows_here.sum())
+        rows.append({"n": n, "small_n": n < SMALL_N, "ece": expected_calibration_error(c, r, bins), "ece_ci_low": low,
+                     "ece_ci_high": high, "confidence": float(c.mean()) if n else np.nan,
+                     "accuracy": float(r.mean()) if n else np.nan})
+    table = pd.DataFrame(rows, index=index)
+    table["overconfidence"] = table["confidence"] - table["accuracy"]
+    return table
+
+
+def _log_probabilities(frame: pd.DataFrame, head: str) -> np.ndarray:
+    return np.log(np.clip(frame[_probability_columns(head)].to_numpy(dtype=float), 1e-12, None))
+
+
+def _rescaled(log_probs: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = log_probs / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    probs = np.exp(scaled)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def fit_temperatures(frame: pd.DataFrame, heads: tuple[str, ...] = CLASS_HEADS) -> dict[str, float]:
+    """Per head with labels and probabilities, the temperature T (0.05–20) that maximises the likelihood of the true
+    classes under softmax(log p / T); log p are the stored (mirror-averaged) log-probabilities, so this is
+    temperature scaling of the model's averaged logits."""
+    from scipy.optimize import minimize_scalar
+
+    temperatures = {}
+    for head in heads:
+        if not has_probabilities(frame, head):
+            continue
+        known = frame[head].notna().to_numpy() & frame[_probability_columns(head)].notna().all(axis=1).to_numpy()
+        if known.sum() < SMALL_N:
+            continue
+        log_probs = _log_probabilities(frame.loc[known], head)
+        truth = pd.Categorical(frame.loc[known, head].astype("string"), categories=labels.CLASSES[head]).codes
+
+        def loss(log_t: float) -> float:
+            return -np.log(_rescaled(log_probs, np.exp(log_t))[np.arange(len(truth)), truth] + 1e-12).mean()
+
+        temperatures[head] = float(np.exp(minimize_scalar(loss, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
+    return temperatures
+
+
+def with_temperatures(frame: pd.DataFrame, temperatures: dict[str, float]) -> pd.DataFrame:
+    """`frame` with each head's probabilities rescaled by its temperature; classes kept (the age bin by the median
+    rule on the rescaled bins, as audits choose it)."""
+    frame = frame.copy()
+    for head, temperature in temperatures.items():
+        probs = _rescaled(_log_probabilities(frame, head), temperature)
+        frame[_probability_columns(head)] = probs.astype(np.float32)
+        if head == "age_bin":
+            frame["pred_age_bin"] = pd.Categorical.from_codes(labels.median_bin_index(probs), categories=list(labels.AGE_BINS),
+                                                              ordered=True)
+    return frame

@@ -1,0 +1,49 @@
+"""Calibration: does the model's confidence mean what it says, overall and for each group?"""
+
+import streamlit as st
+
+from core.calibration import BINS, calibration_table, group_mask, has_probabilities, reliability
+from core.charts import reliability_chart
+from core.cohorts import CLASS_HEADS
+from core.fairness import group_label
+from pages import _cached
+
+st.title("Calibration")
+bundle = _cached.current_bundle()
+if bundle is None:
+    st.stop()
+frame = _cached.filtered_predictions(bundle)
+heads = [head for head in CLASS_HEADS if has_probabilities(frame, head) and frame[head].notna().any()]
+if not heads:
+    st.info("This bundle has no probabilities with true labels to check (e.g. imported labels without scores).")
+    st.stop()
+left, right = st.columns(2)
+head = left.radio("Head", heads, horizontal=True, key="calibration_head")
+options = list(_cached.filter_options(bundle))
+_cached.keep_choices("calibration_by", options)
+by = right.multiselect("Per group of", options, default=[c for c in ("race", "gender") if c in options],
+                       key="calibration_by", max_selections=2)
+
+table = calibration_table(frame, head, by)
+overall = calibration_table(frame, head).iloc[0]
+st.write(f"**Expected calibration error (ECE)** of the {head} head over {int(overall['n']):,} faces: "
+         f"{overall['ece']:.3f} (95 % CI {overall['ece_ci_low']:.3f}–{overall['ece_ci_high']:.3f}); mean confidence "
+         f"{overall['confidence']:.3f} against {overall['accuracy']:.3f} right.")
+st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted gap between confidence and the share "
+           "right (0 is perfect). It is biased upward for small groups, so compare intervals, not points. 95 % "
+           "intervals of an ECE: bootstrap, the photos of one person drawn together.")
+if by:
+    shown = table[~table["small_n"]].sort_values("ece", ascending=False)
+    worst = shown.head(4).index.tolist()
+    curves = {"all faces": reliability(frame, head)}
+    for key in worst:
+        curves[group_label(key)] = reliability(frame[group_mask(frame, by, key)], head)
+    st.plotly_chart(reliability_chart(curves, head), key="calibration_chart")
+    st.caption("The four groups (n ≥ 30) with the largest ECE, beside all faces; bars are 95 % Wilson intervals.")
+    st.dataframe(table.assign(group=[group_label(key) for key in table.index]).reset_index(drop=True)[
+        ["group", "n", "ece", "ece_ci_low", "ece_ci_high", "confidence", "accuracy", "overconfidence", "small_n"]].round(3),
+        hide_index=True, key="calibration_table")
+else:
+    st.plotly_chart(reliability_chart({"all faces": reliability(frame, head)}, head), key="calibration_chart")
+st.caption("To recalibrate: `python -m training.calibrate --fit <validation bundle> --apply <bundle> --out <new bundle>` "
+           "fits one temperature per head and writes a bundle to compare with this one.")

@@ -1,0 +1,85 @@
+"""Calibration (`core.calibration`): ECE, reliability, temperature scaling, on synthetic data with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import labels
+from core.bundle import read_bundle, write_bundle
+from core.calibration import (
+    calibration_table,
+    expected_calibration_error,
+    fit_temperatures,
+    has_probabilities,
+    reliability,
+    with_temperatures,
+)
+from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
+from training import calibrate
+
+
+def _gender_frame(logits: np.ndarray, stored_sharpness: float, seed: int = 0) -> pd.DataFrame:
+    """True genders drawn from softmax(logits); stored probabilities softmax(logits × sharpness): a model that is
+    overconfident by that factor (its best temperature is `stored_sharpness`)."""
+    rng = np.random.default_rng(seed)
+    true_probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    truth = (rng.random(len(logits)) < true_probs[:, 1]).astype(int)
+    stored = np.exp(logits * stored_sharpness)
+    stored /= stored.sum(1, keepdims=True)
+    frame = synthetic_predictions(len(logits))
+    frame["gender"] = pd.Categorical(np.array(labels.GENDERS)[truth], categories=labels.GENDERS, ordered=True)
+    frame["pred_gender"] = pd.Categorical(np.array(labels.GENDERS)[stored.argmax(1)], categories=labels.GENDERS, ordered=True)
+    frame["p_gender_Male"], frame["p_gender_Female"] = stored[:, 0], stored[:, 1]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def logits():
+    score = np.random.default_rng(3).normal(0, 2, 20_000)
+    return np.stack([-score / 2, score / 2], axis=1)
+
+
+def test_ece_is_small_when_calibrated_and_the_gap_when_overconfident():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1, 50_000)
+    assert expected_calibration_error(confidence, (rng.random(50_000) < confidence).astype(float)) < 0.01
+    overconfident = (rng.random(50_000) < confidence - 0.2).astype(float)
+    assert expected_calibration_error(confidence, overconfident) == pytest.approx(0.2, abs=0.01)
+
+
+def test_temperature_fitted_on_one_set_recovers_the_overconfidence_and_calibrates_another(logits):
+    validation, test = _gender_frame(logits, 2.0, seed=1), _gender_frame(logits, 2.0, seed=2)
+    temperatures = fit_temperatures(validation)
+    assert temperatures["gender"] == pytest.approx(2.0, rel=0.08)
+    before, after = calibration_table(test, "gender").iloc[0], calibration_table(with_temperatures(test, temperatures), "gender").iloc[0]
+    assert before["ece"] > 0.05 and after["ece"] < 0.015 and before["overconfidence"] > 0.05
+    assert after["accuracy"] == before["accuracy"]  # classes never change
+
+
+def test_reliability_bins_and_group_table():
+    frame = synthetic_bundle().predictions
+    curve = reliability(frame, "gender")
+    assert curve["n"].sum() == frame["gender"].notna().sum()
+    assert ((curve["ci_low"] <= curve["accuracy"]) & (curve["accuracy"] <= curve["ci_high"])).all()
+    table = calibration_table(frame, "gender", ["race", "gender"])
+    assert table["n"].sum() == len(frame) and len(table) == 10
+    assert (table["ece_ci_low"] <= table["ece_ci_high"]).all()
+    # planted: Black women are misgendered half the time at 0.9 confidence, every other group is right at 0.9
+    assert table.loc[("Black", "Female"), "overconfidence"] == pytest.approx(0.9 + 0.1 / 2 - 0.5, abs=1e-6)
+    assert table.loc[("White", "Male"), "overconfidence"] < 0
+
+
+def test_labels_without_probabilities_have_nothing_to_calibrate():
+    frame = synthetic_predictions(50).drop(columns=[f"p_gender_{name}" for name in labels.GENDERS])
+    assert not has_probabilities(frame, "gender") and calibration_table(frame, "gender")["n"].iloc[0] == 0
+    assert "gender" not in fit_temperatures(frame)
+
+
+def test_cli_writes_a_rescaled_bundle(tmp_path, capsys):
+    write_bundle(synthetic_bundle(), tmp_path / "val")
+    write_bundle(synthetic_bundle(), tmp_path / "test")
+    assert calibrate.main(["--fit", str(tmp_path / "val"), "--apply", str(tmp_path / "test"), "--out", str(tmp_path / "out")]) == 0
+    before, after = read_bundle(tmp_path / "test"), read_bundle(tmp_path / "out")
+    assert (before.predictions["pred_gender"] == after.predictions["pred_gender"]).all()
+    assert set(after.metrics["temperatures"]) == {"gender", "race", "age_bin"} and after.metrics["fitted_on"] == "synthetic"
+    assert "gender: T = " in capsys.readouterr().out
