@@ -22,6 +22,6 @@ navigation = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/report.py", title="Report", icon=":material/download:"),
     st.Page("pages/about.py", title="About", icon=":material/info:"),
-])
+], expanded=True)  # every page listed (beyond ten Streamlit folds the rest under "View more")
 _cached.sidebar()
 navigation.run()
