@@ -20,7 +20,7 @@ from core.dedup import with_duplicate_groups
 from core.errors import FaceAuditError
 from core.faces import FACE_RECORD_COLUMNS
 from core.model import Checkpoint, file_sha256
-from core.onnx_model import OnnxModel
+from core.onnx_model import CallableModel, OnnxModel
 from core.split import read_split
 from core.trainer import CPU, mitigation_note, predict
 
@@ -82,22 +82,26 @@ def model_card(checkpoint: Checkpoint) -> dict[str, Any]:
             "split_file": meta.get("split_file"), "split_sha256": meta.get("split_sha256"), "created": meta.get("created")}
 
 
-def _onnx_card(model: OnnxModel) -> dict[str, Any]:
-    """What a bundle records about an ONNX model: its spec's name and id, and the checkpoint it was exported from."""
-    training = model.spec.get("checkpoint", {}).get("training", {})
-    return {"id": model.model_id, "backbone": model.spec.get("name", model.path.name), "input_size": model.size,
-            "trained_on": model.spec.get("checkpoint", {}).get("trained_on"), "dir": _portable(model.path.parent),
-            "onnx": model.path.name, "train_images": training.get("train_images"), "epoch": training.get("epoch")}
+def _external_card(model: OnnxModel | CallableModel) -> dict[str, Any]:
+    """What a bundle records about an ONNX model or a user's function: name and id, and for FaceAudit's own ONNX
+    export the checkpoint it came from."""
+    checkpoint = model.spec.get("checkpoint", {})
+    card = {"id": model.model_id, "backbone": model.spec.get("name"), "input_size": model.size,
+            "trained_on": checkpoint.get("trained_on"), "train_images": checkpoint.get("training", {}).get("train_images"),
+            "epoch": checkpoint.get("training", {}).get("epoch")}
+    if isinstance(model, OnnxModel):
+        return card | {"dir": _portable(model.path.parent), "onnx": model.path.name}
+    return card | {"dir": None, "python": model.target}
 
 
-def run_audit(checkpoint: Checkpoint | OnnxModel, dataset: Dataset, *, input_kind: Literal["photos", "aligned-chips"] = "photos",
+def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Dataset, *, input_kind: Literal["photos", "aligned-chips"] = "photos",
               face_rule: str = "center", allow_training_images: bool = False, command: str | None = None,
               batch_size: int = 64, device: torch.device = CPU,
               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
     """Detect, choose, align and predict every image of `dataset`; images without a usable face become rejects.
 
     Args:
-        checkpoint: A loaded checkpoint, or an ONNX model (`core.onnx_model`, run by onnxruntime on the CPU).
+        checkpoint: A loaded checkpoint, an ONNX model or a user's function (`core.onnx_model`).
         dataset: From a reader in `core.datasets` (its rejects are carried into the bundle).
         input_kind: One of `INPUT_KINDS`, stated by the caller.
         face_rule: How the labelled face is chosen among several (`core.faces.FACE_RULES`).
@@ -111,21 +115,21 @@ def run_audit(checkpoint: Checkpoint | OnnxModel, dataset: Dataset, *, input_kin
     """
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"unknown input kind {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
-    onnx = isinstance(checkpoint, OnnxModel)
-    meta = checkpoint.spec.get("checkpoint", {}) if onnx else checkpoint.meta
+    external = not isinstance(checkpoint, Checkpoint)  # an ONNX model or a user's function
+    meta = checkpoint.spec.get("checkpoint", {}) if external else checkpoint.meta
     overlap, overlap_note = training_overlap(dataset, meta)
     if overlap and not allow_training_images:
         raise TrainingOverlapError(f"{dataset.name}: {overlap_note}; its metrics would flatter the model. Audit "
                                    "other images, or pass --allow-training-images to audit them anyway.")
     dataset = _without_output_names(dataset)
-    size = checkpoint.size if onnx else checkpoint.model.config.input_size
+    size = checkpoint.size if external else checkpoint.model.config.input_size
     paths = dataset.table["path"].tolist()
     wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
     align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
     batch: ChipBatch = align(paths, size=size, face_rule=face_rule, progress=wrap("detecting faces"))
     ok = np.array([error == "" for error in batch.errors], dtype=bool)
     table = dataset.table.loc[ok].reset_index(drop=True)
-    outputs = (checkpoint.predict(batch.chips[ok], batch_size=batch_size) if onnx
+    outputs = (checkpoint.predict(batch.chips[ok], batch_size=batch_size) if external
                else predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device))
     frame = prediction_frame(table, outputs)
     records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index,
@@ -136,9 +140,9 @@ def run_audit(checkpoint: Checkpoint | OnnxModel, dataset: Dataset, *, input_kin
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
     metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects))
     metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,
-                         "model": _onnx_card(checkpoint) if onnx else model_card(checkpoint),
+                         "model": _external_card(checkpoint) if external else model_card(checkpoint),
                          "image_root": str(dataset.root) if dataset.root else None,
-                         "model_backbone": checkpoint.spec.get("name") if onnx else checkpoint.model.config.backbone,
+                         "model_backbone": checkpoint.spec.get("name") if external else checkpoint.model.config.backbone,
                          "notes": dataset.notes,
                          "input_kind": input_kind, "face_rule": face_rule, "command": command,
                          "training_overlap": overlap, "training_overlap_note": overlap_note,

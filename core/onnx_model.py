@@ -1,4 +1,5 @@
-"""Face-attribute models as ONNX files, run with onnxruntime: FaceAudit's own exports and other people's models.
+"""Other people's face-attribute models: ONNX files run with onnxruntime (FaceAudit's own exports too), and a
+user's own Python function (`CallableModel`).
 
 An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes and what it gives:
 
@@ -28,7 +29,7 @@ from core import labels
 from core.errors import FaceAuditError
 from core.model import age_summary, file_sha256, mirror_average
 
-__all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "spec_path"]
+__all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "CallableModel", "spec_path"]
 
 SPEC_FORMAT = "faceaudit-onnx/1"
 AGE_KINDS = ("years-logits", "years")
@@ -142,4 +143,44 @@ class OnnxModel:
                 result["age"] = (years[:n] + years[n:]) / 2 if tta else years
             for name, value in result.items():
                 parts.setdefault(name, []).append(value.float().numpy())
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+class CallableModel:
+    """A user's own Python function as a model: `function(chips) -> outputs`, uint8 `(n, S, S, 3)` FaceAudit-aligned
+    chips in, any of `core.trainer.predict`'s outputs out (`age`, `age_std` (n,); `gender` (n, 2), `race` (n, 5),
+    `age_bin` (n, 9) probabilities in FaceAudit's class order). Importing it runs the user's code."""
+
+    def __init__(self, target: str, size: int) -> None:
+        import importlib
+
+        module_name, _, function_name = target.partition(":")
+        if not module_name or not function_name:
+            raise OnnxModelError(f"--predictor takes module:function (e.g. my_models.vendor:predict), got {target!r}")
+        try:
+            self.function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as error:
+            raise OnnxModelError(f"cannot load {target}: {error}") from None
+        self.size, self.target = size, target
+        self.spec = {"name": target, "model_id": f"python-{target}"}
+
+    @property
+    def model_id(self) -> str:
+        return self.spec["model_id"]
+
+    def predict(self, chips: np.ndarray, *, batch_size: int = 64, tta: bool = True,
+                progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, np.ndarray]:
+        """The function's outputs, batch by batch, checked for shape (`tta` is the function's business)."""
+        expected = {"age": (), "age_std": (), **{head: (len(names),) for head, names in labels.CLASSES.items()}}
+        parts: dict[str, list[np.ndarray]] = {}
+        starts = range(0, len(chips), batch_size)
+        for start in progress(starts) if progress else starts:
+            batch = np.asarray(chips[start : start + batch_size], np.uint8)
+            outputs = self.function(batch)
+            for name, value in dict(outputs).items():
+                value = np.asarray(value, np.float32)
+                if name not in expected or value.shape != (len(batch), *expected[name]):
+                    raise OnnxModelError(f"{self.target} returned {name!r} with shape {value.shape}; expected one of "
+                                         f"{', '.join(f'{k} {(len(batch), *v)}' for k, v in expected.items())}")
+                parts.setdefault(name, []).append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}

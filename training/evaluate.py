@@ -13,7 +13,8 @@ prediction; images without a face go to the bundle's rejects.csv. Only the named
 are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
 checkpoint was trained on is refused unless --allow-training-images is given. `--onnx FILE` audits an ONNX
 model instead of the checkpoint, through onnxruntime, as its spec beside it (FILE.json) describes
-(`core.onnx_model`; `training.export` writes one for a FaceAudit checkpoint).
+(`core.onnx_model`; `training.export` writes one for a FaceAudit checkpoint). `--predictor module:function
+--run-my-code` audits your own Python function (it is imported and run: only name code you trust).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from core.datasets import (
 )
 from core.faces import FACE_RULES
 from core.model import load_checkpoint, resolve_device
-from core.onnx_model import OnnxModel
+from core.onnx_model import CallableModel, OnnxModel
 from core.split import read_split
 from training._cli import command
 
@@ -92,14 +93,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="which face of a multi-face photo is the labelled one (default: the most central)")
     parser.add_argument("--allow-training-images", action="store_true",
                         help="audit even if the dataset holds images the checkpoint was trained on (metrics will flatter it)")
-    parser.add_argument("--onnx", help="audit this ONNX model (with its spec, FILE.json, beside it) instead of --model")
+    other_model = parser.add_mutually_exclusive_group()
+    other_model.add_argument("--onnx", help="audit this ONNX model (with its spec, FILE.json, beside it) instead of --model")
+    other_model.add_argument("--predictor", metavar="MODULE:FUNCTION",
+                        help="audit your own Python function instead of --model: it gets uint8 aligned chips (n, S, S, 3) "
+                             "and returns core.trainer.predict's outputs; needs --run-my-code and --input-size")
+    parser.add_argument("--run-my-code", action="store_true", help="allow --predictor to import and run your code")
+    parser.add_argument("--input-size", type=int, default=128, help="chip side in pixels for --predictor (default 128)")
     parser.add_argument("--batch-size", type=int, default=64)
     add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = Settings.from_args(args)
-    checkpoint = (OnnxModel(args.onnx, threads=args.threads) if args.onnx
-                  else load_checkpoint(settings.model_dir, device=resolve_device(settings.device)))
+    if args.predictor and not args.run_my_code:
+        parser.error("--predictor imports and runs the named Python code: add --run-my-code to allow it")
+    if args.predictor:
+        checkpoint = CallableModel(args.predictor, args.input_size)
+    elif args.onnx:
+        checkpoint = OnnxModel(args.onnx, threads=args.threads)
+    else:
+        checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
     if args.dataset:
         dataset = load_named_dataset(args.dataset, settings)
     elif args.fairface:

@@ -122,3 +122,33 @@ def test_a_missing_spec_or_model_is_named(tmp_path):
     spec_path(path).write_text(json.dumps({"format": SPEC_FORMAT}))
     with pytest.raises(OnnxModelError, match="not a usable ONNX model"):
         OnnxModel(path)
+
+
+def constant_model(chips: np.ndarray) -> dict[str, np.ndarray]:
+    """A user's own model for `--predictor tests.core.test_onnx:constant_model`: everyone is a 30-year-old woman."""
+    n = len(chips)
+    return {"age": np.full(n, 30.0), "gender": np.tile([0.2, 0.8], (n, 1))}
+
+
+def wrong_shape_model(chips: np.ndarray) -> dict[str, np.ndarray]:
+    return {"gender": np.zeros((len(chips), 3))}
+
+
+def test_a_users_own_function_is_audited_only_with_the_explicit_flag(tmp_path, capsys):
+    from core.bundle import read_bundle
+    from training import evaluate
+
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "m.csv").write_text("path,gender,age\n" + "".join(f"{p.name},female,30\n" for p in sorted(LONDON_FIXTURES.glob("*.jpg"))))
+    common = ["--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "bundle"), "--input-size", "64"]
+    with pytest.raises(SystemExit):
+        evaluate.main([*common, "--predictor", "tests.core.test_onnx:constant_model"])
+    assert "add --run-my-code" in capsys.readouterr().err
+    assert evaluate.main([*common, "--predictor", "tests.core.test_onnx:constant_model", "--run-my-code"]) == 0
+    bundle = read_bundle(tmp_path / "bundle")
+    assert bundle.metrics["gender_accuracy"] == 1.0 and bundle.metrics["race_accuracy"] is None
+    assert bundle.metrics["model"]["python"] == "tests.core.test_onnx:constant_model"
+    assert (bundle.predictions["pred_age_bin"] == "30-39").all()  # the bin of the predicted age
+    assert evaluate.main([*common, "--predictor", "tests.core.test_onnx:wrong_shape_model", "--run-my-code"]) == 2
+    assert "returned 'gender' with shape" in capsys.readouterr().err
