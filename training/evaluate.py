@@ -78,13 +78,24 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
     raise ManifestError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
 
 
-@command
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset NAME | --manifest CSV | --fairface CSV, one of them required (read back with `dataset_from_args`)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", choices=list(DATASETS))
     source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
     source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
+
+
+def dataset_from_args(args: argparse.Namespace, settings: Settings) -> Dataset:
+    if args.dataset:
+        return load_named_dataset(args.dataset, settings)
+    return read_fairface(args.fairface) if args.fairface else read_manifest(args.manifest)
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_arguments(parser)
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--input", choices=INPUT_KINDS, default=None,
                         help="photos (detect and align; default for manifests) or aligned-chips (UTKFace-style chips; "
@@ -113,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = OnnxModel(args.onnx, threads=args.threads)
     else:
         checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
-    if args.dataset:
-        dataset = load_named_dataset(args.dataset, settings)
-    elif args.fairface:
-        dataset = read_fairface(args.fairface)
-    else:
-        dataset = read_manifest(args.manifest)
+    dataset = dataset_from_args(args, settings)
     input_kind = args.input or (DATASETS[args.dataset] if args.dataset else "photos")
     command = shlex.join(["python", "-m", "training.evaluate", *(sys.argv[1:] if argv is None else argv)])
     bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,

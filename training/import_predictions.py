@@ -21,19 +21,15 @@ from pathlib import Path
 
 from core.bundle import write_bundle
 from core.config import Settings, add_settings_arguments
-from core.datasets import read_fairface, read_manifest
 from core.imported import UNMATCHED_FILE, LabelMap, import_predictions, read_predictions
 from training._cli import command
-from training.evaluate import DATASETS, load_named_dataset
+from training.evaluate import add_dataset_arguments, dataset_from_args
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", choices=list(DATASETS))
-    source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
-    source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
+    add_dataset_arguments(parser)
     parser.add_argument("--predictions", required=True, help="CSV or parquet of per-image outputs")
     parser.add_argument("--labels", help="JSON label map: the model's column and label names onto FaceAudit's")
     parser.add_argument("--name", help="what the model is, in words (shown on every page and in reports)")
@@ -41,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     add_settings_arguments(parser, "data")
     args = parser.parse_args(argv)
     settings = Settings.from_args(args)
-    dataset = (load_named_dataset(args.dataset, settings) if args.dataset
-               else read_fairface(args.fairface) if args.fairface else read_manifest(args.manifest))
+    dataset = dataset_from_args(args, settings)
     label_map = LabelMap.read(args.labels)
     predictions = read_predictions(args.predictions, label_map)
     command_line = shlex.join(["python", "-m", "training.import_predictions", *(sys.argv[1:] if argv is None else argv)])
