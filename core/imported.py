@@ -184,7 +184,7 @@ def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: s
     label_map, notes = label_map or LabelMap(), list(dataset.notes)
     key = next(key for key in KEYS if key in predictions.columns)
     table = dataset.table.reset_index(drop=True)
-    names = table[key].astype(str).map(_normal) if key == "file" else table["path"].astype(str).map(_normal)
+    names = table[key].astype(str).map(_normal)
     by_key = predictions.set_index(key)
     matched = names.isin(by_key.index).to_numpy()
     rows = by_key.reindex(names[matched]).reset_index(drop=True)

@@ -119,6 +119,9 @@ class OnnxModel:
         for head, value in zip(names, values):
             value = torch.from_numpy(np.asarray(value, np.float32))
             if head in self.maps:  # their classes' probabilities summed onto ours
+                if value.ndim != 2 or value.shape[1] != len(self.maps[head]):
+                    raise OnnxModelError(f"{self.path.name}: output {names[head]!r} has shape {tuple(value.shape)}, but the "
+                                         f"spec lists {len(self.maps[head])} {head} labels")
                 value = (value.softmax(1) @ torch.from_numpy(self.maps[head])).clamp_min(1e-12).log()
             out[head] = value.reshape(len(chips)) if head == "age" and self.heads["age"] == "years" else value
         return out

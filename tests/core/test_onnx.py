@@ -113,6 +113,12 @@ def test_a_spec_that_does_not_fit_is_refused_with_the_reason(tmp_path, changes, 
         OnnxModel(_vendor_file(tmp_path, changes))
 
 
+def test_labels_that_do_not_fit_the_output_are_named(tmp_path):
+    onnx = OnnxModel(_vendor_file(tmp_path, {"outputs": {"race": FAIRFACE_7[:5]}, "output_names": {"race": "ethnicity"}}))
+    with pytest.raises(OnnxModelError, match="output 'ethnicity' has shape \\(1, 7\\), but the spec lists 5 race labels"):
+        onnx.predict(np.zeros((1, 32, 32, 3), np.uint8), tta=False)
+
+
 def test_a_missing_spec_or_model_is_named(tmp_path):
     path = _vendor_file(tmp_path)
     spec_path(path).unlink()
