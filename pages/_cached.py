@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import labels
 from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles, read_bundle
+from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
@@ -206,6 +207,16 @@ def suspects_at(bundle_path: str | Path) -> pd.DataFrame:
 def suspect_effect(path: str, selection: tuple, keys: tuple, _frame: pd.DataFrame, _marked: pd.Index) -> pd.DataFrame:
     """`core.suspects.with_and_without`, cached by bundle, selection and marked faces (the frame is not hashed)."""
     return with_and_without(_frame, _marked)
+
+
+@st.cache_data(max_entries=16, show_spinner="Calibration per group…")
+def _calibration(path: str, mtime: float, filters_items: tuple, head: str, by: tuple[str, ...]) -> pd.DataFrame:
+    return calibration_table(select_frozen(_load_bundle(path, mtime).predictions, filters_items), head, list(by))
+
+
+def calibration(bundle: Bundle, head: str, by: list[str]) -> pd.DataFrame:
+    """`core.calibration.calibration_table` of `bundle` under the sidebar's selection, cached."""
+    return _calibration(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, tuple(by))
 
 
 def current_cohort() -> Cohort | None:

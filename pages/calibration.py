@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.calibration import BINS, calibration_table, group_mask, has_probabilities, reliability
+from core.calibration import BINS, group_mask, has_probabilities, reliability
 from core.charts import reliability_chart
 from core.cohorts import CLASS_HEADS
 from core.fairness import group_label
@@ -24,8 +24,8 @@ _cached.keep_choices("calibration_by", options)
 by = right.multiselect("Per group of", options, default=[c for c in ("race", "gender") if c in options],
                        key="calibration_by", max_selections=2)
 
-table = calibration_table(frame, head, by)
-overall = calibration_table(frame, head).iloc[0]
+table = _cached.calibration(bundle, head, by)
+overall = _cached.calibration(bundle, head, []).iloc[0]
 st.write(f"**Expected calibration error (ECE)** of the {head} head over {int(overall['n']):,} faces: "
          f"{overall['ece']:.3f} (95 % CI {overall['ece_ci_low']:.3f}–{overall['ece_ci_high']:.3f}); mean confidence "
          f"{overall['confidence']:.3f} against {overall['accuracy']:.3f} right.")
