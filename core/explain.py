@@ -343,6 +343,18 @@ def stability(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["integra
     return float(np.mean(pairs))
 
 
+def _explain_any(model: MultiTaskNet | OnnxModel, chip: np.ndarray, **kwargs) -> Explanation:
+    """`explain` for a FaceAudit model, `explain_onnx` (LIME only) for an ONNX model."""
+    from core.onnx_model import OnnxModel
+
+    if not isinstance(model, OnnxModel):
+        return explain(model, chip, **kwargs)
+    if kwargs.get("method") != "lime":
+        raise ExplainError(f"{kwargs.get('method')} is not available for {model.path.name}: it needs the model's gradients")
+    return explain_onnx(model, chip, **{k: v for k, v in kwargs.items()
+                                        if k in ("head", "target", "samples", "segments", "seed", "mirror", "progress")})
+
+
 class ExplanationCache:
     """Explanations by (chip hash, model id, method, head, target, settings); least recently used dropped.
 
@@ -370,13 +382,14 @@ class ExplanationCache:
         """The stored explanation for these arguments, or None; never computes."""
         return self._stored(self._key(model_id, chip, kwargs))
 
-    def get(self, model: MultiTaskNet, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
-        """`explain(model, chip, **kwargs)`, computed once per key (`progress` is not part of the key)."""
+    def get(self, model: MultiTaskNet | OnnxModel, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
+        """`explain(model, chip, **kwargs)` (LIME via `explain_onnx` for an ONNX model), computed once per key
+        (`progress` is not part of the key)."""
         key = self._key(model_id, chip, kwargs)
         found = self._stored(key)
         if found is not None:
             return found
-        result = explain(model, chip, **kwargs)
+        result = _explain_any(model, chip, **kwargs)
         with self._lock:
             self._entries[key] = result
             self._entries.move_to_end(key)

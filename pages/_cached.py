@@ -75,6 +75,29 @@ def _load_model(model_dir: str, mtime: float) -> Checkpoint:
     return load_checkpoint(model_dir)
 
 
+@st.cache_resource(max_entries=4)
+def _load_onnx(path: str, mtime: float):
+    from core.onnx_model import OnnxModel
+
+    return OnnxModel(path)
+
+
+def onnx_models() -> dict[str, Path]:
+    """ONNX models (with their spec) in the model folder, by file name: other models Inspect can explain."""
+    return {path.name: path for path in sorted(settings().model_dir.glob("*.onnx"))}
+
+
+def onnx_model(path: Path):
+    """The ONNX model at `path` (`core.onnx_model.OnnxModel`, shared read-only), or None after showing why not."""
+    from core.onnx_model import OnnxModelError
+
+    try:
+        return _load_onnx(str(path), _file_mtime(path) + _file_mtime(Path(f"{path}.json")))
+    except OnnxModelError as error:
+        st.error(f"Cannot load {path.name}: {error}")
+        return None
+
+
 def model() -> Checkpoint | None:
     """The configured model in eval mode, or None after showing why it cannot be loaded."""
     from core.model import CheckpointError

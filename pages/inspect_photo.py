@@ -22,6 +22,14 @@ st.title("Inspect a photo")
 checkpoint = _cached.model()
 if checkpoint is None:
     st.stop()
+others = _cached.onnx_models()  # other models beside the checkpoint: predicted and explained with LIME only
+picked = st.selectbox("Model", ["FaceAudit model", *others], key="inspect_model",
+                      help="ONNX models (with their spec, <file>.onnx.json) in the model folder are listed too.") \
+    if others else "FaceAudit model"
+onnx = _cached.onnx_model(others[picked]) if picked in others else None
+if picked in others and onnx is None:
+    st.stop()
+size, model_id = (onnx.size, onnx.model_id) if onnx else (checkpoint.model.config.input_size, checkpoint.model_id)
 
 SOURCES = {"upload": "Upload a photo", "sample": "Use a sample (London set, CC BY 4.0)"}
 source = st.radio("Photo", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="inspect_source")
@@ -43,7 +51,7 @@ try:
 except ImageError as error:
     st.error(f"Cannot use {name}: {error}")
     st.stop()
-result = faces_for_model(photo, checkpoint.model.config.input_size, _cached.detector())
+result = faces_for_model(photo, size, _cached.detector())
 if not result.faces:
     st.warning(result.message)
     st.image(result.image, caption=name, width=400)
@@ -63,39 +71,53 @@ if flags != "none":
     right.warning(f"Less reliable: {flags} (a batch audit records this in `face_flags`). Faces should be upright, "
                   f"at least {MIN_FACE_PX} px wide and clearly visible; turn the photo above if it is sideways or upside down.")
 
-outputs = predict(checkpoint.model, np.stack([chip]))
-age, spread = float(outputs["age"][0]), float(outputs["age_std"][0])
-right.metric("Age", f"{age:.0f}", help="expected age under the predicted distribution")
-right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
-gender_probs = pd.Series(outputs["gender"][0], index=labels.GENDERS, name="probability")
-race_probs = pd.Series(outputs["race"][0], index=labels.RACES, name="probability")
-right.write(f"**Gender**: {gender_probs.idxmax()} ({gender_probs.max():.0%})")
-right.bar_chart(gender_probs, horizontal=True, height=120)
-right.write(f"**Race**: {race_probs.idxmax()} ({race_probs.max():.0%})")
-right.bar_chart(race_probs, horizontal=True, height=200)
+outputs = onnx.predict(np.stack([chip])) if onnx else predict(checkpoint.model, np.stack([chip]))
+if "age" in outputs:
+    age = float(outputs["age"][0])
+    right.metric("Age", f"{age:.0f}", help="expected age under the predicted distribution")
+    if "age_std" in outputs:
+        spread = float(outputs["age_std"][0])
+        right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
+probs = {head: pd.Series(outputs[head][0], index=labels.CLASSES[head], name="probability")
+         for head in ("gender", "race") if head in outputs}
+for head, height in (("gender", 120), ("race", 200)):
+    if head in probs:
+        right.write(f"**{head.title()}**: {probs[head].idxmax()} ({probs[head].max():.0%})")
+        right.bar_chart(probs[head], horizontal=True, height=height)
+    else:
+        right.caption(f"{head.title()}: this model does not predict it.")
 st.caption(labels.RACE_MAPPING_NOTE)
 
 st.subheader("Why? Explanations of one head and class")
 chip_id = hashlib.sha1(chip.tobytes()).hexdigest()[:12]  # a new photo, face or turn: the class follows its prediction
 for key in [k for k in st.session_state if k.startswith("inspect_target_") and not k.endswith(chip_id)]:
     del st.session_state[key]
-targets = {head: valid_targets(head) for head in ("gender", "race", "age")}
-predicted = {"gender": gender_probs.idxmax(), "race": race_probs.idxmax(), "age": "expected"}
+explained_heads = [head for head in ("gender", "race", "age") if (onnx.heads.get(head) if onnx else True)
+                   and not (head == "age" and onnx and onnx.heads["age"] != "years-logits")]
+if not explained_heads:
+    st.info("This model gives nothing LIME can explain (no class probabilities, no age distribution).")
+    st.stop()
+targets = {head: valid_targets(head) for head in explained_heads}
+predicted = {head: probs[head].idxmax() for head in probs} | {"age": "expected"}
 a, b, c, d = st.columns(4)
 head = a.selectbox("Head", list(targets), key="inspect_head")
 target = b.selectbox("Class", list(targets[head]), index=list(targets[head]).index(predicted[head]),
                      key=f"inspect_target_{head}_{chip_id}", help="The predicted class unless you choose another.")
-baseline = c.selectbox("IG baseline", list(BASELINES), key="inspect_baseline")
+baseline = c.selectbox("IG baseline", list(BASELINES), key="inspect_baseline", disabled=bool(onnx))
 samples = d.select_slider("LIME samples", [250, 500, 1000, 2000], value=500, key="inspect_samples",
                           help="500 gives maps that agree with themselves over seeds (stability ≥ 0.95 on the samples); "
                                "more samples take proportionally longer.")
-with_stability = st.checkbox("Stability scores (LIME over 3 seeds, IG over 3 baselines; about 3× the time)",
-                             key="inspect_stability")
+with_stability = not onnx and st.checkbox("Stability scores (LIME over 3 seeds, IG over 3 baselines; about 3× the time)",
+                                          key="inspect_stability")
 
-cache, model_id, face = _cached.explanation_cache(), checkpoint.model_id, _cached.mean_face()
+cache, face, explained = _cached.explanation_cache(), _cached.mean_face(), onnx or checkpoint.model
 asked = {"head": head, "target": target}
 slow = {"integrated_gradients": {"baseline": baseline, "steps": 50}, "lime": {"samples": samples}}
-results = {"gradcam": cache.get(checkpoint.model, model_id, chip, method="gradcam", **asked)}  # < 0.1 s: always
+if onnx:  # only its outputs can be used: LIME; Grad-CAM and IG need its gradients
+    slow = {"lime": slow["lime"]}
+    results = {"gradcam": None, "integrated_gradients": None}
+else:
+    results = {"gradcam": cache.get(explained, model_id, chip, method="gradcam", **asked)}  # < 0.1 s: always
 results |= {method: cache.peek(model_id, chip, method=method, **asked, **extra) for method, extra in slow.items()}
 scores = st.session_state.setdefault("inspect_scores", {})  # stability by (chip, head, target, method)
 missing = [m for m in slow if results[m] is None or (with_stability and (chip_id, head, target, m) not in scores)]
@@ -107,7 +129,7 @@ if missing and run.button(f"Run {' and '.join(METHOD_NAMES[m] for m in missing)}
     for step, method in enumerate(missing):
         def report(share: float, step: int = step, method: str = method) -> None:  # a click on Stop interrupts here
             bar.progress((step + share) / len(missing), text=f"{METHOD_NAMES[method]}: {share:.0%}")
-        results[method] = cache.get(checkpoint.model, model_id, chip, method=method, mean_face=face, progress=report,
+        results[method] = cache.get(explained, model_id, chip, method=method, mean_face=face, progress=report,
                                     **asked, **slow[method])
         if with_stability:
             report(0.0)
@@ -120,6 +142,10 @@ elif st.session_state.get("inspect_stop"):
 columns = st.columns(3)
 for column, method in zip(columns, METHOD_NAMES):
     result = results[method]
+    if result is None and onnx and method != "lime":
+        column.caption(f"{METHOD_NAMES[method]}: not available for {picked} (it needs the model's gradients; LIME "
+                       "needs only its outputs).")
+        continue
     if result is None:
         column.caption(f"{METHOD_NAMES[method]}: not run yet for this face and class (button above).")
         continue
@@ -134,8 +160,10 @@ for column, method in zip(columns, METHOD_NAMES):
 st.image(colour_bar(), width=240)
 st.caption("Colour: evidence *for* the class, from none (transparent) to the map's strongest (its 99th percentile, "
            "red). Each map is scaled on its own: compare where, not how much.")
-value = results["gradcam"].value
-explained = (f"expected age {value:.1f} years, the age shown above" if target == "expected"
-             else f"P(age {target}) = {value:.1%}" if head == "age" else f"P({target}) = {value:.1%}, as in the bars above")
-st.caption(f"Explained value on this chip: {explained} (chip and mirror image averaged, as in an audit).")
+shown = results["gradcam"] or results["lime"]
+if shown is not None:
+    value = shown.value
+    said = (f"expected age {value:.1f} years, the age shown above" if target == "expected"
+            else f"P(age {target}) = {value:.1%}" if head == "age" else f"P({target}) = {value:.1%}, as in the bars above")
+    st.caption(f"Explained value on this chip: {said} (chip and mirror image averaged, as in an audit).")
 release_freed_memory()  # what this rerun's thread freed (decoded photo, chips) goes back to the OS

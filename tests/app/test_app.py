@@ -17,6 +17,7 @@ from core.datasets import REJECT_COLUMNS, Dataset
 from core.imported import LabelMap, import_predictions
 from core.model import ModelConfig, create_model, save_checkpoint
 from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle, vendor_predictions
+from training import export
 
 APP = str(REPO_ROOT / "app.py")
 PAGES = ["pages/overview.py", "pages/data.py", "pages/subgroups.py", "pages/confusion.py", "pages/calibration.py",
@@ -30,6 +31,7 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     checkpoint = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)), folder,
                                  trained_on="nothing (test model)")
+    export.main(["--model", str(folder), "--out", str(folder / "vendor.onnx")])  # another model beside it (ONNX)
     bundle = synthetic_bundle()
     bundle.metrics["model_id"] = json.loads((checkpoint / "config.json").read_text())["weights_sha256"][:12]
     write_bundle(bundle, folder / "audits" / "synthetic")
@@ -202,6 +204,20 @@ def test_inspect_shows_gradcam_at_once_and_runs_lime_and_ig_only_on_request(app)
     assert len([c for c in test.caption if "not run yet" in c.value]) == 2
     test.selectbox(key="inspect_head").set_value("gender").run()  # back: the kept results, no button needed
     assert not [c for c in test.caption if "not run yet" in c.value] and not [b for b in test.button if b.key == "inspect_run"]
+
+
+def test_inspect_predicts_and_explains_an_onnx_model_with_lime_only(app):
+    test = _inspect_sample(app, "030_08.jpg")
+    test.selectbox(key="inspect_model").set_value("vendor.onnx").run()
+    assert not test.exception and not test.error
+    assert any(m.value.startswith("**Gender**") for m in test.markdown) and test.metric[0].label == "Age"
+    unavailable = [c.value for c in test.caption if "not available for vendor.onnx" in c.value]
+    assert len(unavailable) == 2 and unavailable[0].startswith("Grad-CAM")  # and Integrated Gradients
+    assert test.button(key="inspect_run").label == "Run LIME"
+    test.select_slider(key="inspect_samples").set_value(250).run()
+    test.button(key="inspect_run").click().run()
+    assert not test.exception and not [c for c in test.caption if "not run yet" in c.value]
+    assert _explained(test)  # the value LIME explained, as shown in the bars
 
 
 def test_inspect_explains_the_predicted_class_of_each_new_photo(app):
