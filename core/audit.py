@@ -127,7 +127,8 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
     paths = dataset.table["path"].tolist()
     wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
     align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
-    batch: ChipBatch = align(paths, size=size, face_rule=face_rule, progress=wrap("detecting faces"))
+    batch: ChipBatch = align(paths, size=size, face_rule=face_rule, progress=wrap("detecting faces"),
+                             margin=getattr(checkpoint, "margin", None))  # an ONNX model trained on plain crops
     ok = np.array([error == "" for error in batch.errors], dtype=bool)
     table = dataset.table.loc[ok].reset_index(drop=True)
     outputs = (checkpoint.predict(batch.chips[ok], batch_size=batch_size) if external
@@ -149,6 +150,8 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
                          "training_overlap": overlap, "training_overlap_note": overlap_note,
                          "multi_face_images": int(frame["multi_face"].sum()),
                          "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if getattr(checkpoint, "margin", None) is not None:
+        metrics_json["chip_geometry"] = f"plain face crop, margin {checkpoint.margin:g} (not aligned)"
     if note := mitigation_note(meta.get("training", {})):
         metrics_json["mitigation"] = note
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)

@@ -175,6 +175,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
     }
     if metrics.get("fitted_on"):
         rows["mitigation"] += f" (fitted on {metrics['fitted_on']})"
+    if metrics.get("chip_geometry"):
+        rows["input"] = rows["input"].replace("then aligned", metrics["chip_geometry"])
     for number, note in enumerate(metrics.get("notes") or [], start=1):
         rows[f"note {number}"] = str(note)
     return rows

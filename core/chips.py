@@ -12,6 +12,7 @@ from core.faces import (
     FaceDetector,
     FaceResult,
     choose_face,
+    crop_face,
     face_record,
     find_faces,
     thread_detector,
@@ -71,18 +72,20 @@ def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, wo
     return ChipBatch(chips=chips, errors=errors, records=records)
 
 
-def _chosen(image: np.ndarray, face_rule: str, size: int) -> tuple[np.ndarray | None, dict]:
-    """Detect, choose the labelled face by `face_rule`, align it; (None, record) when there is no face."""
+def _chosen(image: np.ndarray, face_rule: str, size: int, margin: float | None = None) -> tuple[np.ndarray | None, dict]:
+    """Detect, choose the labelled face by `face_rule`, align it (or, with `margin`, crop it plainly:
+    `core.faces.crop_face`); (None, record) when there is no face."""
     result = faces_for_model(image, size)
     height, width = image.shape[:2]
     if not result.faces:
         return None, face_record([], -1, "no face found", width, height)
     index, reason = choose_face(result.faces, width, height, face_rule)
-    return result.chips[index], face_record(result.faces, index, reason, width, height, result.flags[index])
+    chip = result.chips[index] if margin is None else crop_face(result.image, result.faces[index].box, margin, size)
+    return chip, face_record(result.faces, index, reason, width, height, result.flags[index])
 
 
 def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
-                       progress: Callable[[Iterable], Iterable] | None = None) -> ChipBatch:
+                       progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None) -> ChipBatch:
     """Re-align UTKFace chips onto the template; a chip with no detected face is used as cropped.
 
     UTKFace chips already have the template's geometry on average, so the fallback keeps every
@@ -93,7 +96,7 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
             image = load_image(path)
         except ImageError as error:  # a broken file is one reject, never the end of the run
             return None, str(error), {}
-        chip, record = _chosen(image, face_rule, size)
+        chip, record = _chosen(image, face_rule, size, margin)
         if chip is None:
             return image, "", record | {"face_reason": "no face found: the chip is used as cropped",
                                         "face_flags": "not detected"}
@@ -103,8 +106,9 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
 
 
 def chips_from_photos(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
-                      progress: Callable[[Iterable], Iterable] | None = None) -> ChipBatch:
-    """Detect every face of arbitrary photos and align the labelled one (`core.faces.choose_face`).
+                      progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None) -> ChipBatch:
+    """Detect every face of arbitrary photos and align the labelled one (`core.faces.choose_face`), or with `margin`
+    crop it plainly (for models trained on face crops).
 
     Failures are recorded, never dropped.
     """
@@ -113,7 +117,7 @@ def chips_from_photos(paths: Sequence[str], *, size: int, face_rule: str = "cent
             image = load_image(path)
         except ImageError as error:
             return None, str(error), {}
-        chip, record = _chosen(image, face_rule, size)
+        chip, record = _chosen(image, face_rule, size, margin)
         return chip, ("" if chip is not None else "no face found"), record
 
     return _run(one, paths, size, workers, progress)

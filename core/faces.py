@@ -33,6 +33,7 @@ __all__ = [
     "similarity_transform",
     "align_face",
     "to_model_size",
+    "crop_face",
     "find_faces",
     "draw_faces",
     "FACE_RULES",
@@ -217,6 +218,18 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, *, size: int = CHIP_SIZE,
         rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         matrix = similarity_transform(points * factor, target)
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_face(image: np.ndarray, box: tuple[float, float, float, float], margin: float, size: int) -> np.ndarray:
+    """A plain, unaligned square crop around a face box, `margin` × its side added on every side (outside the
+    image: edge pixels repeated), at `size` px: what models trained on face crops rather than aligned chips take."""
+    x, y, width, height = box
+    side = max(width, height) * (1 + 2 * margin)
+    left, top = round(x + width / 2 - side / 2), round(y + height / 2 - side / 2)
+    side = max(round(side), 1)
+    pad = max(0, -left, -top, left + side - image.shape[1], top + side - image.shape[0])
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else image
+    return to_model_size(np.ascontiguousarray(padded[top + pad: top + pad + side, left + pad: left + pad + side]), size)
 
 
 def to_model_size(chip: np.ndarray, size: int) -> np.ndarray:

@@ -6,7 +6,7 @@ An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes a
     {"format": "faceaudit-onnx/1",
      "input": {"size": 128, "dtype": "uint8", "layout": "NHWC"},      # or "float32", "NCHW" with "mean" and "std"
      "outputs": {"age": "years-logits", "gender": ["Male", "Female"], "race": ["White", "Black", "Asian", "Indian", "Others"]},
-     "geometry": "faceaudit-aligned", "model_id": "...", "name": "..."}
+     "geometry": "faceaudit-aligned", "model_id": "...", "name": "..."}       # or "crop", with "margin": 0.25
 
 `outputs` says what each head's graph output is (the output of the same name, or the one `output_names`
 gives): `age` as logits over whole years 0-116 ("years-logits") or one value in years ("years"); `gender`
@@ -33,6 +33,9 @@ __all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "CallableModel", "spec_
 
 SPEC_FORMAT = "faceaudit-onnx/1"
 AGE_KINDS = ("years-logits", "years")
+# what the model was trained on: FaceAudit's aligned chips, or a plain square crop around the detected face box
+# with "margin" x its side added on every side (`core.faces.crop_face`)
+GEOMETRIES = ("faceaudit-aligned", "crop")
 
 
 class OnnxModelError(FaceAuditError, RuntimeError):
@@ -76,6 +79,10 @@ class OnnxModel:
         self.dtype, self.layout = given.get("dtype", "float32"), given.get("layout", "NCHW")
         if self.size <= 0 or self.dtype not in ("uint8", "float32") or self.layout not in ("NHWC", "NCHW"):
             raise OnnxModelError(f"{spec_path(self.path)}: input needs size > 0, dtype uint8|float32, layout NHWC|NCHW")
+        geometry = self.spec.get("geometry", "faceaudit-aligned")
+        if geometry not in GEOMETRIES:
+            raise OnnxModelError(f"{spec_path(self.path)}: geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
+        self.margin = float(self.spec.get("margin", 0.25)) if geometry == "crop" else None
         if self.dtype == "float32" and not ({"mean", "std"} <= set(given)):
             raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
         outputs = {output.name for output in self.session.get_outputs()}

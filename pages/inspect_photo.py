@@ -10,7 +10,7 @@ from core import labels
 from core.chips import faces_for_model
 from core.config import REPO_ROOT
 from core.explain import BASELINES, colour_bar, stability, valid_targets
-from core.faces import MIN_FACE_PX, choose_face, draw_faces
+from core.faces import MIN_FACE_PX, choose_face, crop_face, draw_faces
 from core.images import ImageError, load_image
 from core.memory import release_freed_memory
 from core.trainer import predict
@@ -64,8 +64,12 @@ if len(result.faces) > 1:  # the default is the face an audit of this photo woul
     central, _ = choose_face(result.faces, result.image.shape[1], result.image.shape[0])
     choice = right.radio("Face", list(range(len(result.faces))), index=central, key="inspect_face",
                          format_func=lambda i: f"face {i + 1}" + (" (most central: the one an audit scores)" if i == central else ""))
-chip = result.chips[choice]
-right.image(chip, caption="aligned chip (model input)", width=160)
+if onnx and onnx.margin is not None:  # a model trained on plain face crops gets one
+    chip = crop_face(result.image, result.faces[choice].box, onnx.margin, size)
+    right.image(chip, caption=f"face crop, margin {onnx.margin:g} (model input)", width=160)
+else:
+    chip = result.chips[choice]
+    right.image(chip, caption="aligned chip (model input)", width=160)
 flags = result.flags[choice]
 if flags != "none":
     right.warning(f"Less reliable: {flags} (a batch audit records this in `face_flags`). Faces should be upright, "

