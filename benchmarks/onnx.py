@@ -22,7 +22,7 @@ import torch
 
 from core.chips import faces_for_model
 from core.config import REPO_ROOT, SPLIT_FILE, Settings, add_settings_arguments
-from core.explain import explain, explain_onnx
+from core.explain import explain, explain_outputs
 from core.model import load_checkpoint
 from core.onnx_model import OnnxModel
 from core.trainer import predict
@@ -71,7 +71,7 @@ def main() -> None:
     for mirror in (True, False):
         runs = {"torch": lambda m=mirror: explain(checkpoint.model, chip, method="lime", head="gender", target="Male",
                                                   samples=1000, mirror=m),
-                "onnxruntime": lambda m=mirror: explain_onnx(onnx, chip, head="gender", target="Male", samples=1000,
+                "onnxruntime": lambda m=mirror: explain_outputs(onnx, chip, head="gender", target="Male", samples=1000,
                                                              mirror=m)}
         seconds = {name: _median_seconds(run, 3) for name, run in runs.items()}
         maps = {name: run().attribution.ravel() for name, run in runs.items()}

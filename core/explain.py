@@ -41,9 +41,12 @@ from core.memory import release_freed_memory
 from core.model import AGES, MultiTaskNet, mirror_average
 
 if TYPE_CHECKING:
-    from core.onnx_model import OnnxModel
+    from core.onnx_model import CallableModel, OnnxModel
+    from core.peer import PeerModel
 
-__all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain", "explain_onnx",
+    OtherModel = OnnxModel | CallableModel | PeerModel
+
+__all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain", "explain_outputs",
            "overlay", "colour_bar", "grad_cam", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
@@ -286,27 +289,33 @@ def explain(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["gradcam",
                        delta=delta, settings=settings)
 
 
-def explain_onnx(onnx_model: OnnxModel, chip: np.ndarray, *, head: str, target: str, samples: int = 1000,
-                 segments: int = 50, seed: int = 0, mirror: bool = True, progress: Progress | None = None) -> Explanation:
-    """LIME for an ONNX model (`core.onnx_model`), which needs only its outputs; gradient methods need the model's
-    own code (`explain` on a FaceAudit checkpoint).
+def explain_outputs(model: OtherModel, chip: np.ndarray, *, head: str, target: str, samples: int = 1000,
+                    segments: int = 50, seed: int = 0, mirror: bool = True, progress: Progress | None = None) -> Explanation:
+    """LIME for any model that gives outputs (`model.predict(chips, tta=...)` as `core.trainer.predict`): an ONNX
+    model, a user's function, the peer. Gradient methods need FaceAudit's own model (`explain`).
+
+    The explained value is the probability of `target` (gender, race; an age bin from `age_bin`), or the predicted
+    age for the age head's "expected".
 
     Raises:
-        ExplainError: a head the model does not predict, or an unknown target.
+        ExplainError: a head or target the model's outputs do not give.
     """
-    if head not in onnx_model.heads or (head == "age" and onnx_model.heads["age"] != "years-logits"):
-        raise ExplainError(f"{onnx_model.path.name} does not predict {head} as a distribution: nothing to explain")
-    size = onnx_model.size
+    if target not in valid_targets(head):
+        raise ExplainError(f"unknown target {target!r} for head {head!r}; valid: {', '.join(valid_targets(head))}")
+    needed = "age" if target == "expected" else "age_bin" if head == "age" else head
+    probe = model.predict(np.zeros((1, model.size, model.size, 3), np.uint8), tta=False)
+    if needed not in probe:
+        raise ExplainError(f"{model.spec.get('name') or model.model_id} does not predict {head} "
+                           f"({'an age' if needed == 'age' else needed + ' probabilities'}): nothing to explain")
+    index = None if target == "expected" else labels.CLASSES[needed].index(target)  # age bins: in `age_bin`
+    size = model.size
     if chip.shape[:2] != (size, size):
         chip = cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
-    target_of = _Target(None, head, target, mirror)
     started = time.perf_counter()
 
     def scores(images: np.ndarray) -> np.ndarray:
-        logits = onnx_model.logits(images)
-        if mirror:
-            logits = mirror_average(logits, onnx_model.logits(np.ascontiguousarray(images[:, :, ::-1])))
-        return target_of.score(logits).float().numpy()
+        outputs = model.predict(images, tta=mirror, batch_size=len(images))[needed]
+        return outputs if index is None else outputs[:, index]
 
     value = float(scores(chip[None])[0])
     attribution = _lime(scores, chip, samples, segments, seed, progress)
@@ -343,16 +352,14 @@ def stability(model: MultiTaskNet, chip: np.ndarray, *, method: Literal["integra
     return float(np.mean(pairs))
 
 
-def _explain_any(model: MultiTaskNet | OnnxModel, chip: np.ndarray, **kwargs) -> Explanation:
-    """`explain` for a FaceAudit model, `explain_onnx` (LIME only) for an ONNX model."""
-    from core.onnx_model import OnnxModel
-
-    if not isinstance(model, OnnxModel):
+def _explain_any(model: MultiTaskNet | OtherModel, chip: np.ndarray, **kwargs) -> Explanation:
+    """`explain` for a FaceAudit model, `explain_outputs` (LIME only) for any other."""
+    if isinstance(model, MultiTaskNet):
         return explain(model, chip, **kwargs)
     if kwargs.get("method") != "lime":
-        raise ExplainError(f"{kwargs.get('method')} is not available for {model.path.name}: it needs the model's gradients")
-    return explain_onnx(model, chip, **{k: v for k, v in kwargs.items()
-                                        if k in ("head", "target", "samples", "segments", "seed", "mirror", "progress")})
+        raise ExplainError(f"{kwargs.get('method')} is not available for {model.model_id}: it needs the model's gradients")
+    return explain_outputs(model, chip, **{k: v for k, v in kwargs.items()
+                                           if k in ("head", "target", "samples", "segments", "seed", "mirror", "progress")})
 
 
 class ExplanationCache:
@@ -382,8 +389,8 @@ class ExplanationCache:
         """The stored explanation for these arguments, or None; never computes."""
         return self._stored(self._key(model_id, chip, kwargs))
 
-    def get(self, model: MultiTaskNet | OnnxModel, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
-        """`explain(model, chip, **kwargs)` (LIME via `explain_onnx` for an ONNX model), computed once per key
+    def get(self, model: MultiTaskNet | OtherModel, model_id: str, chip: np.ndarray, **kwargs) -> Explanation:
+        """`explain(model, chip, **kwargs)` (LIME via `explain_outputs` for another model), computed once per key
         (`progress` is not part of the key)."""
         key = self._key(model_id, chip, kwargs)
         found = self._stored(key)
