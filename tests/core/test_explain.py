@@ -119,3 +119,30 @@ def test_progress_can_stop_an_explanation_and_nothing_is_cached(model, chip):
     assert cache.peek("m1", chip, method="lime", head="gender", target="Male", samples=200) is None
     done = cache.get(model, "m1", chip, method="lime", head="gender", target="Male", samples=200, progress=print)
     assert cache.peek("m1", chip, method="lime", head="gender", target="Male", samples=200) is done
+
+
+def test_lime_perturbations_are_lime_s_own():
+    """`_data_labels` draws and builds exactly what lime 0.2.0.1's loop does, only faster."""
+    from unittest import mock
+
+    from lime.lime_image import LimeImageExplainer
+
+    from core.explain import _data_labels
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    fudged = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    segments = np.repeat(np.arange(6), 96).reshape(24, 24)
+    seen = {"lime": [], "ours": []}
+
+    def classifier(name):
+        def scores(images):
+            seen[name].append(np.array(images))
+            return images.reshape(len(images), -1).mean(axis=1, keepdims=True)
+        return scores
+
+    with mock.patch("lime.lime_image.tqdm", lambda iterable, **_: iterable):
+        data, labels = LimeImageExplainer(random_state=3).data_labels(image, fudged, segments, classifier("lime"), 25, 10)
+    ours, our_labels = _data_labels(LimeImageExplainer(random_state=3), image, fudged, segments, classifier("ours"), 25, 10)
+    assert np.array_equal(data, ours) and np.array_equal(labels, our_labels)
+    assert all(np.array_equal(a, b) for a, b in zip(seen["lime"], seen["ours"], strict=True))
