@@ -20,7 +20,9 @@ from PIL import Image
 
 from core import labels
 from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, imported_from, provenance, resolve_image
+from core.calibration import calibration_table, has_probabilities
 from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_plot, intersection_heatmap
+from core.cohorts import CLASS_HEADS
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
     MAX_GROUP_VALUES,
@@ -124,6 +126,12 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
                                    "n": worst["n"]})
     tables["worst_groups"] = pd.DataFrame(worst_rows, columns=["grouping", "metric", "worst group", "value", "ci_low",
                                                                "ci_high", "n"])
+    calibrated = [head for head in CLASS_HEADS if has_probabilities(frame, head) and frame[head].notna().any()]
+    if calibrated:
+        tables["calibration_overall"] = pd.concat([calibration_table(frame, head).assign(head=head).set_index("head")
+                                                   for head in calibrated])
+        for head in calibrated:
+            tables[f"calibration_{head}_by_race_x_gender"] = calibration_table(frame, head, ["race", "gender"])
     if comparison is not None:
         tables["compare_overall"] = comparison.overall
         by = "_x_".join(comparison.by)
@@ -261,6 +269,8 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             if frame[head].notna().any():
                 parts.append(f"<h2>Confusion: {head}</h2>"
                              + _chart(confusion_heatmap(confusion(frame, head, normalize=True), normalized=True)))
+        if "calibration_overall" in tables:
+            parts.append(_calibration_html(tables))
     if gallery:
         parts.append("<h2>Worst cohort: most confident mistakes</h2><div class='gallery'>" + "".join(
             f"<figure><img src='{uri}' alt=''><figcaption>{esc(caption)}</figcaption></figure>" for caption, uri in gallery)
@@ -325,6 +335,23 @@ def _worst_html(worst: pd.DataFrame, group_by: list[str] | None) -> str:
     return (f"<div class='keep'><h2>Worst groups</h2><p><small>Among groups of at least {SMALL_N} faces; value "
             "(95 % interval). Every grouping and metric is in the JSON/CSV table worst_groups.</small></p><ul>"
             + "".join(sentences) + "</ul></div>")
+
+
+def _calibration_html(tables: dict[str, pd.DataFrame]) -> str:
+    """Expected calibration error per head, and the three race × gender groups (n ≥ SMALL_N) furthest off."""
+    esc = html.escape
+    rows = []
+    for head, row in tables["calibration_overall"].iterrows():
+        groups = tables[f"calibration_{head}_by_race_x_gender"]
+        worst = groups[~groups["small_n"]].sort_values("ece", ascending=False).head(3)
+        furthest = "; ".join(f"{group_label(key)} {value['ece']:.3f} (n = {int(value['n']):,})" for key, value in worst.iterrows())
+        rows.append(f"<tr><td>{esc(head)}</td><td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
+                    f"<td>{row['confidence']:.3f}</td><td>{row['accuracy']:.3f}</td><td>{esc(furthest or '—')}</td></tr>")
+    return ("<div class='keep'><h2>Calibration</h2><p><small>Expected calibration error (15 confidence bins; 0 is "
+            "perfect; biased upward in small groups) with a bootstrap interval, mean confidence against the share right, "
+            "and the race × gender groups furthest off.</small></p><table class='metrics'><tr><th>head</th><th>ECE "
+            "(95 % interval)</th><th>confidence</th><th>right</th><th>furthest off (ECE)</th></tr>" + "".join(rows)
+            + "</table></div>")
 
 
 def _heatmaps_html(table: pd.DataFrame, by: list[str]) -> str:

@@ -193,3 +193,16 @@ def test_every_chart_is_readable_when_written_under_streamlit(bundle, tmp_path, 
     assert {"White", "Black", "Asian", "Indian", "Others"} <= race  # class names on the axes
     bars = [chart["bars"] for chart in charts if chart["bars"]]
     assert bars and all(len(set(fills)) == 3 and "rgb(0, 0, 0)" not in fills for fills in bars)  # three bundles, three colours
+
+
+def test_reports_carry_calibration_per_head_and_the_groups_furthest_off():
+    bundle = synthetic_bundle(600)
+    report = json.loads(report_json(bundle.predictions, bundle.metrics, {}))
+    jsonschema.validate(report, REPORT_SCHEMA)
+    overall = {row["head"]: row for row in report["tables"]["calibration_overall"]}
+    assert set(overall) == {"gender", "race", "age_bin"} and overall["gender"]["n"] == 600
+    by_group = {(row["race"], row["gender"]): row for row in report["tables"]["calibration_gender_by_race_x_gender"]}
+    assert max(by_group, key=lambda key: by_group[key]["ece"]) == ("Black", "Female")  # the planted overconfidence
+    page = report_html(bundle.predictions, bundle.metrics, {}, {})
+    calibration = page[page.index("<h2>Calibration</h2>"):]
+    assert "Black / Female" in calibration[:calibration.index("</table>")]
