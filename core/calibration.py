@@ -101,10 +101,15 @@ def reliability(frame: pd.DataFrame, head: str, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["bin", "n", "confidence", "accuracy", "ci_low", "ci_high"])
 
 
-def group_mask(frame: pd.DataFrame, by: list[str], key: object) -> np.ndarray:
-    """Rows of the group `key` (a value, or a tuple for an intersection) of the columns `by`."""
+def _group_values(frame: pd.DataFrame, by: list[str]) -> np.ndarray:
+    return frame[by].astype("string").fillna(MISSING).to_numpy(dtype=object)
+
+
+def group_mask(frame: pd.DataFrame, by: list[str], key: object, values: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the group `key` (a value, or a tuple for an intersection) of the columns `by` (`values`: the columns
+    as text, when already at hand)."""
     parts = np.array(key if isinstance(key, tuple) else (key,), dtype=object)
-    return (frame[by].astype("string").fillna(MISSING).to_numpy(dtype=object) == parts).all(axis=1)
+    return ((_group_values(frame, by) if values is None else values) == parts).all(axis=1)
 
 
 def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = None, *, bins: int = BINS,
@@ -115,8 +120,8 @@ def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = Non
     clusters = cluster_ids(frame, cluster_column(frame))
     rng = np.random.default_rng(seed)
     if by:
-        keys = group_keys(frame, by)
-        masks = [group_mask(frame, by, key) for key in keys]
+        keys, values = group_keys(frame, by), _group_values(frame, by)
+        masks = [group_mask(frame, by, key, values) for key in keys]
         index = pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1 else pd.Index(keys, name=by[0])
     else:
         masks, index = [np.ones(len(frame), dtype=bool)], pd.Index(["all faces"], name="group")
