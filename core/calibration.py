@@ -77,12 +77,10 @@ def _bootstrap_ece(confidence: np.ndarray, correct: np.ndarray, clusters: np.nda
     rows = np.bincount(index, minlength=k * bins).reshape(k, bins)
     conf = np.bincount(index, confidence, k * bins).reshape(k, bins)
     right = np.bincount(index, correct, k * bins).reshape(k, bins)
-    values = []
-    for _ in range(rounds):
-        weights = np.bincount(rng.integers(0, k, k), minlength=k)
-        n, c, r = weights @ rows, weights @ conf, weights @ right
-        values.append(np.abs(r - c).sum() / n.sum())
-    low, high = np.percentile(values, [2.5, 97.5])
+    draws = rng.integers(0, k, (rounds, k))  # all rounds at once: (rounds, clusters) times each cluster is drawn
+    weights = np.bincount((draws + k * np.arange(rounds)[:, None]).ravel(), minlength=rounds * k).reshape(rounds, k)
+    n, c, r = weights @ rows, weights @ conf, weights @ right  # (rounds, bins)
+    low, high = np.percentile(np.abs(r - c).sum(axis=1) / n.sum(axis=1), [2.5, 97.5])
     return float(low), float(high)
 
 
