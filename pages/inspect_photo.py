@@ -96,8 +96,8 @@ st.subheader("Why? Explanations of one head and class")
 chip_id = hashlib.sha1(chip.tobytes()).hexdigest()[:12]  # a new photo, face or turn: the class follows its prediction
 for key in [k for k in st.session_state if k.startswith("inspect_target_") and not k.endswith(chip_id)]:
     del st.session_state[key]
-explained_heads = [head for head in ("gender", "race", "age") if (onnx.heads.get(head) if onnx else True)
-                   and not (head == "age" and onnx and onnx.heads["age"] != "years-logits")]
+explained_heads = ["gender", "race", "age"] if not onnx else (  # an ONNX model: the heads it gives as distributions
+    [head for head in ("gender", "race") if head in onnx.heads] + (["age"] if onnx.heads.get("age") == "years-logits" else []))
 if not explained_heads:
     st.info("This model gives nothing LIME can explain (no class probabilities, no age distribution).")
     st.stop()
