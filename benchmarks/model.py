@@ -32,7 +32,7 @@ from core.faces import FaceDetector
 from core.images import load_image
 from core.model import load_checkpoint
 from core.trainer import Targets, metrics, predict, targets_from_table
-from training._utkface import load_chips, split_tables
+from training._data import load_chips, split_tables
 
 
 def _peer_outputs(paths: list[str]) -> dict[str, np.ndarray] | None:

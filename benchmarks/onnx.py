@@ -41,7 +41,7 @@ def _median_seconds(run, repeats: int) -> float:
 
 def _chips(settings: Settings, size: int, n: int) -> tuple[np.ndarray, str]:
     try:
-        from training._utkface import load_chips, split_tables
+        from training._data import load_chips, split_tables
 
         test = split_tables(settings, SPLIT_FILE)["test"].head(n)
         return load_chips(settings.dataset_dir("utkface", "UTKFace"), test["file"].tolist(), size).numpy(), "UTKFace test chips"

@@ -36,17 +36,28 @@ class TrainingOverlapError(FaceAuditError, ValueError):
 
 
 def training_files(meta: dict[str, Any]) -> set[str] | None:
-    """File names of the checkpoint's training split, or None when its split file is not this repository's.
+    """Names of the checkpoint's training images (as its split files write them), or None when a split file it
+    records is not this repository's.
 
-    The checkpoint records its split file's name and SHA-256 (`training.train`); only a split file
-    with the same hash can say which images it trained on.
+    The checkpoint records each split file's name and SHA-256 (`training.train`: `splits`, or the older
+    `split_file` alone); only split files with the same hashes can say which images it trained on.
     """
-    name, digest = meta.get("split_file"), meta.get("split_sha256")
-    path = SPLIT_FILE.parent / str(name) if name else None
-    if path is None or not path.is_file() or file_sha256(path) != digest:
-        return None
-    split = read_split(path)
-    return set(split.loc[split["split"] == "train", "file"])
+    entries = meta.get("splits") or ([{"file": meta["split_file"], "sha256": meta.get("split_sha256")}]
+                                     if meta.get("split_file") else [])
+    train: set[str] = set()
+    for entry in entries:
+        path = SPLIT_FILE.parent / str(entry.get("file"))
+        if not path.is_file() or file_sha256(path) != entry.get("sha256"):
+            return None
+        split = read_split(path)
+        train |= set(split.loc[split["split"] == "train", "file"])
+    return train if entries else None
+
+
+def _split_names(path: object) -> tuple[str, str]:
+    """A path's file name and its last folder plus file name: how split files name images (`val/1.jpg`)."""
+    parts = str(path).replace("\\", "/").rsplit("/", 2)
+    return parts[-1], "/".join(parts[-2:])
 
 
 def training_overlap(dataset: Dataset, meta: dict[str, Any]) -> tuple[int, str]:
@@ -57,8 +68,8 @@ def training_overlap(dataset: Dataset, meta: dict[str, Any]) -> tuple[int, str]:
             return 0, (f"cannot check for training images: the checkpoint's split file {meta.get('split_file')!r} "
                        "(by its SHA-256) is not in splits/")
         return 0, "the checkpoint records no training split"
-    names = dataset.table["path"].map(lambda path: str(path).replace("\\", "/").rsplit("/", 1)[-1])
-    overlap = int(names.isin(train).sum())
+    names = dataset.table["path"].map(lambda path: any(name in train for name in _split_names(path)))
+    overlap = int(names.sum())
     return overlap, (f"{overlap} of {len(names)} images are in the checkpoint's training split"
                      if overlap else "no image of the checkpoint's training split")
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from core.errors import FaceAuditError
 
-__all__ = ["REPO_ROOT", "SPLIT_FILE", "Settings", "DataNotFoundError", "add_settings_arguments"]
+__all__ = ["REPO_ROOT", "SPLIT_FILE", "FAIRFACE_SPLIT_FILE", "Settings", "DataNotFoundError", "add_settings_arguments"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLIT_FILE = REPO_ROOT / "splits" / "utkface.csv"
+FAIRFACE_SPLIT_FILE = REPO_ROOT / "splits" / "fairface.csv"  # FairFace val in train / val / test parts
 
 
 class DataNotFoundError(FaceAuditError, FileNotFoundError):

@@ -24,6 +24,7 @@ __all__ = [
     "CLASSES",
     "FAIRFACE_RACES",
     "FAIRFACE_TO_RACE",
+    "RACE7_TO_RACE",
     "LONDON_TO_RACE",
     "RACE_MAPPING_NOTE",
     "LabelError",
@@ -73,6 +74,9 @@ FAIRFACE_TO_RACE: dict[str, str] = {
     "Latino_Hispanic": "Others",
     "Middle Eastern": "Others",
 }
+# Which of `RACES` each of `FAIRFACE_RACES` is (by index): a seven-class race head's five-class view, and the
+# label *set* a five-class label stands for when it trains a seven-class head.
+RACE7_TO_RACE: tuple[int, ...] = tuple(RACES.index(FAIRFACE_TO_RACE[name]) for name in FAIRFACE_RACES)
 # The London set's `ethnicity` column. West Asian is FairFace's "Middle Eastern", hence "Others";
 # people labelled with two ethnicities ("east_asian/white") also go to the catch-all.
 LONDON_TO_RACE: dict[str, str] = {

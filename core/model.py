@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from core.errors import FaceAuditError
 __all__ = [
     "AGES",
     "HEADS",
+    "head_sizes",
+    "race7_to_race",
+    "race7_state",
     "ModelConfig",
     "MultiTaskNet",
     "CheckpointError",
@@ -44,6 +48,9 @@ AGES = torch.arange(labels.AGE_MIN, labels.AGE_MAX + 1, dtype=torch.float32)  # 
 AGE_BIN_MATRIX = torch.tensor([[float(labels.age_to_bin(int(age)) == name) for name in labels.AGE_BINS]
                                for age in AGES.tolist()])
 HEADS = {"age": labels.AGE_MAX + 1 - labels.AGE_MIN, "gender": len(labels.GENDERS), "race": len(labels.RACES)}
+# (7, 5): log of which five-class race each FairFace race belongs to (0 where it does, -inf where not)
+_RACE7_TO_RACE_LOG = torch.tensor([[0.0 if index == race else -math.inf for race in range(len(labels.RACES))]
+                                   for index in labels.RACE7_TO_RACE])
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
 
@@ -61,6 +68,7 @@ class ModelConfig:
         dropout: Dropout before the heads.
         pretrained: Load ImageNet weights: from `pretrained_file` when given, else timm's hub.
         pretrained_file: Local timm-format weights file (for offline machines).
+        race7: A race head over FairFace's seven classes; the model's `race` output is then its five-class view.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -68,13 +76,45 @@ class ModelConfig:
     dropout: float = 0.2
     pretrained: bool = False
     pretrained_file: str | None = None
+    race7: bool = False
+
+
+def head_sizes(config: ModelConfig) -> dict[str, int]:
+    """The linear heads of a network and their widths: `HEADS`, with `race7` (7) in place of `race` when asked."""
+    if not config.race7:
+        return dict(HEADS)
+    return {"age": HEADS["age"], "gender": HEADS["gender"], "race7": len(labels.FAIRFACE_RACES)}
+
+
+def race7_to_race(race7_logits: torch.Tensor) -> torch.Tensor:
+    """Five-class race log-probabilities `(b, 5)` from seven-class logits `(b, 7)`: each class's summed probability.
+
+    A five-class label trains the seven-class head through this view as a label set (cross-entropy here is
+    -log of the set's summed probability), and softmax of the result gives the five probabilities.
+    """
+    log_probs = race7_logits.float().log_softmax(dim=1)
+    return torch.logsumexp(log_probs[:, :, None] + _RACE7_TO_RACE_LOG.to(log_probs.device)[None], dim=1)
+
+
+def race7_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A five-class race head's weights as a seven-class head whose five-class view predicts exactly the same.
+
+    Each FairFace class copies the row of its five-class race, its bias lowered by the log of how many
+    classes share that race (Asian and Others each split in two), so `race7_to_race` gives the old softmax.
+    """
+    index = torch.tensor(labels.RACE7_TO_RACE)
+    shares = torch.bincount(index, minlength=len(labels.RACES)).float()[index]
+    weight, bias = state["heads.race.weight"], state["heads.race.bias"]
+    kept = {name: tensor for name, tensor in state.items() if not name.startswith("heads.race.")}
+    return kept | {"heads.race7.weight": weight[index].clone(), "heads.race7.bias": bias[index] - shares.log()}
 
 
 class MultiTaskNet(nn.Module):
     """A timm backbone (`num_classes=0`) with three linear heads.
 
     `forward` returns logits `{"age": (b, 117), "gender": (b, 2), "race": (b, 5)}`; the age head
-    is a distribution over whole years 0-116 (see `age_summary`).
+    is a distribution over whole years 0-116 (see `age_summary`). With `config.race7` the race head
+    is `race7` (b, 7) over FairFace's classes and `race` is its five-class view (`race7_to_race`).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -88,7 +128,8 @@ class MultiTaskNet(nn.Module):
         self.mean: tuple[float, ...] = tuple(data_config["mean"])
         self.std: tuple[float, ...] = tuple(data_config["std"])
         self.dropout = nn.Dropout(config.dropout)
-        self.heads = nn.ModuleDict({name: nn.Linear(self.backbone.num_features, size) for name, size in HEADS.items()})
+        self.heads = nn.ModuleDict({name: nn.Linear(self.backbone.num_features, size)
+                                    for name, size in head_sizes(config).items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.from_features(self.backbone.forward_features(x))
@@ -96,7 +137,10 @@ class MultiTaskNet(nn.Module):
     def from_features(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits from the backbone's last feature map (`backbone.forward_features`), e.g. for Grad-CAM."""
         pooled = self.dropout(self.backbone.forward_head(features))  # (b, num_features)
-        return {name: head(pooled) for name, head in self.heads.items()}
+        logits = {name: head(pooled) for name, head in self.heads.items()}
+        if "race7" in logits:
+            logits["race"] = race7_to_race(logits["race7"])
+        return logits
 
     def normalize(self, chips: torch.Tensor) -> torch.Tensor:
         """uint8 `(b, H, W, 3)` or `(b, 3, H, W)` chips -> normalised float `(b, 3, S, S)` at the input size."""
@@ -168,9 +212,10 @@ class Checkpoint:
         return self.meta.get("weights_sha256", "")[:12]
 
 
-def _label_block() -> dict[str, Any]:
-    return {"age_min": labels.AGE_MIN, "age_max": labels.AGE_MAX, "age_bins": list(labels.AGE_BINS),
-            "genders": list(labels.GENDERS), "races": list(labels.RACES)}
+def _label_block(race7: bool = False) -> dict[str, Any]:
+    block = {"age_min": labels.AGE_MIN, "age_max": labels.AGE_MAX, "age_bins": list(labels.AGE_BINS),
+             "genders": list(labels.GENDERS), "races": list(labels.RACES)}
+    return block | {"races7": list(labels.FAIRFACE_RACES)} if race7 else block
 
 
 def save_checkpoint(model: MultiTaskNet, folder: str | Path, **meta: Any) -> Path:
@@ -184,7 +229,7 @@ def save_checkpoint(model: MultiTaskNet, folder: str | Path, **meta: Any) -> Pat
         "model": asdict(model.config) | {"pretrained": False, "pretrained_file": None},
         "preprocessing": {"input_size": model.config.input_size, "mean": list(model.mean), "std": list(model.std),
                           "chip": "aligned to core/assets/utkface_template.json, RGB"},
-        "labels": _label_block(),
+        "labels": _label_block(model.config.race7),
         "weights_sha256": file_sha256(folder / WEIGHTS_FILE),
         **meta,
     }
@@ -213,6 +258,7 @@ def _checked_config(block: Any, path: Path) -> ModelConfig:
     if not isinstance(block, dict):
         raise CheckpointError(f"{path}: 'model' must be an object with backbone, input_size and dropout")
     backbone, size, dropout = block.get("backbone"), block.get("input_size"), block.get("dropout", 0.0)
+    race7 = block.get("race7", False)
     if not isinstance(backbone, str) or not timm.is_model(backbone):
         raise CheckpointError(f"{path}: unknown backbone {backbone!r}; it must be a timm model name")
     low, high = INPUT_SIZE_RANGE
@@ -220,7 +266,9 @@ def _checked_config(block: Any, path: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: input_size {size!r} must be a whole number of pixels in {low}-{high}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise CheckpointError(f"{path}: dropout {dropout!r} must be a number in [0, 1)")
-    return ModelConfig(backbone=backbone, input_size=size, dropout=float(dropout))
+    if not isinstance(race7, bool):
+        raise CheckpointError(f"{path}: race7 {race7!r} must be true or false")
+    return ModelConfig(backbone=backbone, input_size=size, dropout=float(dropout), race7=race7)
 
 
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -250,7 +298,7 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
         raise CheckpointError(f"{weights} is not the file its config.json describes (SHA-256 {actual[:12]}, recorded "
                               f"{str(meta.get('weights_sha256'))[:12]}): the weights were replaced or damaged; "
                               "save the checkpoint again with FaceAudit")
-    if meta.get("labels") != _label_block():
+    if meta.get("labels") != _label_block(config.race7):
         raise CheckpointError(f"{config_path}: its label names differ from this FaceAudit version's; retrain or update")
     model = create_model(config)
     try:

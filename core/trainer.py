@@ -1,8 +1,11 @@
 """Training and batch inference for `MultiTaskNet`: targets, augmentation, losses, epochs, metrics.
 
 Loss (weights in `TrainConfig`): age = KL divergence to a Gaussian label distribution over years
-(sigma `age_sigma`) + `age_l1_weight` x |expected age - age|; gender and race = cross-entropy with
-label smoothing. Rows with a missing label (-1) add nothing to that head's loss. With
+(sigma `age_sigma`) + `age_l1_weight` x |expected age - age|; a row with only an age bin (FairFace) adds
+-log of the probability the year distribution puts inside its bin instead. Gender and race = cross-entropy
+with label smoothing; a seven-class race head (`race7`) learns FairFace's labels directly and a five-class
+label as a label set (-log of the summed probability of its classes, through the model's `race` view).
+Rows with a missing label (-1) add nothing to that head's loss. With
 `balance="group"` each row is weighted by 1 / frequency of its race x gender x age-bin cell
 (normalised to mean 1), so that small groups count as much as large ones.
 """
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from core import labels
-from core.model import AGES, MultiTaskNet, age_summary, mirror_average
+from core.model import AGE_BIN_MATRIX, AGES, MultiTaskNet, age_summary, mirror_average
 from core.split import stratum
 
 CPU = torch.device("cpu")
@@ -58,10 +61,15 @@ class Targets:
     gender: torch.Tensor  # (n,)
     race: torch.Tensor  # (n,)
     age_bin: torch.Tensor  # (n,)
+    race7: torch.Tensor | None = None  # (n,) FairFace's seven classes, where the data has them
+
+    def __post_init__(self) -> None:
+        if self.race7 is None:
+            self.race7 = torch.full_like(self.race, -1)
 
     def take(self, index: torch.Tensor) -> Targets:
         """The targets of rows `index`."""
-        return Targets(self.age[index], self.gender[index], self.race[index], self.age_bin[index])
+        return Targets(self.age[index], self.gender[index], self.race[index], self.age_bin[index], self.race7[index])
 
 
 def _codes(column: pd.Series) -> torch.Tensor:
@@ -69,9 +77,13 @@ def _codes(column: pd.Series) -> torch.Tensor:
 
 
 def targets_from_table(table: pd.DataFrame) -> Targets:
-    """Targets from a dataset table (categorical label columns, nullable age)."""
+    """Targets from a dataset table (categorical label columns, nullable age; FairFace's `fairface_race` if any)."""
     age = torch.as_tensor(table["age"].fillna(-1).to_numpy(dtype=np.int64))
-    return Targets(age=age, gender=_codes(table["gender"]), race=_codes(table["race"]), age_bin=_codes(table["age_bin"]))
+    race7 = None
+    if "fairface_race" in table:
+        race7 = _codes(table["fairface_race"].astype(pd.CategoricalDtype(labels.FAIRFACE_RACES)))
+    return Targets(age=age, gender=_codes(table["gender"]), race=_codes(table["race"]), age_bin=_codes(table["age_bin"]),
+                   race7=race7)
 
 
 def mitigation_note(training: dict) -> str | None:
@@ -130,20 +142,30 @@ def multitask_loss(outputs: dict[str, torch.Tensor], targets: Targets, config: T
     log_probs = outputs["age"].float().log_softmax(dim=1)
     kl = (soft * (soft.clamp_min(1e-12).log() - log_probs)).sum(dim=1)  # (b,)
     l1 = (log_probs.exp() @ ages - age).abs()  # (b,)
+    bin_only = ((targets.age < 0) & (targets.age_bin >= 0)).to(weights.device)  # FairFace: an age bin, no year
+    bin_log_mass = torch.logsumexp(log_probs[:, :, None] + AGE_BIN_MATRIX.log().to(log_probs.device)[None], dim=1)
+    bin_nll = -bin_log_mass.gather(1, targets.age_bin.clamp_min(0).to(log_probs.device)[:, None])[:, 0]  # (b,)
 
     def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = weights * mask
         return (values * w).sum() / w.sum().clamp_min(1e-6)
 
-    def ce(name: str, target: torch.Tensor) -> torch.Tensor:
-        mask = (target >= 0).to(weights.device)
+    def ce(name: str, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row loss and its mask (rows with a label)."""
         loss = F.cross_entropy(outputs[name].float(), target.clamp_min(0).to(weights.device), reduction="none",
                                label_smoothing=config.label_smoothing)
-        return masked_mean(loss, mask)
+        return loss, (target >= 0).to(weights.device)
 
+    gender_loss, gender_mask = ce("gender", targets.gender)
+    race_loss, race_mask = ce("race", targets.race)
+    if "race7" in outputs:  # a seven-class label where there is one, else the five-class label as a set
+        race7_loss, race7_mask = ce("race7", targets.race7)
+        race_loss = torch.where(race7_mask.bool(), race7_loss, race_loss)
+        race_mask = torch.maximum(race_mask, race7_mask)
     losses = {"age_kl": masked_mean(kl, has_age), "age_l1": masked_mean(l1, has_age),
-              "gender": ce("gender", targets.gender), "race": ce("race", targets.race)}
-    losses["total"] = (config.age_weight * losses["age_kl"] + config.age_l1_weight * losses["age_l1"]
+              "age_bin": masked_mean(bin_nll, bin_only),
+              "gender": masked_mean(gender_loss, gender_mask), "race": masked_mean(race_loss, race_mask)}
+    losses["total"] = (config.age_weight * (losses["age_kl"] + losses["age_bin"]) + config.age_l1_weight * losses["age_l1"]
                        + config.gender_weight * losses["gender"] + config.race_weight * losses["race"])
     return losses
 
@@ -184,7 +206,8 @@ def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size
     """Predict every chip (uint8 `(n, H, W, 3)`), optionally averaging with the mirrored chip.
 
     Returns:
-        `age`, `age_std` (n,), `age_bin` (n, 9), `gender` (n, 2), `race` (n, 5) probabilities.
+        `age`, `age_std` (n,), `age_bin` (n, 9), `gender` (n, 2), `race` (n, 5) probabilities; `race7` (n, 7)
+        too from a seven-class race head.
     """
     model.eval()
     chips = torch.as_tensor(chips)
@@ -201,7 +224,7 @@ def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size
                 outputs = mirror_average(outputs, model(x.flip(3)))
         summary = age_summary(outputs["age"])
         batch = {"age": summary["age"], "age_std": summary["age_std"], "age_bin": summary["age_bin"],
-                 "gender": outputs["gender"].float().softmax(1), "race": outputs["race"].float().softmax(1)}
+                 **{head: outputs[head].float().softmax(1) for head in ("gender", "race", "race7") if head in outputs}}
         for name, value in batch.items():
             parts.setdefault(name, []).append(value.float().cpu().numpy())
     return {name: np.concatenate(values) for name, values in parts.items()}
@@ -211,7 +234,8 @@ def metrics(predictions: dict[str, np.ndarray], targets: Targets) -> dict[str, f
     """Headline metrics; None where the labels are absent.
 
     Returns:
-        `age_mae`, `cs5` (share within 5 years), `age_bin_accuracy`, `gender_accuracy`, `race_accuracy`.
+        `age_mae`, `cs5` (share within 5 years), `age_bin_accuracy`, `gender_accuracy`, `race_accuracy`,
+        `race7_accuracy` (FairFace's seven classes, from a seven-class head).
     """
     def accuracy(probs: np.ndarray, target: torch.Tensor, rule=lambda p: p.argmax(1)) -> float | None:
         mask = target.numpy() >= 0
@@ -225,4 +249,5 @@ def metrics(predictions: dict[str, np.ndarray], targets: Targets) -> dict[str, f
         "age_bin_accuracy": accuracy(predictions["age_bin"], targets.age_bin, labels.median_bin_index),
         "gender_accuracy": accuracy(predictions["gender"], targets.gender),
         "race_accuracy": accuracy(predictions["race"], targets.race),
+        "race7_accuracy": accuracy(predictions["race7"], targets.race7) if "race7" in predictions else None,
     }

@@ -19,7 +19,7 @@ from core.bundle import Bundle, compute_metrics, prediction_frame, write_bundle
 from core.config import SPLIT_FILE, Settings
 from core.trainer import metrics, targets_from_table
 from training._cli import command
-from training._utkface import load_chips, split_tables
+from training._data import load_chips, split_tables
 
 
 @command

@@ -7,8 +7,9 @@
     python -m training.evaluate --onnx vendor/model.onnx --dataset fairface-val --out audits/vendor-fairface-val
 
 Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
-utkface-train, fairface-sample, fairface-val (FairFace's 10,954 validation photos), london-set. Photos are detected and every face is recorded; the
-labelled face is the most central one (--face-rule largest for the largest) and is aligned before
+utkface-train, fairface-sample, fairface-val (FairFace's 10,954 validation photos), fairface-test and fairface-tune
+(the 3,285 and 1,113 of them in the test and val parts of splits/fairface.csv, never trained on), london-set. Photos are detected and every face
+is recorded; the labelled face is the most central one (--face-rule largest for the largest) and is aligned before
 prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
 are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
 checkpoint was trained on is refused unless --allow-training-images is given. `--onnx FILE` audits an ONNX
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from core.audit import INPUT_KINDS, run_audit
 from core.bundle import write_bundle
-from core.config import SPLIT_FILE, Settings, add_settings_arguments
+from core.config import FAIRFACE_SPLIT_FILE, SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import (
     REJECT_COLUMNS,
     Dataset,
@@ -49,7 +50,11 @@ from training._cli import command
 
 # Named datasets and what their images are.
 DATASETS = {"utkface-test": "aligned-chips", "utkface-val": "aligned-chips", "utkface-train": "aligned-chips",
-            "fairface-sample": "photos", "fairface-val": "photos", "london-set": "photos"}
+            "fairface-sample": "photos", "fairface-val": "photos", "fairface-test": "photos", "fairface-tune": "photos",
+            "london-set": "photos"}
+# Parts of FairFace val by splits/fairface.csv: test (3,285) for audits, its val part (1,113) to pick epochs and fit
+# temperatures on; its train part is training data.
+FAIRFACE_PARTS = {"fairface-test": "test", "fairface-tune": "val"}
 
 
 def load_named_dataset(name: str, settings: Settings) -> Dataset:
@@ -72,6 +77,12 @@ def load_named_dataset(name: str, settings: Settings) -> Dataset:
         return read_fairface(settings.dataset_dir("fairface_sample", "labels.csv"), name=name)
     if name == "fairface-val":
         return read_fairface(settings.dataset_dir("fairface", "fairface_label_val.csv"), name=name)
+    if name in FAIRFACE_PARTS:  # a part of FairFace val (splits/fairface.csv) that training never sees
+        dataset = read_fairface(settings.dataset_dir("fairface", "fairface_label_val.csv"), name=name)
+        split = read_split(FAIRFACE_SPLIT_FILE)
+        files = set(split.loc[split["split"] == FAIRFACE_PARTS[name], "file"])
+        dataset.table = dataset.table[dataset.table["file"].isin(files)].reset_index(drop=True)
+        return dataset
     if name == "london-set":
         dataset = read_london_set(settings.dataset_dir("london_set"))
         dataset.name = name

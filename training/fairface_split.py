@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from core.config import FAIRFACE_SPLIT_FILE as FAIRFACE_SPLIT
 from core.config import REPO_ROOT, SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import read_london_set, read_utkface
 from core.dedup import centre_thumbnail, dhash, find_duplicate_groups, scan_images
@@ -27,7 +28,6 @@ from core.split import make_split, read_split, write_split
 from training._cli import command
 from training.evaluate import load_named_dataset
 
-FAIRFACE_SPLIT = REPO_ROOT / "splits" / "fairface.csv"
 CROSS_SOURCE = REPO_ROOT / "splits" / "cross_source_duplicates.csv"
 FRACTIONS = (0.6, 0.1, 0.3)
 

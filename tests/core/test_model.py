@@ -11,6 +11,7 @@ from core.model import (
     create_model,
     file_sha256,
     load_checkpoint,
+    race7_state,
     save_checkpoint,
 )
 
@@ -114,3 +115,33 @@ def test_checkpoint_with_other_labels_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="label names differ"):
         load_checkpoint(tmp_path)
+
+
+def test_a_seven_class_race_head_gives_a_five_class_view_that_sums_its_classes(tmp_path):
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)).eval()
+    x = model.normalize(torch.randint(0, 256, (3, 48, 48, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        out = model(x)
+    assert out["race7"].shape == (3, 7) and out["race"].shape == (3, 5)
+    seven = out["race7"].softmax(1)
+    for race, name in enumerate(labels.RACES):
+        members = [i for i, target in enumerate(labels.RACE7_TO_RACE) if target == race]
+        assert torch.allclose(out["race"].softmax(1)[:, race], seven[:, members].sum(1), atol=1e-6), name
+    save_checkpoint(model, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.model.config.race7 and loaded.meta["labels"]["races7"] == list(labels.FAIRFACE_RACES)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x)["race7"], out["race7"])
+
+
+def test_a_five_class_head_widened_to_seven_predicts_exactly_as_before():
+    torch.manual_seed(0)
+    five = create_model(TINY[0]).eval()
+    seven = create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)).eval()
+    seven.load_state_dict(race7_state(five.state_dict()))
+    x = five.normalize(torch.randint(0, 256, (4, 48, 48, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.allclose(seven(x)["race"].softmax(1), five(x)["race"].softmax(1), atol=1e-6)
+        east, southeast = labels.FAIRFACE_RACES.index("East Asian"), labels.FAIRFACE_RACES.index("Southeast Asian")
+        assert torch.allclose(seven(x)["race7"][:, east], seven(x)["race7"][:, southeast])  # split evenly

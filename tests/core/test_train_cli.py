@@ -1,12 +1,15 @@
 import csv
+import shutil
 
-from tests.conftest import noise_image
+from core.model import load_checkpoint
+from tests.conftest import LONDON_FIXTURES, noise_image
 from training import train
 
 NAMES = [f"{age}_{age % 2}_{age % 5}_2017011617452{age:04d}.jpg.chip.jpg" for age in range(20, 36)]
 
 
-def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
+def _utkface_run(tmp_path):
+    """A UTKFace-like data folder and split of noise chips, trained for a head epoch and an epoch; its arguments."""
     folder = tmp_path / "data" / "utkface" / "UTKFace"
     folder.mkdir(parents=True)
     for index, name in enumerate(NAMES):
@@ -20,6 +23,11 @@ def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
             "--cache-dir", str(tmp_path / "cache"), "--backbone", "test_efficientnet", "--no-pretrained",
             "--input-size", "32", "--batch-size", "4", "--head-epochs", "1", "--epochs", "1", "--threads", "1"]
     assert train.main(args) == 0
+    return args
+
+
+def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
+    args = _utkface_run(tmp_path)
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "best" / "config.json").is_file()
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
@@ -30,3 +38,29 @@ def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
                  "--head-epochs", "0", "--epochs", "1", "--threads", "1"]
     assert train.main(fine_tune) == 0
     assert len((tmp_path / "ft" / "log.csv").read_text().splitlines()) == 2
+
+
+def test_fine_tuning_on_fairface_widens_the_race_head_to_seven_classes(tmp_path):
+    """--fairface --race7 from a five-class checkpoint: FairFace photos (faces detected and aligned) join the
+    training data, the head gets FairFace's seven races, the checkpoint records both split files."""
+    args = _utkface_run(tmp_path)
+    photos = tmp_path / "data" / "fairface" / "val"
+    photos.mkdir(parents=True)
+    rows = ["file,age,gender,race,service_test"]
+    for index, (sample, race) in enumerate([("004_03.jpg", "Middle Eastern"), ("025_03.jpg", "East Asian"),
+                                            ("030_08.jpg", "White"), ("025_03.jpg", "Latino_Hispanic")]):
+        shutil.copy(LONDON_FIXTURES / sample, photos / f"{index}.jpg")
+        rows.append(f"val/{index}.jpg,20-29,{'Female' if index % 2 else 'Male'},{race},True")
+    (photos.parent / "fairface_label_val.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "fairface.csv").write_text("file,split,group\nval/0.jpg,train,0\nval/1.jpg,train,1\n"
+                                           "val/2.jpg,val,2\nval/3.jpg,test,3\n")
+    fine_tune = [*args[:-8], "--out", str(tmp_path / "ff"), "--init", str(tmp_path / "run" / "best"), "--fairface",
+                 "--fairface-split-file", str(tmp_path / "fairface.csv"), "--race7",
+                 "--head-epochs", "0", "--epochs", "1", "--threads", "1"]
+    assert train.main(fine_tune) == 0
+    checkpoint = load_checkpoint(tmp_path / "ff" / "best")
+    assert checkpoint.model.config.race7
+    assert [entry["file"] for entry in checkpoint.meta["splits"]] == ["split.csv", "fairface.csv"]
+    assert checkpoint.meta["trained_on"] == "UTKFace train split + FairFace val's train part (2 photos)"
+    log = next(csv.DictReader(open(tmp_path / "ff" / "log.csv")))
+    assert float(log["fairface_val_race7_accuracy"]) in (0.0, 1.0)  # one photo in FairFace's val part

@@ -1,8 +1,12 @@
+import math
+
 import pandas as pd
 import pytest
 import torch
 
+from core import labels
 from core.datasets import read_manifest
+from core.model import race7_to_race
 from core.trainer import Targets, TrainConfig, augment, group_weights, multitask_loss, targets_from_table
 from tests.conftest import noise_image
 
@@ -41,3 +45,35 @@ def test_targets_from_table_marks_missing_labels(tmp_path):
     targets = targets_from_table(read_manifest(tmp_path / "m.csv").table)
     assert targets.age.tolist() == [34, -1] and targets.gender.tolist() == [1, -1]
     assert targets.race.tolist() == [1, -1] and targets.age_bin.tolist() == [4, -1]
+
+
+def test_a_five_class_label_trains_a_seven_class_head_as_a_set_and_an_age_bin_as_a_mass():
+    """UTKFace's "Asian" is right whichever of East or Southeast Asian the head picks; FairFace's East Asian is not;
+    a FairFace age bin is the year distribution's mass inside the bin."""
+    east, southeast = labels.FAIRFACE_RACES.index("East Asian"), labels.FAIRFACE_RACES.index("Southeast Asian")
+    race7 = torch.full((2, 7), -20.0)
+    race7[:, southeast] = 20.0  # certain: Southeast Asian
+    age = torch.full((2, 117), -30.0)
+    age[:, 33:36] = 0.0  # 33-35 years
+    outputs = {"age": age, "gender": torch.zeros(2, 2), "race7": race7, "race": race7_to_race(race7)}
+    asian, thirties = labels.RACES.index("Asian"), labels.AGE_BINS.index("30-39")
+    targets = Targets(age=torch.tensor([-1, -1]), gender=torch.tensor([-1, -1]), race=torch.tensor([asian, asian]),
+                      age_bin=torch.tensor([thirties, thirties - 1]), race7=torch.tensor([-1, east]))
+    config = TrainConfig(label_smoothing=0.0)
+    utkface, fairface = (multitask_loss({head: value[[i]] for head, value in outputs.items()},
+                                        targets.take(torch.tensor([i])), config) for i in (0, 1))
+    assert utkface["race"].item() == pytest.approx(0.0, abs=1e-6)  # in the set {East, Southeast Asian}
+    assert fairface["race"].item() == pytest.approx(40.0, abs=1e-3)  # the wrong one of the two
+    assert utkface["age_bin"].item() == pytest.approx(0.0, abs=1e-6)  # all mass in 30-39
+    assert fairface["age_bin"].item() == pytest.approx(30 - math.log(10 / 3), abs=1e-3)  # 10 years at e^-30, vs 3
+    assert utkface["age_kl"] == 0 and utkface["gender"] == 0  # no year, no gender: no loss
+
+
+def test_fairface_race_becomes_the_seven_class_target():
+    table = pd.DataFrame({"age": pd.array([None, 30], dtype="Int64"), "gender": pd.Categorical(["Male", "Female"]),
+                          "race": pd.Categorical(["Others", "Asian"], categories=labels.RACES),
+                          "age_bin": pd.Categorical(["20-29", "30-39"], categories=labels.AGE_BINS),
+                          "fairface_race": ["Middle Eastern", None]})
+    targets = targets_from_table(table)
+    assert targets.race7.tolist() == [labels.FAIRFACE_RACES.index("Middle Eastern"), -1]
+    assert targets.age.tolist() == [-1, 30]
