@@ -10,7 +10,8 @@ them is `core.audit.run_audit`.
 
 Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `gender`, `race`),
 `pred_age`, `pred_age_std`, `pred_age_bin` (the bin holding the median age), `pred_gender`,
-`pred_race`, probabilities `p_age_bin_<bin>`, `p_gender_<name>`, `p_race_<name>`; detection:
+`pred_race`, probabilities `p_age_bin_<bin>`, `p_gender_<name>`, `p_race_<name>` (and from a seven-class race head
+`pred_race7`, `p_race7_<FairFace race>`); detection:
 `n_faces`, `multi_face`, `face_index`, `face_reason`, `face_score`, `face_box_x/y/w/h`, `face_px`,
 `image_width`, `image_height`, `faces` (every detection as JSON); `dup_group`, `dup_group_size`,
 `label_conflict`; then the dataset's extra columns.
@@ -75,6 +76,10 @@ def prediction_frame(table: pd.DataFrame, outputs: dict[str, np.ndarray]) -> pd.
         frame[f"pred_{head}"] = pd.Categorical.from_codes(codes, categories=list(names), ordered=True)
         for index, name in enumerate(names):
             frame[f"p_{head}_{name}"] = probs[:, index].astype(np.float32)
+    if "race7" in outputs:  # a seven-class race head: FairFace's classes beside their five-class view
+        frame["pred_race7"] = pd.Categorical.from_codes(outputs["race7"].argmax(1), categories=list(labels.FAIRFACE_RACES))
+        for index, name in enumerate(labels.FAIRFACE_RACES):
+            frame[f"p_race7_{name}"] = outputs["race7"][:, index].astype(np.float32)
     return frame
 
 
@@ -93,12 +98,19 @@ def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
     return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in HEADLINE_METRICS}
 
 
+def _race7_accuracy(frame: pd.DataFrame) -> float | None:
+    values = row_values(frame)["race7_accuracy"]
+    return float(values.mean()) if values.notna().any() else None
+
+
 def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
     """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too.
 
     Groups: every column of `grouping_columns` (labels, the dataset's own columns with few values, `n_faces`, ...).
     """
     overall = _headline(frame) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
+    if "pred_race7" in frame and len(frame):
+        overall["race7_accuracy"] = _race7_accuracy(frame)
     found = len(frame) / n_images if n_images else None
     # Counting every image: a rejected image (no face) counts as a wrong answer.
     counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)
@@ -110,6 +122,8 @@ def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
         groups[column] = {}
         for value, members in frame.groupby(column, observed=True, sort=True):
             groups[column][str(value)] = {"n": len(members), **_headline(members)}
+            if "race7_accuracy" in overall:
+                groups[column][str(value)]["race7_accuracy"] = _race7_accuracy(members)
     return {"n": len(frame), "n_images": n_images, "n_rejected": n_images - len(frame), "faces_found": found,
             **overall, **counting_misses, "groups": groups}
 

@@ -21,7 +21,7 @@ from core import labels
 from core.errors import FaceAuditError
 from core.glossary import Term
 
-__all__ = ["SelectionError", "METRIC_TERMS", "METRICS", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
            "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "bootstrap_means", "metric_interval", "SubgroupMetrics"]
@@ -49,7 +49,13 @@ METRIC_TERMS: dict[str, Term] = {
     "false_male_rate": Term("Women called men", "share of true females predicted male", "lower"),
     **{f"race_recall_{race}": Term(f"{race} recall", f"share of true {race} faces predicted {race}", "higher")
        for race in labels.RACES},
+    # FairFace's seven races: from a model with a seven-class head, on data labelled with them (`fairface_race`)
+    "race7_accuracy": Term("Race-7 accuracy", "share of faces whose FairFace race (seven classes) is predicted right",
+                           "higher"),
+    **{f"race7_recall_{race}": Term(f"{race} recall (race-7)", f"share of true {race} faces (FairFace's seven "
+                                    f"classes) predicted {race}", "higher") for race in labels.FAIRFACE_RACES},
 }
+RACE7_METRICS = tuple(name for name in METRIC_TERMS if name.startswith("race7_"))
 # name -> (definition, higher is better), derived from the terms
 METRICS: dict[str, tuple[str, bool]] = {name: (term.definition, term.good == "higher") for name, term in METRIC_TERMS.items()}
 
@@ -82,7 +88,19 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     }
     for name in labels.RACES:
         values[f"race_recall_{name}"] = np.where(((race == name) & pred_race.notna()).fillna(False), pred_race == name, np.nan)
+    has_race7 = "fairface_race" in frame and "pred_race7" in frame
+    race7 = frame["fairface_race"].astype("string") if has_race7 else pd.Series(pd.NA, index=frame.index, dtype="string")
+    pred_race7 = frame["pred_race7"].astype("string") if has_race7 else race7
+    values["race7_accuracy"] = equal("fairface_race", "pred_race7") if has_race7 else np.full(len(frame), np.nan)
+    for name in labels.FAIRFACE_RACES:
+        values[f"race7_recall_{name}"] = np.where(((race7 == name) & pred_race7.notna()).fillna(False),
+                                                  pred_race7 == name, np.nan)
     return pd.DataFrame(values, index=frame.index)
+
+
+def available_metrics(frame: pd.DataFrame) -> list[str]:
+    """The names of `METRICS` a bundle can have: the race-7 ones only from a model with a seven-class race head."""
+    return [name for name in METRICS if name not in RACE7_METRICS or "pred_race7" in frame]
 
 
 # A column can group or filter an audit when it has at most this many distinct values.
@@ -387,13 +405,30 @@ def worst_group(table: pd.DataFrame, metric: str, min_n: int = SMALL_N) -> dict 
             "ci_high": float(row[f"{metric}_ci_high"]), "n": int(row["n"])}
 
 
-def confusion(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"], *, normalize: bool = False) -> pd.DataFrame:
-    """Confusion matrix of one head: rows true labels, columns predictions, in taxonomy order."""
-    names = labels.CLASSES[head]
-    known = frame[frame[head].notna()]
-    table = pd.crosstab(pd.Categorical(known[head].astype("string"), categories=names),
-                        pd.Categorical(known[f"pred_{head}"].astype("string"), categories=names), dropna=False)
-    table.index.name, table.columns.name = f"true {head}", f"predicted {head}"
+# Confusion tables: head -> (true column, predicted column, true classes, predicted classes). "race7" needs a
+# seven-class race head; "fairface_race" shows where each of FairFace's seven races goes among the five.
+CONFUSIONS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    **{head: (head, f"pred_{head}", labels.CLASSES[head], labels.CLASSES[head]) for head in ("gender", "race", "age_bin")},
+    "race7": ("fairface_race", "pred_race7", labels.FAIRFACE_RACES, labels.FAIRFACE_RACES),
+    "fairface_race": ("fairface_race", "pred_race", labels.FAIRFACE_RACES, labels.RACES),
+}
+
+CONFUSION_TITLES = {"gender": "gender", "race": "race", "age_bin": "age bin", "race7": "race (FairFace's 7)",
+                    "fairface_race": "FairFace race → race"}
+
+
+def confusion_heads(frame: pd.DataFrame) -> list[str]:
+    """The `CONFUSIONS` a predictions frame has both columns of."""
+    return [head for head, (true, pred, _, _) in CONFUSIONS.items() if true in frame and pred in frame]
+
+
+def confusion(frame: pd.DataFrame, head: str, *, normalize: bool = False) -> pd.DataFrame:
+    """Confusion matrix of one of `CONFUSIONS`: rows true labels, columns predictions, in taxonomy order."""
+    true, pred, true_names, pred_names = CONFUSIONS[head]
+    known = frame[frame[true].notna()]
+    table = pd.crosstab(pd.Categorical(known[true].astype("string"), categories=true_names),
+                        pd.Categorical(known[pred].astype("string"), categories=pred_names), dropna=False)
+    table.index.name, table.columns.name = f"true {true.replace('fairface_race', 'FairFace race')}", pred.replace("pred_", "predicted ")
     if normalize:
         table = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
     return table

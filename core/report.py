@@ -25,12 +25,15 @@ from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_
 from core.cohorts import CLASS_HEADS
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
+    CONFUSION_TITLES,
+    CONFUSIONS,
     MAX_GROUP_VALUES,
     METRIC_TERMS,
     SMALL_N,
     SelectionError,
     cluster_column,
     confusion,
+    confusion_heads,
     group_label,
     grouping_columns,
     interval_note,
@@ -113,7 +116,7 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
     """
     if frame.empty:
         return {}
-    tables = {"headline": overall_metrics(frame, list(HEADLINE_METRICS))}
+    tables = {"headline": overall_metrics(frame, [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])])}
     worst_rows = []
     for by in groupings(frame, group_by):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
@@ -265,10 +268,10 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
         for by in [["race", "age_bin"]] + ([custom] if custom and len(custom) == 2 else []):
             if _name(by) in tables:
                 parts.append(_heatmaps_html(tables[_name(by)], by))
-        for head in ("gender", "race", "age_bin"):
-            if frame[head].notna().any():
-                parts.append(f"<h2>Confusion: {head}</h2>"
-                             + _chart(confusion_heatmap(confusion(frame, head, normalize=True), normalized=True)))
+        for head in confusion_heads(frame):  # with FairFace labels also their seven races
+            if frame[CONFUSIONS[head][0]].notna().any():
+                table = confusion(frame, head, normalize=True)
+                parts.append(f"<h2>Confusion: {CONFUSION_TITLES[head]}</h2>" + _chart(confusion_heatmap(table, normalized=True)))
         if "calibration_overall" in tables:
             parts.append(_calibration_html(tables))
     if gallery:

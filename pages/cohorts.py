@@ -17,7 +17,7 @@ from core.cohorts import (
     save_cohort,
     side_by_side,
 )
-from core.fairness import METRICS, PROPORTIONS, SHORT_NAMES, filter_frame
+from core.fairness import PROPORTIONS, SHORT_NAMES, available_metrics, filter_frame
 from pages import _cached
 
 st.title("Cohorts")
@@ -79,7 +79,7 @@ left, right = st.columns(2)
 a_name = left.selectbox("A", choices, key="cohort_a", format_func=lambda n: "all faces" if n is None else n)
 b_name = right.selectbox("B", choices, index=min(1, len(choices) - 1), key="cohort_b",
                          format_func=lambda n: "all faces" if n is None else n)
-metrics = st.multiselect("Metrics", list(METRICS), default=list(HEADLINE_METRICS), format_func=SHORT_NAMES.get,
+metrics = st.multiselect("Metrics", available_metrics(frame), default=list(HEADLINE_METRICS), format_func=SHORT_NAMES.get,
                          key="cohort_metrics")
 if not metrics:
     st.stop()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.charts import comparison_bars, delta_chart
 from core.compare import COMPARE_METRICS, describe, related_bundles
-from core.fairness import METRICS, group_label
+from core.fairness import available_metrics, group_label
 from core.glossary import explain_term, plain_name
 from pages import _cached
 
@@ -28,7 +28,8 @@ group_options = list(_cached.filter_options(reference_bundle))
 _cached.keep_choices("compare_by", group_options)
 by = left.multiselect("Group by", group_options, default=[c for c in ["race"] if c in group_options], max_selections=3,
                       key="compare_by")
-metric = right.selectbox("Metric", list(METRICS), index=list(METRICS).index("gender_accuracy"), key="compare_metric",
+metric_options = available_metrics(reference_bundle.predictions)
+metric = right.selectbox("Metric", metric_options, index=metric_options.index("gender_accuracy"), key="compare_metric",
                          format_func=plain_name, help="See About → Glossary for what each one means.")
 if not chosen or not by:
     st.info("Pick at least one bundle to compare with and one column to group by.")

@@ -1,10 +1,11 @@
-"""Confusion: heatmaps for gender, race and age bin, for the whole set or one subgroup."""
+"""Confusion: heatmaps for gender, race and age bin (and FairFace's seven races where the data has them), for the
+whole set or one subgroup."""
 
 import streamlit as st
 
 from core import labels
 from core.charts import confusion_heatmap
-from core.fairness import confusion
+from core.fairness import CONFUSION_TITLES, confusion, confusion_heads
 from pages import _cached
 
 st.title("Confusion")
@@ -14,7 +15,7 @@ if bundle is None:
 frame = _cached.filtered_predictions(bundle)
 
 left, middle, right = st.columns(3)
-head = left.radio("Head", ["gender", "race", "age_bin"], horizontal=True, key="confusion_head")
+head = left.radio("Head", confusion_heads(frame), horizontal=True, key="confusion_head", format_func=CONFUSION_TITLES.get)
 normalized = middle.toggle("Row-normalised", key="confusion_normalized")
 options = ["whole set"] + [f"{column} = {value}" for column, names in labels.CLASSES.items() for value in names]
 subgroup = right.selectbox("Subgroup", options, key="confusion_subgroup")
@@ -24,8 +25,8 @@ if subgroup != "whole set":
 
 table = confusion(frame, head, normalize=normalized)
 total = int(confusion(frame, head).to_numpy().sum())
-st.caption(f"{total:,} faces with a true {head} label in this selection")
+st.caption(f"{total:,} faces with a true {table.index.name.removeprefix('true ')} label in this selection")
 if total == 0:
-    st.warning(f"No faces with a true {head} label in this selection.")
+    st.warning(f"No faces with a true {table.index.name.removeprefix('true ')} label in this selection.")
 else:
     st.plotly_chart(confusion_heatmap(table, normalized=normalized), key="confusion_heatmap")

@@ -50,9 +50,10 @@ if frame.empty:
     st.warning("The sidebar filter leaves no faces.")
     st.stop()
 
-overall = overall_metrics(frame, list(HEADLINE_METRICS))
+headline = [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]  # a seven-class race head
+overall = overall_metrics(frame, headline)
 intervals = interval_note(cluster_column(frame))
-for column, name in zip(st.columns(len(HEADLINE_METRICS)), HEADLINE_METRICS):
+for column, name in zip(st.columns(len(headline)), headline):
     row = overall.loc[name]
     if row["n"] == 0:
         column.metric(SHORT_NAMES[name], "n/a", help="no labels for this metric in this dataset")

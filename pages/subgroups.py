@@ -5,8 +5,8 @@ import streamlit as st
 from core.charts import forest_plot, intersection_heatmap
 from core.fairness import (
     MAX_GROUP_VALUES,
-    METRICS,
     SMALL_N,
+    available_metrics,
     cluster_column,
     group_keys,
     group_label,
@@ -34,7 +34,7 @@ by = left.multiselect("Group by (up to three: their intersections)", group_optio
                       default=[c for c in ["race"] if c in group_options], max_selections=3, key="subgroups_by",
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
                            f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
-metric_names = right.multiselect("Metrics", list(METRICS), default=["gender_accuracy", "race_accuracy", "age_mae",
+metric_names = right.multiselect("Metrics", available_metrics(frame), default=["gender_accuracy", "race_accuracy", "age_mae",
                                                                    "signed_age_error"], key="subgroups_metrics",
                                  format_func=plain_name, help="See About → Glossary for what each one means.")
 if not by or not metric_names:

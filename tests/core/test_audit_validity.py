@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from core import labels
-from core.audit import TrainingOverlapError, run_audit
+from core.audit import TrainingOverlapError, run_audit, training_files, training_overlap
 from core.bundle import bundle_model_dir, prediction_frame, write_bundle
 from core.compare import compare_bundles
-from core.config import SPLIT_FILE
+from core.config import FAIRFACE_SPLIT_FILE, SPLIT_FILE
 from core.datasets import read_manifest
 from core.faces import Face, choose_face
 from core.fairness import (
@@ -145,6 +145,21 @@ def test_audit_refuses_training_images_and_records_where_it_came_from(tiny_check
                         command="python -m training.evaluate --manifest m.csv").metrics
     assert metrics["training_overlap"] == 1 and metrics["model"]["trained_on"] == "UTKFace train split"
     assert metrics["command"].endswith("--manifest m.csv") and metrics["input_kind"] == "photos"
+
+
+def test_a_checkpoint_trained_on_fairface_recognises_its_fairface_training_photos(tmp_path):
+    """Split files name FairFace photos by folder and file (`val/1.jpg`); photos of the test part pass."""
+    split = read_split(FAIRFACE_SPLIT_FILE)
+    meta = {"splits": [{"file": path.name, "sha256": file_sha256(path)} for path in (SPLIT_FILE, FAIRFACE_SPLIT_FILE)]}
+    train, test = (split.loc[split["split"] == part, "file"].head(2).tolist() for part in ("train", "test"))
+    rows = "".join(f"{tmp_path / name}\n" for name in [*train, *test])
+    for name in [*train, *test]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(LONDON_FIXTURES / "004_03.jpg", tmp_path / name)
+    (tmp_path / "m.csv").write_text("path\n" + rows)
+    assert training_overlap(read_manifest(tmp_path / "m.csv"), meta)[0] == 2
+    stale = {"splits": [{"file": FAIRFACE_SPLIT_FILE.name, "sha256": "0" * 64}]}  # not this repository's split file
+    assert training_files(stale) is None
 
 
 def test_evaluate_never_infers_aligned_chips_from_a_name(tmp_path):

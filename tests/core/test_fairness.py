@@ -1,7 +1,19 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from core.fairness import SMALL_N, confusion, filter_frame, overall_metrics, row_values, subgroup_metrics
+from core import labels
+from core.bundle import compute_metrics, prediction_frame
+from core.fairness import (
+    SMALL_N,
+    available_metrics,
+    confusion,
+    confusion_heads,
+    filter_frame,
+    overall_metrics,
+    row_values,
+    subgroup_metrics,
+)
 from tests.bundle_fixture import synthetic_predictions
 
 
@@ -66,3 +78,33 @@ def test_empty_intersections_are_left_out():
     frame = frame[~((frame["race"] == "Black") & (frame["gender"] == "Female"))]
     table = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy"], rounds=10).table
     assert ("Black", "Female") not in table.index and len(table) == 9 and (table["n"] > 0).all()
+
+
+def test_race7_metrics_and_confusion_only_where_a_seven_class_head_meets_fairface_labels():
+    """A seven-class head's `pred_race7` scored against `fairface_race`; a five-class model on FairFace data still
+    shows where each of the seven races goes among the five."""
+    races7 = np.resize(np.array(labels.FAIRFACE_RACES), 140)
+    outputs = {"age": np.full(140, 30.0), "gender": np.tile([[0.9, 0.1]], (140, 1)),
+               "race": np.zeros((140, 5)), "race7": np.zeros((140, 7))}
+    predicted = [name if index % 2 else "White" for index, name in enumerate(races7)]  # every other face: White
+    outputs["race7"][np.arange(140), [labels.FAIRFACE_RACES.index(name) for name in predicted]] = 1.0
+    outputs["race"][np.arange(140), [labels.RACE7_TO_RACE[labels.FAIRFACE_RACES.index(n)] for n in predicted]] = 1.0
+    table = pd.DataFrame({"file": [f"{i}.jpg" for i in range(140)], "path": "x", "age": pd.array([None] * 140, "Int64"),
+                          "age_bin": "30-39", "gender": "Male", "race": [labels.FAIRFACE_TO_RACE[n] for n in races7],
+                          "fairface_race": races7})
+    frame = prediction_frame(table, outputs)
+    assert frame["pred_race7"].tolist() == predicted and frame["p_race7_Black"].dtype == np.float32
+    values = row_values(frame)
+    white_truth = races7 == "White"
+    assert values["race7_accuracy"].mean() == pytest.approx(np.mean([p == t for p, t in zip(predicted, races7)]))
+    assert values["race7_recall_White"].mean() == 1.0 and values["race7_recall_Black"].mean() == 0.5
+    assert compute_metrics(frame, 140)["race7_accuracy"] == pytest.approx(values["race7_accuracy"].mean())
+    assert "race7_accuracy" in available_metrics(frame) and confusion_heads(frame) == [
+        "gender", "race", "age_bin", "race7", "fairface_race"]
+    seven = confusion(frame, "race7")
+    assert seven.loc["White", "White"] == white_truth.sum() and seven.loc["Black", "White"] == 10
+    five_model = frame.drop(columns=[c for c in frame if "race7" in c])
+    assert "race7_accuracy" not in available_metrics(five_model) and row_values(five_model)["race7_accuracy"].isna().all()
+    where = confusion(five_model, "fairface_race")
+    assert where.shape == (7, 5) and where.loc["Latino_Hispanic"].sum() == 20
+    assert "race7" not in confusion_heads(five_model) and "race7_accuracy" not in compute_metrics(five_model, 140)
