@@ -26,8 +26,18 @@ __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reli
 BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
 
 
+# Heads with probabilities: `CLASS_HEADS`, and a seven-class race head scored against FairFace's labels.
+_CLASSES = {**labels.CLASSES, "race7": labels.FAIRFACE_RACES}
+_TRUTH = {"race7": "fairface_race"}  # the true-label column where it is not the head's own name
+
+
 def _probability_columns(head: str) -> list[str]:
-    return [f"p_{head}_{name}" for name in labels.CLASSES[head]]
+    return [f"p_{head}_{name}" for name in _CLASSES[head]]
+
+
+def _truth(frame: pd.DataFrame, head: str) -> pd.Series:
+    column = _TRUTH.get(head, head)
+    return frame[column] if column in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
 def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
@@ -41,10 +51,11 @@ def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, 
         empty = np.zeros(len(frame))
         return empty, empty, np.zeros(len(frame), dtype=bool)
     probs = frame[_probability_columns(head)].to_numpy(dtype=float)
-    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=labels.CLASSES[head]).codes
-    known = frame[head].notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
+    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=_CLASSES[head]).codes
+    truth = _truth(frame, head)
+    known = truth.notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
     confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
-    correct = (frame[head].astype("string") == frame[f"pred_{head}"].astype("string")).fillna(False).to_numpy()
+    correct = (truth.astype("string") == frame[f"pred_{head}"].astype("string")).fillna(False).to_numpy()
     return confidence, correct.astype(float), known
 
 
@@ -158,11 +169,11 @@ def fit_temperatures(frame: pd.DataFrame, heads: tuple[str, ...] = CLASS_HEADS) 
     for head in heads:
         if not has_probabilities(frame, head):
             continue
-        known = frame[head].notna().to_numpy() & frame[_probability_columns(head)].notna().all(axis=1).to_numpy()
+        known = _truth(frame, head).notna().to_numpy() & frame[_probability_columns(head)].notna().all(axis=1).to_numpy()
         if known.sum() < SMALL_N:
             continue
         log_probs = _log_probabilities(frame.loc[known], head)
-        truth = pd.Categorical(frame.loc[known, head].astype("string"), categories=labels.CLASSES[head]).codes
+        truth = pd.Categorical(_truth(frame, head)[known].astype("string"), categories=_CLASSES[head]).codes
 
         def loss(log_t: float) -> float:
             return -np.log(_rescaled(log_probs, np.exp(log_t))[np.arange(len(truth)), truth] + 1e-12).mean()

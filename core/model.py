@@ -130,6 +130,7 @@ class MultiTaskNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.heads = nn.ModuleDict({name: nn.Linear(self.backbone.num_features, size)
                                     for name, size in head_sizes(config).items()})
+        self.temperatures: dict[str, float] = {}  # per head, logits are divided by it (calibration; not weights)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.from_features(self.backbone.forward_features(x))
@@ -137,7 +138,7 @@ class MultiTaskNet(nn.Module):
     def from_features(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits from the backbone's last feature map (`backbone.forward_features`), e.g. for Grad-CAM."""
         pooled = self.dropout(self.backbone.forward_head(features))  # (b, num_features)
-        logits = {name: head(pooled) for name, head in self.heads.items()}
+        logits = {name: head(pooled) / self.temperatures.get(name, 1.0) for name, head in self.heads.items()}
         if "race7" in logits:
             logits["race"] = race7_to_race(logits["race7"])
         return logits
@@ -208,8 +209,11 @@ class Checkpoint:
 
     @property
     def model_id(self) -> str:
-        """A short id that changes when the weights change."""
-        return self.meta.get("weights_sha256", "")[:12]
+        """A short id that changes when the weights or the calibration temperatures change."""
+        weights = self.meta.get("weights_sha256", "")
+        if not self.meta.get("temperatures"):
+            return weights[:12]
+        return hashlib.sha256(f"{weights} {json.dumps(self.meta['temperatures'], sort_keys=True)}".encode()).hexdigest()[:12]
 
 
 def _label_block(race7: bool = False) -> dict[str, Any]:
@@ -306,5 +310,22 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
         model.load_state_dict(state, strict=True)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{weights} cannot be loaded into {config.backbone} ({error})") from error
+    model.temperatures = _checked_temperatures(meta.get("temperatures"), set(model.heads), config_path)
     model.to(device).to(memory_format=torch.channels_last).eval()  # matches `normalize`'s layout: ~1.6x on CPU
     return Checkpoint(model=model, meta=meta, path=folder)
+
+
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def _checked_temperatures(block: Any, heads: set[str], path: Path) -> dict[str, float]:
+    """A checkpoint's calibration temperatures (`training.calibrate --checkpoint`): a head of the network each."""
+    if block is None:
+        return {}
+    low, high = TEMPERATURE_RANGE
+    if not isinstance(block, dict) or not all(
+            head in heads and isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+            for head, value in block.items()):
+        raise CheckpointError(f"{path}: temperatures {block!r} must map heads of the network ({', '.join(sorted(heads))}) "
+                              f"to numbers in {low}-{high}")
+    return {head: float(value) for head, value in block.items()}

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from core import labels
 from core.bundle import read_bundle, write_bundle
@@ -14,6 +15,7 @@ from core.calibration import (
     reliability,
     with_temperatures,
 )
+from core.model import CheckpointError, ModelConfig, create_model, load_checkpoint, save_checkpoint
 from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
 from training import calibrate
 
@@ -83,3 +85,32 @@ def test_cli_writes_a_rescaled_bundle(tmp_path, capsys):
     assert (before.predictions["pred_gender"] == after.predictions["pred_gender"]).all()
     assert set(after.metrics["temperatures"]) == {"gender", "race", "age_bin"} and after.metrics["fitted_on"] == "synthetic"
     assert "gender: T = " in capsys.readouterr().out
+
+
+def test_temperatures_stored_in_a_checkpoint_divide_its_logits_and_change_its_id(tmp_path, logits):
+    """Fitted on a bundle the checkpoint made (planted overconfidence 2.0), written into its config.json: the
+    reloaded model's gender logits are the old ones / T, and bundles can tell the calibrated model apart."""
+    torch.manual_seed(0)
+    save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=32)).eval(), tmp_path / "ckpt")
+    before = load_checkpoint(tmp_path / "ckpt")
+    bundle = synthetic_bundle(len(logits))
+    bundle.predictions = _gender_frame(logits, 2.0, seed=1)
+    bundle.metrics["model_id"] = before.model_id
+    write_bundle(bundle, tmp_path / "val")
+    assert calibrate.main(["--fit", str(tmp_path / "val"), "--checkpoint", str(tmp_path / "ckpt")]) == 0
+    after = load_checkpoint(tmp_path / "ckpt")
+    temperature = after.meta["temperatures"]["gender"]
+    assert temperature == pytest.approx(2.0, rel=0.08) and set(after.meta["temperatures"]) <= {"gender", "race"}
+    assert after.model_id != before.model_id and after.meta["weights_sha256"] == before.meta["weights_sha256"]
+    x = before.model.normalize(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.allclose(after.model(x)["gender"], before.model(x)["gender"] / temperature, atol=1e-5)
+    with pytest.raises(SystemExit, match="was made by model"):  # the bundle came from the uncalibrated model
+        calibrate.main(["--fit", str(tmp_path / "val"), "--checkpoint", str(tmp_path / "ckpt")])
+
+
+def test_a_checkpoints_temperatures_are_checked(tmp_path):
+    save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=32)), tmp_path / "ckpt",
+                    temperatures={"gender": 0.0})
+    with pytest.raises(CheckpointError, match=r"temperatures \{'gender': 0.0\} must map heads of the network"):
+        load_checkpoint(tmp_path / "ckpt")
