@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from core.config import FAIRFACE_SPLIT_FILE, SPLIT_FILE, Settings, add_settings_arguments
+from core.datasets import read_fairface
 from core.model import (
     ModelConfig,
     create_model,
@@ -69,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     io_group.add_argument("--init", help="start from this checkpoint's weights (a new schedule; use --head-epochs 0)")
     io_group.add_argument("--fairface", action="store_true",
                           help="also train on FairFace val's train part and validate on its val part")
+    io_group.add_argument("--fairface-men", metavar="DIR",
+                          help="also train race and age (never gender) on FairFace's train photos of men: the folder "
+                               "../shared/data/extra/prepare_fairface_train.py wrote")
     io_group.add_argument("--fairface-split-file", default=str(FAIRFACE_SPLIT_FILE),
                           help="FairFace val's parts (default: %(default)s)")
     model_group = parser.add_argument_group("model")
@@ -131,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         train_chips = torch.cat([train_chips, fairface_chips])
         splits.append(Path(args.fairface_split_file))
         trained_on += f" + FairFace val's train part ({len(fairface_train):,} photos)"
+    if args.fairface_men:  # FairFace's train photos of men: race and age labels only (gender masked)
+        men = read_fairface(Path(args.fairface_men) / "fairface_label_train.csv", name="fairface-train-men").table
+        men, men_chips = load_photo_chips(men.head(args.limit) if args.limit else men, args.input_size,
+                                          Path(args.cache_dir))
+        men["gender"] = men["gender"].where(men["gender"].isna())  # every one missing (same dtype): no gender loss
+        train_table = pd.concat([train_table, men], ignore_index=True)
+        train_chips = torch.cat([train_chips, men_chips])
+        trained_on += f" + FairFace train photos of men, gender unused ({len(men):,})"
     train_targets, val_targets = targets_from_table(train_table), targets_from_table(val_table)
     weights = group_weights(train_table) if train_config.balance == "group" else None
 

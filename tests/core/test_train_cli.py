@@ -54,13 +54,18 @@ def test_fine_tuning_on_fairface_widens_the_race_head_to_seven_classes(tmp_path)
     (photos.parent / "fairface_label_val.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "fairface.csv").write_text("file,split,group\nval/0.jpg,train,0\nval/1.jpg,train,1\n"
                                            "val/2.jpg,val,2\nval/3.jpg,test,3\n")
+    men = tmp_path / "men"
+    (men / "train").mkdir(parents=True)
+    shutil.copy(LONDON_FIXTURES / "030_08.jpg", men / "train" / "7.jpg")
+    (men / "fairface_label_train.csv").write_text("file,age,gender,race,service_test\ntrain/7.jpg,30-39,Male,Indian,True\n")
     fine_tune = [*args[:-8], "--out", str(tmp_path / "ff"), "--init", str(tmp_path / "run" / "best"), "--fairface",
-                 "--fairface-split-file", str(tmp_path / "fairface.csv"), "--race7",
+                 "--fairface-split-file", str(tmp_path / "fairface.csv"), "--race7", "--fairface-men", str(men),
                  "--head-epochs", "0", "--epochs", "1", "--threads", "1"]
     assert train.main(fine_tune) == 0
     checkpoint = load_checkpoint(tmp_path / "ff" / "best")
     assert checkpoint.model.config.race7
     assert [entry["file"] for entry in checkpoint.meta["splits"]] == ["split.csv", "fairface.csv"]
-    assert checkpoint.meta["trained_on"] == "UTKFace train split + FairFace val's train part (2 photos)"
+    assert checkpoint.meta["trained_on"] == ("UTKFace train split + FairFace val's train part (2 photos) + FairFace "
+                                             "train photos of men, gender unused (1)")
     log = next(csv.DictReader(open(tmp_path / "ff" / "log.csv")))
     assert float(log["fairface_val_race7_accuracy"]) in (0.0, 1.0)  # one photo in FairFace's val part
