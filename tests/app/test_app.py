@@ -54,6 +54,16 @@ def model_dir(tmp_path_factory):
     imported, _ = import_predictions(dataset, outputs.rename(columns=label_map.columns), source="vendor.csv",
                                      label_map=label_map, model_name="Vendor API")
     write_bundle(imported, folder / "audits" / "wild-imported")
+    seven = synthetic_bundle()  # FairFace-like labels and a seven-class race head: every Asian face called East Asian
+    frame = seven.predictions
+    frame["fairface_race"] = frame["race"].astype("string").map(
+        {"White": "White", "Black": "Black", "Asian": "Southeast Asian", "Indian": "Indian", "Others": "Middle Eastern"})
+    frame["pred_race7"] = pd.Categorical(frame["fairface_race"].replace("Southeast Asian", "East Asian"),
+                                         categories=labels.FAIRFACE_RACES)
+    for name in labels.FAIRFACE_RACES:
+        frame[f"p_race7_{name}"] = (frame["pred_race7"] == name).astype("float32") * 0.9 + 0.1 / 7
+    seven.metrics |= compute_metrics(frame, len(frame) + 1)
+    write_bundle(seven, folder / "audits" / "wild-race7")
     empty = synthetic_bundle()
     empty.predictions, empty.metrics = empty.predictions.iloc[0:0], compute_metrics(empty.predictions.iloc[0:0], 1) | {
         "dataset": "nothing survived", "model_id": "test", "notes": []}
@@ -118,6 +128,22 @@ def test_subgroup_choice_changes_the_confusion_heatmap(app):
     test.selectbox(key="confusion_subgroup").set_value("race = Black").run()
     assert not test.exception
     assert test.caption[0].value != whole and test.caption[0].value.startswith("48 faces")
+
+
+def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
+    test = app("pages/overview.py", bundle_name="wild-race7")
+    assert not test.exception
+    tiles = {metric.label: metric.value for metric in test.metric}
+    assert tiles["Race-7 accuracy"] == f"{100 * (1 - 48 / 240):.1f} %"  # the 48 Southeast Asian faces are wrong
+    test = app("pages/confusion.py", bundle_name="wild-race7")
+    assert test.radio(key="confusion_head").options == ["gender", "race", "age bin", "race (FairFace's 7)",
+                                                         "FairFace race → race"]
+    test.radio(key="confusion_head").set_value("race7").run()
+    assert not test.exception and test.caption[0].value.startswith("240 faces with a true FairFace race label")
+    test = app("pages/subgroups.py", bundle_name="wild-race7")
+    assert "Southeast Asian recall (race-7)" in test.multiselect(key="subgroups_metrics").options
+    test = app("pages/subgroups.py", bundle_name="synthetic")
+    assert "Race-7 accuracy" not in test.multiselect(key="subgroups_metrics").options
 
 
 def test_subgroup_metrics_reflect_the_planted_disparity(app):
