@@ -19,6 +19,7 @@ Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `ge
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from core.fairness import grouping_columns, row_values
 __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
            "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "compute_metrics", "bundle_title",
            "imported_from",
-           "provenance", "bundle_model_dir", "chosen_box", "csv_safe"]
+           "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
@@ -196,6 +197,15 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
     return rows
 
 
+def checkpoint_id(meta: dict[str, Any]) -> str:
+    """The id bundles record for a checkpoint with this `config.json`: its weights' hash, and its calibration
+    temperatures where it has them (`core.model.Checkpoint.model_id`)."""
+    weights = str(meta.get("weights_sha256", ""))
+    if not meta.get("temperatures"):
+        return weights[:12]
+    return hashlib.sha256(f"{weights} {json.dumps(meta['temperatures'], sort_keys=True)}".encode()).hexdigest()[:12]
+
+
 def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path | None:
     """The checkpoint folder that made the bundle (its weights' id matches `model_id`), or None if absent here.
 
@@ -210,7 +220,7 @@ def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path 
             config = json.loads((Path(folder) / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if str(config.get("weights_sha256", ""))[:12] == wanted:
+        if checkpoint_id(config) == wanted:
             return Path(folder)
     return None
 

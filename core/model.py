@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core import labels
+from core.bundle import checkpoint_id
 from core.errors import FaceAuditError
 
 __all__ = [
@@ -210,10 +211,7 @@ class Checkpoint:
     @property
     def model_id(self) -> str:
         """A short id that changes when the weights or the calibration temperatures change."""
-        weights = self.meta.get("weights_sha256", "")
-        if not self.meta.get("temperatures"):
-            return weights[:12]
-        return hashlib.sha256(f"{weights} {json.dumps(self.meta['temperatures'], sort_keys=True)}".encode()).hexdigest()[:12]
+        return checkpoint_id(self.meta)
 
 
 def _label_block(race7: bool = False) -> dict[str, Any]:

@@ -19,7 +19,16 @@ import plotly.io as pio
 from PIL import Image
 
 from core import labels
-from core.bundle import HEADLINE_METRICS, bundle_title, chosen_box, csv_safe, imported_from, provenance, resolve_image
+from core.bundle import (
+    HEADLINE_METRICS,
+    bundle_title,
+    checkpoint_id,
+    chosen_box,
+    csv_safe,
+    imported_from,
+    provenance,
+    resolve_image,
+)
 from core.calibration import calibration_table, has_probabilities
 from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_plot, intersection_heatmap
 from core.cohorts import CLASS_HEADS
@@ -225,7 +234,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
     title = f"FaceAudit report — {bundle_title(bundle_metrics)}"
     chosen = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items() if v) or "none"
     card = bundle_metrics.get("model") or {}
-    if not card.get("trained_on") and str(model_meta.get("weights_sha256", ""))[:12] == bundle_metrics.get("model_id"):
+    if not card.get("trained_on") and checkpoint_id(model_meta) == bundle_metrics.get("model_id"):
         card = {"trained_on": model_meta.get("trained_on")}  # an older bundle: the loaded model is the one that made it
     origin = provenance(bundle_metrics)
     parts = [f"<h1>{esc(title)}</h1>",

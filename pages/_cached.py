@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from core import labels
-from core.bundle import Bundle, BundleError, bundle_model_dir, discover_bundles, read_bundle
+from core.bundle import Bundle, BundleError, bundle_model_dir, checkpoint_id, discover_bundles, read_bundle
 from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
@@ -185,7 +185,7 @@ def current_bundle() -> Bundle | None:
     if bundle is None:
         return None
     meta = model_meta()
-    model_id = meta.get("weights_sha256", "")[:12] if meta else None
+    model_id = checkpoint_id(meta) if meta else None
     if model_id and bundle.metrics.get("model_id") not in (model_id, None):
         st.info(f"This bundle was made by model {bundle.metrics.get('model_id')!r}, not the loaded model "
                 f"{model_id!r}: its metrics describe that model.")

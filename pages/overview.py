@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.bundle import HEADLINE_METRICS, bundle_title, provenance
+from core.bundle import HEADLINE_METRICS, bundle_title, checkpoint_id, provenance
 from core.cohorts import face_keys
 from core.fairness import (
     METRICS,
@@ -28,7 +28,7 @@ else:
     st.caption(
         f"Loaded model (live explanations on Inspect): **{model_config.get('backbone')}** at {model_config.get('input_size')} px · trained on "
         f"{meta.get('trained_on', 'unknown data')} ({training.get('train_images', '?')} images, epoch "
-        f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{meta.get('weights_sha256', '')[:12]}`")
+        f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{checkpoint_id(meta)}`")
 if bundle is None:
     st.stop()
 

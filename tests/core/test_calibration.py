@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core import labels
-from core.bundle import read_bundle, write_bundle
+from core.bundle import bundle_model_dir, read_bundle, write_bundle
 from core.calibration import (
     calibration_table,
     expected_calibration_error,
@@ -102,6 +102,8 @@ def test_temperatures_stored_in_a_checkpoint_divide_its_logits_and_change_its_id
     temperature = after.meta["temperatures"]["gender"]
     assert temperature == pytest.approx(2.0, rel=0.08) and set(after.meta["temperatures"]) <= {"gender", "race"}
     assert after.model_id != before.model_id and after.meta["weights_sha256"] == before.meta["weights_sha256"]
+    assert bundle_model_dir({"model_id": after.model_id}, tmp_path / "ckpt") == tmp_path / "ckpt"  # its bundles find it
+    assert bundle_model_dir({"model_id": before.model_id}, tmp_path / "ckpt") is None  # the uncalibrated one is gone
     x = before.model.normalize(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
     with torch.no_grad():
         assert torch.allclose(after.model(x)["gender"], before.model(x)["gender"] / temperature, atol=1e-5)
