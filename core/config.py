@@ -19,11 +19,13 @@ from pathlib import Path
 
 from core.errors import FaceAuditError
 
-__all__ = ["REPO_ROOT", "SPLIT_FILE", "FAIRFACE_SPLIT_FILE", "Settings", "DataNotFoundError", "add_settings_arguments"]
+__all__ = ["REPO_ROOT", "SPLIT_FILE", "FAIRFACE_SPLIT_FILE", "FAIRFACE_MEN_EXCLUDED", "Settings", "DataNotFoundError", "add_settings_arguments"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLIT_FILE = REPO_ROOT / "splits" / "utkface.csv"
 FAIRFACE_SPLIT_FILE = REPO_ROOT / "splits" / "fairface.csv"  # FairFace val in train / val / test parts
+# FairFace's train photos of men that have an evaluated twin (training.fairface_split --fairface-men): never trained on
+FAIRFACE_MEN_EXCLUDED = REPO_ROOT / "splits" / "fairface_men_excluded.csv"
 
 
 class DataNotFoundError(FaceAuditError, FileNotFoundError):

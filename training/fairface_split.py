@@ -1,6 +1,7 @@
 """Split FairFace val (10,954 photos) into train/val/test for training, and find duplicates across every source.
 
     python -m training.fairface_split            # writes splits/fairface.csv and splits/cross_source_duplicates.csv
+    python -m training.fairface_split --fairface-men DIR   # also splits/fairface_men_excluded.csv
 
 Every image of FairFace val, the FairFace sample, UTKFace and the London set is scanned and grouped with
 `core.dedup` (exact or near duplicates, checked on the face's centre), across sources; the FairFace sample is
@@ -9,20 +10,26 @@ compared by the region a FairFace val crop shows (it is cropped wider). FairFace
 split. A group that also holds an image evaluated elsewhere (UTKFace val or test, the FairFace sample, the London
 set) goes to test, so its twin is never trained on; one that holds a UTKFace training image goes to train, so no
 FairFace test image has a trained-on twin. Both printed, with every cross-source group in the second file.
+
+With `--fairface-men` (the folder `../shared/data/extra/prepare_fairface_train.py` wrote) FairFace's train photos of
+men are scanned too, without changing the split: every one with a twin that is evaluated (FairFace val's val or test
+part, the sample, UTKFace val or test, the London set) is listed in the third file, which `training.train
+--fairface-men` leaves out of training.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from core.config import FAIRFACE_MEN_EXCLUDED, REPO_ROOT, SPLIT_FILE, Settings, add_settings_arguments
 from core.config import FAIRFACE_SPLIT_FILE as FAIRFACE_SPLIT
-from core.config import REPO_ROOT, SPLIT_FILE, Settings, add_settings_arguments
-from core.datasets import read_london_set, read_utkface
+from core.datasets import read_fairface, read_london_set, read_utkface
 from core.dedup import centre_thumbnail, dhash, find_duplicate_groups, scan_images
 from core.split import make_split, read_split, write_split
 from training._cli import command
@@ -30,6 +37,7 @@ from training.evaluate import load_named_dataset
 
 CROSS_SOURCE = REPO_ROOT / "splits" / "cross_source_duplicates.csv"
 FRACTIONS = (0.6, 0.1, 0.3)
+EVALUATED_ROLES = {"evaluated", "utkface-val", "utkface-test", "fairface-val-val", "fairface-val-test"}
 
 
 # The FairFace sample is cropped with padding 1.25 around the face, FairFace val with 0.25: the sample's central
@@ -65,10 +73,33 @@ def scanned_sources(settings: Settings) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+def men_with_evaluated_twins(table: pd.DataFrame, split: pd.DataFrame, men_dir: str) -> pd.DataFrame:
+    """FairFace's train photos of men in `men_dir` that are (near) duplicates of an evaluated image.
+
+    Args:
+        table: `scanned_sources`' table.
+        split: The FairFace val split (`file`, `split`), which decides which of its images are evaluated.
+        men_dir: The folder with `fairface_label_train.csv` and `train/`.
+    """
+    men = read_fairface(Path(men_dir) / "fairface_label_train.csv", name="fairface-train-men")
+    men = scan_images(men, progress=lambda it: tqdm(it, total=len(men.table), desc="scanning FairFace men",
+                                                      unit="img")).table
+    fairface_roles = "fairface-val-" + table["file"].map(split.set_index("file")["split"])
+    roles = table["role"].where(table["source"] != "fairface-val", fairface_roles)
+    everything = pd.concat([table.assign(role=roles), men.assign(role="men", source="fairface-train-men")], ignore_index=True)
+    everything["group"] = find_duplicate_groups(everything)["group"].to_numpy()
+    evaluated = everything.loc[everything["role"].isin(EVALUATED_ROLES), "group"]
+    twins = everything[everything["group"].isin(set(evaluated))]
+    twins = twins[twins["group"].isin(set(twins.loc[twins["role"] == "men", "group"]))]
+    return twins.sort_values(["group", "source", "file"])[["group", "source", "file", "role", "race", "age_bin"]]
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fairface-men", metavar="DIR",
+                        help="also list FairFace's train photos of men (this folder) that have an evaluated twin")
     add_settings_arguments(parser, "data")
     args = parser.parse_args(argv)
     settings = Settings.from_args(args)
@@ -99,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
           + f"; moved to test (twin evaluated elsewhere): {int(fairface['group'].isin(evaluated - both).sum())}, to train "
           f"(twin in UTKFace train): {int(fairface['group'].isin(trained - both).sum())}; twins both trained on and "
           f"evaluated elsewhere: {int(fairface['group'].isin(both).sum())}")
+    if args.fairface_men:
+        twins = men_with_evaluated_twins(table, split, args.fairface_men)
+        twins.to_csv(FAIRFACE_MEN_EXCLUDED, index=False)
+        men = twins[twins["role"] == "men"]
+        print(f"wrote {FAIRFACE_MEN_EXCLUDED.name}: {len(men)} of FairFace's train photos of men have an evaluated twin "
+              f"({twins['group'].nunique()} groups; " + ", ".join(
+                  f"{role} {n}" for role, n in twins.loc[twins["role"] != "men", "role"].value_counts().items()) + ")")
     return 0
 
 

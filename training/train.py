@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from core.config import FAIRFACE_SPLIT_FILE, SPLIT_FILE, Settings, add_settings_arguments
+from core.config import FAIRFACE_MEN_EXCLUDED, FAIRFACE_SPLIT_FILE, SPLIT_FILE, Settings, add_settings_arguments
 from core.datasets import read_fairface
 from core.model import (
     ModelConfig,
@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     io_group.add_argument("--fairface-men", metavar="DIR",
                           help="also train race and age (never gender) on FairFace's train photos of men: the folder "
                                "../shared/data/extra/prepare_fairface_train.py wrote")
+    io_group.add_argument("--fairface-men-excluded", default=str(FAIRFACE_MEN_EXCLUDED),
+                          help="photos of men never trained on: their twin is evaluated (default: %(default)s)")
     io_group.add_argument("--fairface-split-file", default=str(FAIRFACE_SPLIT_FILE),
                           help="FairFace val's parts (default: %(default)s)")
     model_group = parser.add_argument_group("model")
@@ -137,12 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         trained_on += f" + FairFace val's train part ({len(fairface_train):,} photos)"
     if args.fairface_men:  # FairFace's train photos of men: race and age labels only (gender masked)
         men = read_fairface(Path(args.fairface_men) / "fairface_label_train.csv", name="fairface-train-men").table
+        excluded_file = Path(args.fairface_men_excluded)
+        if not excluded_file.is_file():
+            raise SystemExit(f"{excluded_file} not found: run python -m training.fairface_split "
+                             f"--fairface-men {args.fairface_men} first (it lists the photos with an evaluated twin)")
+        twins = pd.read_csv(excluded_file)
+        excluded = men["file"].isin(twins.loc[twins["role"] == "men", "file"])
+        print(f"{int(excluded.sum())} of {len(men):,} FairFace train photos of men left out: a twin is evaluated "
+              f"({excluded_file.name})")
+        men = men[~excluded].reset_index(drop=True)
         men, men_chips = load_photo_chips(men.head(args.limit) if args.limit else men, args.input_size,
                                           Path(args.cache_dir))
         men["gender"] = men["gender"].where(men["gender"].isna())  # every one missing (same dtype): no gender loss
         train_table = pd.concat([train_table, men], ignore_index=True)
         train_chips = torch.cat([train_chips, men_chips])
-        trained_on += f" + FairFace train photos of men, gender unused ({len(men):,})"
+        trained_on += (f" + FairFace train photos of men, gender unused ({len(men):,}; {int(excluded.sum())} with an "
+                       f"evaluated twin left out)")
     train_targets, val_targets = targets_from_table(train_table), targets_from_table(val_table)
     weights = group_weights(train_table) if train_config.balance == "group" else None
 

@@ -42,7 +42,8 @@ def test_one_epoch_training_run_writes_checkpoint_and_resumes(tmp_path):
 
 def test_fine_tuning_on_fairface_widens_the_race_head_to_seven_classes(tmp_path):
     """--fairface --race7 from a five-class checkpoint: FairFace photos (faces detected and aligned) join the
-    training data, the head gets FairFace's seven races, the checkpoint records both split files."""
+    training data (photos of men but the one with an evaluated twin), the head gets FairFace's seven races, the
+    checkpoint records both split files."""
     args = _utkface_run(tmp_path)
     photos = tmp_path / "data" / "fairface" / "val"
     photos.mkdir(parents=True)
@@ -57,15 +58,20 @@ def test_fine_tuning_on_fairface_widens_the_race_head_to_seven_classes(tmp_path)
     men = tmp_path / "men"
     (men / "train").mkdir(parents=True)
     shutil.copy(LONDON_FIXTURES / "030_08.jpg", men / "train" / "7.jpg")
-    (men / "fairface_label_train.csv").write_text("file,age,gender,race,service_test\ntrain/7.jpg,30-39,Male,Indian,True\n")
+    shutil.copy(LONDON_FIXTURES / "004_03.jpg", men / "train" / "8.jpg")
+    (men / "fairface_label_train.csv").write_text("file,age,gender,race,service_test\ntrain/7.jpg,30-39,Male,Indian,True\n"
+                                                  "train/8.jpg,30-39,Male,White,True\n")
+    (tmp_path / "excluded.csv").write_text("group,source,file,role,race,age_bin\n3,fairface-train-men,train/8.jpg,men,White,"
+                                           "30-39\n3,fairface-sample,imgs/1.jpg,evaluated,White,30-39\n")
     fine_tune = [*args[:-8], "--out", str(tmp_path / "ff"), "--init", str(tmp_path / "run" / "best"), "--fairface",
                  "--fairface-split-file", str(tmp_path / "fairface.csv"), "--race7", "--fairface-men", str(men),
+                 "--fairface-men-excluded", str(tmp_path / "excluded.csv"),
                  "--head-epochs", "0", "--epochs", "1", "--threads", "1"]
     assert train.main(fine_tune) == 0
     checkpoint = load_checkpoint(tmp_path / "ff" / "best")
     assert checkpoint.model.config.race7
     assert [entry["file"] for entry in checkpoint.meta["splits"]] == ["split.csv", "fairface.csv"]
     assert checkpoint.meta["trained_on"] == ("UTKFace train split + FairFace val's train part (2 photos) + FairFace "
-                                             "train photos of men, gender unused (1)")
+                                             "train photos of men, gender unused (1; 1 with an evaluated twin left out)")
     log = next(csv.DictReader(open(tmp_path / "ff" / "log.csv")))
     assert float(log["fairface_val_race7_accuracy"]) in (0.0, 1.0)  # one photo in FairFace's val part
