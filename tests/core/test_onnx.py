@@ -38,6 +38,24 @@ def test_export_predicts_what_the_checkpoint_predicts(exported):
     assert onnx.model_id == checkpoint.model_id  # bundles made through onnxruntime name the same model
 
 
+def test_a_calibrated_seven_class_race_head_exports_its_seven_classes(tmp_path):
+    """The graph gives the seven FairFace classes (temperatures applied); onnxruntime sums them onto five."""
+    from core.model import ModelConfig, create_model, save_checkpoint
+
+    torch.manual_seed(1)
+    model_dir = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)),
+                                tmp_path / "race7", temperatures={"gender": 0.5, "race7": 0.25})
+    out = tmp_path / "race7.onnx"
+    assert export.main(["--model", str(model_dir), "--out", str(out)]) == 0
+    onnx, checkpoint = OnnxModel(out), load_checkpoint(model_dir)
+    assert json.loads(spec_path(out).read_text())["outputs"]["race"][-1] == "Middle Eastern"
+    chips = np.random.default_rng(2).integers(0, 256, (12, 48, 48, 3), dtype=np.uint8)
+    ours, theirs = predict(checkpoint.model, chips), onnx.predict(chips)
+    assert "race7" in ours and "race7" not in theirs
+    np.testing.assert_allclose(theirs["race"], ours["race"], atol=1e-4)
+    np.testing.assert_allclose(theirs["gender"], ours["gender"], atol=1e-4)
+
+
 def test_an_audit_through_onnxruntime_matches_the_checkpoints(exported, tmp_path):
     checkpoint, onnx = exported
     for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
