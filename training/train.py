@@ -7,6 +7,8 @@
 With --fairface the train part of FairFace val (`splits/fairface.csv`, photos detected and aligned as in an
 audit) joins the training data and its val part the validation; --race7 gives the model FairFace's seven
 races (an --init checkpoint's five-class head is widened so that it starts predicting exactly as before).
+--fairface-men DIR adds FairFace's train photos of men for the race and age heads (their gender is masked), less
+those with an evaluated twin (`splits/fairface_men_excluded.csv`, from `training.fairface_split --fairface-men`).
 
 Two stages: the heads alone (backbone frozen), then all layers with AdamW and a cosine schedule.
 On CUDA it uses bf16 autocast; everywhere channels_last. Each epoch appends a row to
