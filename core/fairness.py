@@ -415,6 +415,7 @@ CONFUSIONS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 
 CONFUSION_TITLES = {"gender": "gender", "race": "race", "age_bin": "age bin", "race7": "race (FairFace's 7)",
                     "fairface_race": "FairFace race → race"}
+_AXIS_NAMES = {"age_bin": "age bin", "race7": "race (FairFace's 7)", "fairface_race": "FairFace race"}
 
 
 def confusion_heads(frame: pd.DataFrame) -> list[str]:
@@ -428,7 +429,9 @@ def confusion(frame: pd.DataFrame, head: str, *, normalize: bool = False) -> pd.
     known = frame[frame[true].notna()]
     table = pd.crosstab(pd.Categorical(known[true].astype("string"), categories=true_names),
                         pd.Categorical(known[pred].astype("string"), categories=pred_names), dropna=False)
-    table.index.name, table.columns.name = f"true {true.replace('fairface_race', 'FairFace race')}", pred.replace("pred_", "predicted ")
+    predicted = pred.removeprefix("pred_")
+    table.index.name = f"true {_AXIS_NAMES.get(true, true)}"
+    table.columns.name = f"predicted {_AXIS_NAMES.get(predicted, predicted)}"
     if normalize:
         table = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
     return table

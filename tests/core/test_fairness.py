@@ -103,6 +103,7 @@ def test_race7_metrics_and_confusion_only_where_a_seven_class_head_meets_fairfac
         "gender", "race", "age_bin", "race7", "fairface_race"]
     seven = confusion(frame, "race7")
     assert seven.loc["White", "White"] == white_truth.sum() and seven.loc["Black", "White"] == 10
+    assert (seven.index.name, seven.columns.name) == ("true FairFace race", "predicted race (FairFace's 7)")  # no code names
     five_model = frame.drop(columns=[c for c in frame if "race7" in c])
     assert "race7_accuracy" not in available_metrics(five_model) and row_values(five_model)["race7_accuracy"].isna().all()
     where = confusion(five_model, "fairface_race")

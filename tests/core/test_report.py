@@ -188,7 +188,7 @@ def test_every_chart_is_readable_when_written_under_streamlit(bundle, tmp_path, 
     assert not clipped  # e.g. forest-plot groups cut to two letters
     assert all(chart["labels"] for chart in charts)
     confusions = [chart for chart in charts if chart["ytitle"].startswith("true ")]
-    assert [c["ytitle"] for c in confusions] == ["true gender", "true race", "true age_bin"]
+    assert [c["ytitle"] for c in confusions] == ["true gender", "true race", "true age bin"]
     race = {label["text"] for label in confusions[1]["labels"]}
     assert {"White", "Black", "Asian", "Indian", "Others"} <= race  # class names on the axes
     bars = [chart["bars"] for chart in charts if chart["bars"]]
