@@ -35,7 +35,7 @@ from core.errors import FaceAuditError
 from core.fairness import grouping_columns, row_values
 
 __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
-           "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "compute_metrics", "bundle_title",
+           "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
            "imported_from",
            "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe"]
 
@@ -245,6 +245,21 @@ def discover_bundles(model_dir: Path) -> dict[str, Path]:
     for group in folders:
         if group.name not in found:
             found |= {f"{group.name}/{path.name}": path for path in sorted(group.iterdir()) if (path / METRICS_FILE).is_file()}
+    return found
+
+
+def audited_checkpoints(model_dir: Path) -> dict[str, Path]:
+    """Other FaceAudit checkpoints audited beside this model (`audits/<model>/<name>`), by folder name: the ones
+    those bundles record that are on this machine and match the bundles' model id."""
+    found: dict[str, Path] = {}
+    for name, path in discover_bundles(model_dir).items():
+        try:
+            metrics = json.loads((path / METRICS_FILE).read_text()) if "/" in name else {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        folder = bundle_model_dir(metrics) if metrics else None
+        if folder is not None and folder.resolve() != Path(model_dir).resolve():
+            found.setdefault(folder.name, folder)
     return found
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import labels
 from core.bundle import Bundle, BundleError, bundle_model_dir, checkpoint_id, discover_bundles, read_bundle
+from core.bundle import audited_checkpoints as audited_checkpoints_of
 from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
@@ -98,16 +99,21 @@ def onnx_model(path: Path):
         return None
 
 
-def model() -> Checkpoint | None:
-    """The configured model in eval mode, or None after showing why it cannot be loaded."""
+def model(folder: Path | None = None) -> Checkpoint | None:
+    """The configured model (or the checkpoint in `folder`) in eval mode, or None after showing why it cannot be loaded."""
     from core.model import CheckpointError
 
-    model_dir = settings().model_dir
+    folder = folder or settings().model_dir
     try:
-        return _load_model(str(model_dir), _mtime(model_dir))
+        return _load_model(str(folder), _mtime(folder))
     except CheckpointError as error:
-        st.error(f"Cannot load the model: {error}")
+        st.error(f"Cannot load the model {folder.name}: {error}")
         return None
+
+
+def audited_checkpoints() -> dict[str, Path]:
+    """Other FaceAudit checkpoints whose audits are in the model folder (`core.bundle.audited_checkpoints`)."""
+    return audited_checkpoints_of(settings().model_dir)
 
 
 def bundle_model(bundle: Bundle) -> Checkpoint | None:

@@ -19,13 +19,16 @@ from pages import _cached
 METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "lime": "LIME"}
 SAMPLES = sorted((REPO_ROOT / "samples").glob("*.jpg"))
 st.title("Inspect a photo")
-checkpoint = _cached.model()
+checkpoints = _cached.audited_checkpoints()  # other FaceAudit checkpoints audited here: all three explanations
+others = _cached.onnx_models()  # other models beside the checkpoint: predicted and explained with LIME only
+choices = ["FaceAudit model", *checkpoints, *others]
+picked = st.selectbox("Model", choices, key="inspect_model",
+                      format_func=lambda name: f"{name} (FaceAudit checkpoint)" if name in checkpoints else name,
+                      help="The dashboard's model, other FaceAudit checkpoints audited beside it, and ONNX models (with "
+                           "their spec, <file>.onnx.json) in the model folder.") if len(choices) > 1 else "FaceAudit model"
+checkpoint = _cached.model(checkpoints.get(picked))
 if checkpoint is None:
     st.stop()
-others = _cached.onnx_models()  # other models beside the checkpoint: predicted and explained with LIME only
-picked = st.selectbox("Model", ["FaceAudit model", *others], key="inspect_model",
-                      help="ONNX models (with their spec, <file>.onnx.json) in the model folder are listed too.") \
-    if others else "FaceAudit model"
 onnx = _cached.onnx_model(others[picked]) if picked in others else None
 if picked in others and onnx is None:
     st.stop()
@@ -82,14 +85,15 @@ if "age" in outputs:
     if "age_std" in outputs:
         spread = float(outputs["age_std"][0])
         right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
-probs = {head: pd.Series(outputs[head][0], index=labels.CLASSES[head], name="probability")
-         for head in ("gender", "race") if head in outputs}
-for head, height in (("gender", 120), ("race", 200)):
+CLASS_NAMES = {"gender": labels.GENDERS, "race": labels.RACES, "race7": labels.FAIRFACE_RACES}
+probs = {head: pd.Series(outputs[head][0], index=names, name="probability")
+         for head, names in CLASS_NAMES.items() if head in outputs}
+for head, title, height in (("gender", "Gender", 120), ("race", "Race", 200), ("race7", "Race (FairFace's 7)", 250)):
     if head in probs:
-        right.write(f"**{head.title()}**: {probs[head].idxmax()} ({probs[head].max():.0%})")
+        right.write(f"**{title}**: {probs[head].idxmax()} ({probs[head].max():.0%})")
         right.bar_chart(probs[head], horizontal=True, height=height)
-    else:
-        right.caption(f"{head.title()}: this model does not predict it.")
+    elif head != "race7":  # a seven-class head is shown where the model has one
+        right.caption(f"{title}: this model does not predict it.")
 st.caption(labels.RACE_MAPPING_NOTE)
 
 st.subheader("Why? Explanations of one head and class")

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from benchmarks._server import CHROMIUM
 from core import labels
-from core.bundle import compute_metrics, read_bundle, write_bundle
+from core.bundle import checkpoint_id, compute_metrics, read_bundle, write_bundle
 from core.config import REPO_ROOT
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.imported import LabelMap, import_predictions
@@ -244,6 +244,26 @@ def test_inspect_predicts_and_explains_an_onnx_model_with_lime_only(app):
     test.button(key="inspect_run").click().run()
     assert not test.exception and not [c for c in test.caption if "not run yet" in c.value]
     assert _explained(test)  # the value LIME explained, as shown in the bars
+
+
+def test_inspect_offers_another_checkpoint_audited_beside_the_model_with_its_seven_races(app, monkeypatch, tmp_path):
+    torch.manual_seed(0)
+    main = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)), tmp_path / "main")
+    other = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)),
+                            tmp_path / "fairface-model")
+    bundle = synthetic_bundle(120)  # its audit beside the main model's, recording the checkpoint that made it
+    bundle.metrics["model_id"] = checkpoint_id(json.loads((other / "config.json").read_text()))
+    bundle.metrics["model"] = {"dir": str(other)}
+    write_bundle(bundle, main / "audits" / "fairface-model" / "synthetic")
+    monkeypatch.setenv("FACEAUDIT_MODEL", str(main))
+    test = _inspect_sample(app, "030_08.jpg")
+    assert test.selectbox(key="inspect_model").options == ["FaceAudit model", "fairface-model (FaceAudit checkpoint)"]
+    seven = "**Race (FairFace's 7)**"
+    assert not [m for m in test.markdown if m.value.startswith(seven)]
+    test.selectbox(key="inspect_model").set_value("fairface-model").run()
+    assert not test.exception and not test.error
+    assert [m for m in test.markdown if m.value.startswith(seven)]
+    assert _explained(test)  # Grad-CAM of the other checkpoint, at once
 
 
 def test_inspect_explains_the_predicted_class_of_each_new_photo(app):
