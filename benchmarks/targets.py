@@ -81,8 +81,7 @@ def model_targets(bundles: dict[str, Path]) -> dict[str, float | None]:
                    "FairFace test: race-7": _mean(values["race7_accuracy"]),
                    "FairFace test: race-5": _mean(values["race_accuracy"]),
                    "FairFace test: age bin": _mean(values["age_bin_accuracy"]),
-                   "FairFace test: lowest race-7 recall": min(r for r in recalls if r is not None) if any(
-                       r is not None for r in recalls) else None,
+                   "FairFace test: lowest race-7 recall": min((r for r in recalls if r is not None), default=None),
                    "FairFace test: |women err - men err|": abs(women - men) if women is not None and men is not None
                    else None,
                    "FairFace test: ECE gender": _ece(test, "gender"), "FairFace test: ECE race-5": _ece(test, "race")}

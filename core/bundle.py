@@ -253,11 +253,13 @@ def audited_checkpoints(model_dir: Path) -> dict[str, Path]:
     those bundles record that are on this machine and match the bundles' model id."""
     found: dict[str, Path] = {}
     for name, path in discover_bundles(model_dir).items():
+        if "/" not in name:  # the model's own audits
+            continue
         try:
-            metrics = json.loads((path / METRICS_FILE).read_text()) if "/" in name else {}
+            metrics = json.loads((path / METRICS_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        folder = bundle_model_dir(metrics) if metrics else None
+        folder = bundle_model_dir(metrics)
         if folder is not None and folder.resolve() != Path(model_dir).resolve():
             found.setdefault(folder.name, folder)
     return found

@@ -26,13 +26,13 @@ __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reli
 BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
 
 
-# Heads with probabilities: `CLASS_HEADS`, and a seven-class race head scored against FairFace's labels.
-_CLASSES = {**labels.CLASSES, "race7": labels.FAIRFACE_RACES}
+# Heads with probabilities: `CLASS_HEADS`, and a seven-class race head (classes in `labels.HEAD_CLASSES`) scored
+# against FairFace's labels.
 _TRUTH = {"race7": "fairface_race"}  # the true-label column where it is not the head's own name
 
 
 def _probability_columns(head: str) -> list[str]:
-    return [f"p_{head}_{name}" for name in _CLASSES[head]]
+    return [f"p_{head}_{name}" for name in labels.HEAD_CLASSES[head]]
 
 
 def _truth(frame: pd.DataFrame, head: str) -> pd.Series:
@@ -51,7 +51,7 @@ def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, 
         empty = np.zeros(len(frame))
         return empty, empty, np.zeros(len(frame), dtype=bool)
     probs = frame[_probability_columns(head)].to_numpy(dtype=float)
-    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=_CLASSES[head]).codes
+    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=labels.HEAD_CLASSES[head]).codes
     truth = _truth(frame, head)
     known = truth.notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
     confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
@@ -173,7 +173,7 @@ def fit_temperatures(frame: pd.DataFrame, heads: tuple[str, ...] = CLASS_HEADS) 
         if known.sum() < SMALL_N:
             continue
         log_probs = _log_probabilities(frame.loc[known], head)
-        truth = pd.Categorical(_truth(frame, head)[known].astype("string"), categories=_CLASSES[head]).codes
+        truth = pd.Categorical(_truth(frame, head)[known].astype("string"), categories=labels.HEAD_CLASSES[head]).codes
 
         def loss(log_t: float) -> float:
             return -np.log(_rescaled(log_probs, np.exp(log_t))[np.arange(len(truth)), truth] + 1e-12).mean()

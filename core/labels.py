@@ -23,6 +23,7 @@ __all__ = [
     "RACES",
     "CLASSES",
     "FAIRFACE_RACES",
+    "HEAD_CLASSES",
     "FAIRFACE_TO_RACE",
     "RACE7_TO_RACE",
     "LONDON_TO_RACE",
@@ -65,6 +66,8 @@ FAIRFACE_RACES: tuple[str, ...] = (
     "Indian",
     "Middle Eastern",
 )
+# Every classifying head's classes: the label columns' and a seven-class race head's (`pred_race7`, `p_race7_*`).
+HEAD_CLASSES: dict[str, tuple[str, ...]] = {**CLASSES, "race7": FAIRFACE_RACES}
 FAIRFACE_TO_RACE: dict[str, str] = {
     "White": "White",
     "Black": "Black",

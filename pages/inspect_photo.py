@@ -85,9 +85,8 @@ if "age" in outputs:
     if "age_std" in outputs:
         spread = float(outputs["age_std"][0])
         right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
-CLASS_NAMES = {"gender": labels.GENDERS, "race": labels.RACES, "race7": labels.FAIRFACE_RACES}
-probs = {head: pd.Series(outputs[head][0], index=names, name="probability")
-         for head, names in CLASS_NAMES.items() if head in outputs}
+probs = {head: pd.Series(outputs[head][0], index=labels.HEAD_CLASSES[head], name="probability")
+         for head in ("gender", "race", "race7") if head in outputs}
 for head, title, height in (("gender", "Gender", 120), ("race", "Race", 200), ("race7", "Race (FairFace's 7)", 250)):
     if head in probs:
         right.write(f"**{title}**: {probs[head].idxmax()} ({probs[head].max():.0%})")
