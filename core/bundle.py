@@ -3,7 +3,9 @@
 Reading and summarising bundles needs no torch (the dashboard's first page stays fast); making
 them is `core.audit.run_audit`.
 
-    <bundle>/predictions.parquet  one row per audited image: its labelled face's prediction
+    <bundle>/predictions.parquet  one row per audited image: its labelled face's prediction; a large audit
+                                  (`--engine ray`) writes the same rows as parts instead, in order:
+    <bundle>/predictions/part-00000.parquet, part-00001.parquet, ...
     <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group,
                                   and provenance: dataset, model card, mitigation, command, input kind, face rule
     <bundle>/rejects.csv          every image that produced no prediction, with the reason
@@ -22,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core import labels
 from core.config import REPO_ROOT
@@ -40,6 +45,7 @@ __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQU
            "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
+PREDICTIONS_PARTS = "predictions"  # the folder of a partitioned bundle's prediction files
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
 
 
@@ -93,25 +99,22 @@ PROVENANCE_KEYS = ("dataset", "model_id", "model", "model_backbone", "image_root
 HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
 
 
-def _headline(frame: pd.DataFrame) -> dict[str, float | None]:
-    """Headline metrics from the `pred_*` columns (so post-processed predictions count); None without labels."""
-    values = row_values(frame)
-    return {name: (float(np.nanmean(values[name])) if values[name].notna().any() else None) for name in HEADLINE_METRICS}
-
-
-def _race7_accuracy(frame: pd.DataFrame) -> float | None:
-    values = row_values(frame)["race7_accuracy"]
-    return float(values.mean()) if values.notna().any() else None
+def _plain(means: pd.Series) -> dict[str, float | None]:
+    """Metric means as JSON values: None where no row counts."""
+    return {name: (float(mean) if pd.notna(mean) else None) for name, mean in means.items()}
 
 
 def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
-    """Overall and per-group metrics of a predictions frame; `n_images` counts rejects too.
+    """Overall and per-group metrics of a predictions frame (from its `pred_*` columns, so post-processed
+    predictions count); `n_images` counts rejects too; None where labels are absent.
 
     Groups: every column of `grouping_columns` (labels, the dataset's own columns with few values, `n_faces`, ...).
+    Each metric is a mean of per-row values (`row_values`), so a group's is its sum over its count: one pass over
+    the rows, then per-group sums, whatever the number of rows.
     """
-    overall = _headline(frame) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
-    if "pred_race7" in frame and len(frame):
-        overall["race7_accuracy"] = _race7_accuracy(frame)
+    names = [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]
+    values = row_values(frame)[names]
+    overall = _plain(values.mean()) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
     found = len(frame) / n_images if n_images else None
     # Counting every image: a rejected image (no face) counts as a wrong answer.
     counting_misses = {f"{name}_all_images": (value * found if value is not None and found is not None else None)
@@ -120,11 +123,9 @@ def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
     for column in grouping_columns(frame):
         if frame[column].isna().all():
             continue
-        groups[column] = {}
-        for value, members in frame.groupby(column, observed=True, sort=True):
-            groups[column][str(value)] = {"n": len(members), **_headline(members)}
-            if "race7_accuracy" in overall:
-                groups[column][str(value)]["race7_accuracy"] = _race7_accuracy(members)
+        grouped = values.groupby(frame[column], observed=True, sort=True)
+        sizes, means = grouped.size(), grouped.mean()
+        groups[column] = {str(value): {"n": int(sizes[value]), **_plain(means.loc[value])} for value in sizes.index}
     return {"n": len(frame), "n_images": n_images, "n_rejected": n_images - len(frame), "faces_found": found,
             **overall, **counting_misses, "groups": groups}
 
@@ -287,14 +288,31 @@ def _csv_unsafe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_bundle(bundle: Bundle, folder: str | Path) -> Path:
-    """Write a bundle's three files into `folder` (metrics.json gets the `format` stamp)."""
+def write_bundle(bundle: Bundle, folder: str | Path, *, part_rows: int | None = None) -> Path:
+    """Write a bundle's three files into `folder` (metrics.json gets the `format` stamp); with `part_rows`, the
+    predictions as parts of that many rows in `predictions/`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    bundle.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
+    single, parts = folder / PREDICTIONS_FILE, folder / PREDICTIONS_PARTS
+    single.unlink(missing_ok=True)  # a bundle written again, in the other layout, must not keep the old rows
+    shutil.rmtree(parts, ignore_errors=True)
+    if part_rows:
+        parts.mkdir()
+        for number, start in enumerate(range(0, max(len(bundle.predictions), 1), part_rows)):
+            bundle.predictions.iloc[start : start + part_rows].to_parquet(parts / f"part-{number:05d}.parquet", index=False)
+    else:
+        bundle.predictions.to_parquet(single, index=False)
     (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics | {"format": BUNDLE_FORMAT}, indent=2, default=float))
     csv_safe(bundle.rejects).to_csv(folder / REJECTS_FILE, index=False)
     return folder
+
+
+def _read_predictions(folder: Path) -> pd.DataFrame:
+    """`predictions.parquet`, or the parts in `predictions/` joined in order."""
+    if (folder / PREDICTIONS_FILE).is_file():
+        return pd.read_parquet(folder / PREDICTIONS_FILE)
+    parts = sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(part) for part in parts]).to_pandas()
 
 
 # Columns every page and report reads; a bundle without them is refused when opened.
@@ -311,6 +329,10 @@ def read_bundle(folder: str | Path) -> Bundle:
     """
     folder = Path(folder)
     missing = [name for name in (PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE) if not (folder / name).is_file()]
+    stored = PREDICTIONS_FILE
+    if PREDICTIONS_FILE in missing and any((folder / PREDICTIONS_PARTS).glob("part-*.parquet")):
+        missing.remove(PREDICTIONS_FILE)
+        stored = f"{PREDICTIONS_PARTS}/"
     if missing:
         raise BundleError(f"{folder} is not an audit bundle: missing {', '.join(missing)}")
     try:
@@ -325,14 +347,14 @@ def read_bundle(folder: str | Path) -> Bundle:
     if metrics_json.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected {BUNDLE_FORMAT!r}")
     try:
-        predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
+        predictions = _read_predictions(folder)
         rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))
     except Exception as error:  # noqa: BLE001 - pyarrow and pandas raise many types for damaged files
         raise BundleError(f"{folder}: a file of the bundle is damaged ({type(error).__name__}: {error}); {rebuild}") from error
     absent = [column for column in REQUIRED_COLUMNS if column not in predictions.columns]
     if absent:
-        raise BundleError(f"{folder / PREDICTIONS_FILE} lacks column(s) {absent}; {rebuild}")
+        raise BundleError(f"{folder / stored} lacks column(s) {absent}; {rebuild}")
     if metrics_json.get("n") != len(predictions):
-        raise BundleError(f"{folder}: metrics.json describes {metrics_json.get('n')} faces but predictions.parquet holds "
+        raise BundleError(f"{folder}: metrics.json describes {metrics_json.get('n')} faces but {stored} holds "
                           f"{len(predictions)}: the two files come from different audits; {rebuild}")
     return Bundle(predictions=predictions, metrics=metrics_json, rejects=rejects, path=folder)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core import labels
 from core.cohorts import CLASS_HEADS
-from core.fairness import MISSING, SMALL_N, cluster_column, cluster_ids, group_keys, wilson_interval
+from core.fairness import MISSING, SMALL_N, bootstrap_units, cluster_column, cluster_ids, group_keys, wilson_interval
 
 __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reliability", "calibration_table",
            "fit_temperatures", "with_temperatures", "has_probabilities", "group_mask"]
@@ -79,9 +79,7 @@ def _bootstrap_ece(confidence: np.ndarray, correct: np.ndarray, clusters: np.nda
     if len(confidence) < 2:
         return np.nan, np.nan
     which = _bin_of(confidence, bins)
-    if clusters is None:
-        clusters = np.arange(len(confidence))
-    _, cluster = np.unique(clusters, return_inverse=True)
+    cluster = bootstrap_units(len(confidence), clusters, rng)
     k = cluster.max() + 1
     # per cluster and bin: rows, sum of confidence, sum of correct
     index = cluster * bins + which

@@ -24,7 +24,7 @@ from core.glossary import Term
 __all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
            "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
-           "wilson_interval", "bootstrap_means", "metric_interval", "SubgroupMetrics"]
+           "wilson_interval", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
 
 class SelectionError(FaceAuditError, ValueError):
     """A grouping, filter or metric that names a column, value or metric the audit does not have."""
@@ -239,9 +239,31 @@ def _cluster_sums(values: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray,
     return np.bincount(inverse, weights=values), np.bincount(inverse).astype(float)
 
 
+# More people (or rows) than this are dealt into this many buckets before resampling (`bootstrap_units`).
+MAX_BOOTSTRAP_UNITS = 50_000
+
+
+def bootstrap_units(n: int, clusters: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Per row, the unit a bootstrap resamples: its cluster (one person), or the row itself; at most
+    `MAX_BOOTSTRAP_UNITS` of them.
+
+    With more units than that (a million-row audit), units are dealt at random into that many equal buckets and
+    the buckets are resampled: a bucket's sums are sufficient statistics of its units, and a bucket's total is a
+    sum of independent units' totals, so resampling buckets keeps the variance of resampling units while each
+    round draws 50,000 numbers instead of a million.
+    """
+    units = np.arange(n) if clusters is None else np.unique(clusters, return_inverse=True)[1]
+    count = int(units.max(initial=-1)) + 1
+    if count <= MAX_BOOTSTRAP_UNITS:
+        return units
+    bucket_of_unit = rng.permutation(count) % MAX_BOOTSTRAP_UNITS
+    return bucket_of_unit[units]
+
+
 def bootstrap_means(columns: list[np.ndarray], clusters: np.ndarray | None, rng: np.random.Generator,
                     rounds: int) -> list[np.ndarray] | None:
-    """`rounds` bootstrap means of each column, all from the same draws (paired), rows or clusters resampled.
+    """`rounds` bootstrap means of each column, all from the same draws (paired), rows or clusters resampled
+    (`bootstrap_units`).
 
     Rows where any column is NaN are left out. Returns None with fewer than two rows (or clusters).
     """
@@ -249,11 +271,11 @@ def bootstrap_means(columns: list[np.ndarray], clusters: np.ndarray | None, rng:
     columns = [column[keep] for column in columns]
     if keep.sum() < 2:
         return None
-    if clusters is None:
+    if clusters is None and len(columns[0]) <= MAX_BOOTSTRAP_UNITS:
         draws = rng.integers(0, len(columns[0]), size=(rounds, len(columns[0])))
         return [column[draws].mean(axis=1) for column in columns]
-    clusters = clusters[keep]
-    sums = [_cluster_sums(column, clusters) for column in columns]
+    units = bootstrap_units(len(columns[0]), None if clusters is None else clusters[keep], rng)
+    sums = [_cluster_sums(column, units) for column in columns]
     k = len(sums[0][1])
     if k < 2:
         return None

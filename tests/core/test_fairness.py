@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import labels
+from core import fairness, labels
 from core.bundle import compute_metrics, prediction_frame
 from core.fairness import (
     SMALL_N,
@@ -109,3 +109,28 @@ def test_race7_metrics_and_confusion_only_where_a_seven_class_head_meets_fairfac
     where = confusion(five_model, "fairface_race")
     assert where.shape == (7, 5) and where.loc["Latino_Hispanic"].sum() == 20
     assert "race7" not in confusion_heads(five_model) and "race7_accuracy" not in compute_metrics(five_model, 140)
+
+
+def test_group_metrics_in_metrics_json_are_each_groups_own_means(frame):
+    metrics = compute_metrics(frame, len(frame) + 5)
+    values = row_values(frame)
+    for column in ("race", "gender"):
+        for value, members in frame.groupby(column, observed=True):
+            group = metrics["groups"][column][str(value)]
+            assert group["n"] == len(members)
+            assert group["gender_accuracy"] == pytest.approx(values.loc[members.index, "gender_accuracy"].mean())
+            assert group["age_mae"] == pytest.approx(values.loc[members.index, "age_mae"].mean())
+    assert metrics["n_rejected"] == 5
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_bucketed_bootstrap_keeps_the_interval_of_resampling_every_unit(monkeypatch, clustered):
+    rng = np.random.default_rng(1)
+    errors = rng.gamma(2.0, 2.5, 40_000)  # skewed, like absolute age errors
+    clusters = np.repeat(np.arange(20_000), 2) if clustered else None
+    exact = fairness.bootstrap_means([errors], clusters, np.random.default_rng(0), 400)[0]
+    monkeypatch.setattr(fairness, "MAX_BOOTSTRAP_UNITS", 1_000)  # 20,000 or 40,000 units into 1,000 buckets
+    assert len(np.unique(fairness.bootstrap_units(len(errors), clusters, np.random.default_rng(0)))) == 1_000
+    bucketed = fairness.bootstrap_means([errors], clusters, np.random.default_rng(0), 400)[0]
+    assert np.std(bucketed) == pytest.approx(np.std(exact), rel=0.15)
+    assert abs(np.mean(bucketed) - errors.mean()) < 0.25 * np.std(exact)  # centred on the estimate
