@@ -13,16 +13,16 @@ import pandas as pd
 import torch
 
 from core.bundle import Bundle, compute_metrics, prediction_frame
-from core.chips import ChipBatch, chips_from_photos, chips_from_utkface
 from core.config import REPO_ROOT, SPLIT_FILE
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.dedup import with_duplicate_groups
+from core.engine import ChunkStore, audit_key, model_size, run_chunks
 from core.errors import FaceAuditError
 from core.faces import FACE_RECORD_COLUMNS
 from core.model import Checkpoint, file_sha256
 from core.onnx_model import CallableModel, OnnxModel
 from core.split import read_split
-from core.trainer import CPU, mitigation_note, predict
+from core.trainer import CPU, mitigation_note
 
 __all__ = ["INPUT_KINDS", "TrainingOverlapError", "run_audit", "training_files", "training_overlap", "model_card"]
 
@@ -107,7 +107,8 @@ def _external_card(model: OnnxModel | CallableModel) -> dict[str, Any]:
 
 def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Dataset, *, input_kind: Literal["photos", "aligned-chips"] = "photos",
               face_rule: str = "center", allow_training_images: bool = False, command: str | None = None,
-              batch_size: int = 64, device: torch.device = CPU,
+              batch_size: int = 64, device: torch.device = CPU, engine: str = "local", workers: int | None = None,
+              ray_address: str | None = None, work_dir: str | Path | None = None,
               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> Bundle:
     """Detect, choose, align and predict every image of `dataset`; images without a usable face become rejects.
 
@@ -119,11 +120,15 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
         face_rule: How the labelled face is chosen among several (`core.faces.FACE_RULES`).
         allow_training_images: Audit even if the dataset holds images the checkpoint trained on.
         command: The command line that made the bundle, recorded for provenance.
+        engine, workers, ray_address: Who runs the chunks (`core.engine.run_chunks`): this process, or Ray Data
+            actors, locally or on the cluster at `ray_address`.
+        work_dir: Keep finished chunks here, and resume from those already there (`core.engine.ChunkStore`).
         progress: Optional `(iterable, description, total) -> iterable` wrapper (e.g. tqdm).
 
     Raises:
         TrainingOverlapError: the dataset holds training images and `allow_training_images` is False.
-        ValueError: an unknown `input_kind` or `face_rule`.
+        ValueError: an unknown `input_kind`, `face_rule` or `engine`.
+        core.engine.ResumeError: `work_dir` holds chunks of another audit.
     """
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"unknown input kind {input_kind!r}; valid: {', '.join(INPUT_KINDS)}")
@@ -134,22 +139,21 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
         raise TrainingOverlapError(f"{dataset.name}: {overlap_note}; its metrics would flatter the model. Audit "
                                    "other images, or pass --allow-training-images to audit them anyway.")
     dataset = _without_output_names(dataset)
-    size = checkpoint.size if external else checkpoint.model.config.input_size
     paths = dataset.table["path"].tolist()
-    wrap = (lambda description: (lambda it: progress(it, description, len(paths)))) if progress else (lambda _: None)
-    align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
-    batch: ChipBatch = align(paths, size=size, face_rule=face_rule, progress=wrap("detecting faces"),
-                             margin=getattr(checkpoint, "margin", None))  # an ONNX model trained on plain crops
-    ok = np.array([error == "" for error in batch.errors], dtype=bool)
+    store = (ChunkStore(work_dir, audit_key(checkpoint.model_id, paths, input_kind=input_kind, face_rule=face_rule,
+                                            size=model_size(checkpoint), margin=getattr(checkpoint, "margin", None)))
+             if work_dir else None)
+    chunks = run_chunks(checkpoint, paths, input_kind=input_kind, face_rule=face_rule, batch_size=batch_size,
+                        device=device, engine=engine, workers=workers, ray_address=ray_address, store=store,
+                        progress=progress)
+    ok = np.array([error == "" for error in chunks.errors], dtype=bool)
     table = dataset.table.loc[ok].reset_index(drop=True)
-    outputs = (checkpoint.predict(batch.chips[ok], batch_size=batch_size) if external
-               else predict(checkpoint.model, batch.chips[ok], batch_size=batch_size, device=device))
-    frame = prediction_frame(table, outputs)
-    records = pd.DataFrame([record for record, good in zip(batch.records, ok) if good], index=frame.index,
+    frame = prediction_frame(table, chunks.outputs)
+    records = pd.DataFrame([record for record, good in zip(chunks.records, ok) if good], index=frame.index,
                            columns=list(FACE_RECORD_COLUMNS))
     frame = pd.concat([frame, records], axis=1)
-    frame = with_duplicate_groups(frame)
-    failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in batch.errors if e])
+    frame = with_duplicate_groups(frame, chunks.hashes.loc[ok].reset_index(drop=True))
+    failed = dataset.table.loc[~ok, ["file", "path", "source"]].assign(reason=[e for e in chunks.errors if e])
     rejects = pd.concat([dataset.rejects, failed[list(REJECT_COLUMNS)]], ignore_index=True)
     metrics_json = compute_metrics(frame, len(dataset.table) + len(dataset.rejects))
     metrics_json.update({"dataset": dataset.name, "model_id": checkpoint.model_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,16 +60,21 @@ def faces_for_model(source: str | bytes | np.ndarray, size: int, detector: FaceD
 _Result = tuple[np.ndarray | None, str, dict]
 
 
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Threads kept for the process's life, so that each keeps its face detector (`thread_detector`) between calls."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceaudit-chips")
+
+
 def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, workers: int,
          progress: Callable[[Iterable], Iterable] | None) -> ChipBatch:
     chips = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     errors, records = [""] * len(paths), [{} for _ in paths]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(function, paths)
-        for index, (chip, error, record) in enumerate(progress(results) if progress else results):
-            errors[index], records[index] = error, record
-            if chip is not None:
-                chips[index] = to_model_size(chip, size)
+    results = _pool(workers).map(function, paths)
+    for index, (chip, error, record) in enumerate(progress(results) if progress else results):
+        errors[index], records[index] = error, record
+        if chip is not None:
+            chips[index] = to_model_size(chip, size)
     return ChipBatch(chips=chips, errors=errors, records=records)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from PIL import Image
 from core.datasets import REJECT_COLUMNS, Dataset
 
 __all__ = ["DHASH_BITS", "NEAR_DUPLICATE_DISTANCE", "NEAR_DUPLICATE_CORRELATION", "dhash", "centre_thumbnail",
-           "scan_images", "find_duplicate_groups", "with_duplicate_groups"]
+           "scan_images", "find_duplicate_groups", "with_duplicate_groups", "image_hashes", "HASH_COLUMNS"]
 
 _HASH_SIDE = 16
 DHASH_BITS = _HASH_SIDE * _HASH_SIDE
@@ -199,13 +199,28 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
     return result
 
 
-def with_duplicate_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `dup_group`, `dup_group_size`, `label_conflict` to audited rows (images that cannot be read: missing)."""
+HASH_COLUMNS = ("sha1", "dhash", "centre")
+
+
+def image_hashes(paths: Sequence[str], *, workers: int = 2) -> pd.DataFrame:
+    """`HASH_COLUMNS` of each image, in order ("" where the file cannot be read): what duplicate grouping needs."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_scan_one, list(paths), chunksize=64))
+    return pd.DataFrame([("", "", "") if isinstance(result, str) else result[:3] for result in results],
+                        columns=list(HASH_COLUMNS), dtype=str)
+
+
+def with_duplicate_groups(frame: pd.DataFrame, hashes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add `dup_group`, `dup_group_size`, `label_conflict` to audited rows (images that cannot be read: missing).
+
+    `hashes`, one row per row of `frame` (`image_hashes`), saves reading the images again.
+    """
     if frame.empty:
         return frame.assign(dup_group=pd.Series(dtype="int64"), dup_group_size=pd.Series(dtype="int64"),
                             label_conflict=pd.Series(dtype=bool))
-    hashed = scan_images(Dataset(name="", table=frame, rejects=frame.iloc[0:0][list(REJECT_COLUMNS[:3])].assign(reason="")))
-    groups = find_duplicate_groups(hashed.table).set_axis(hashed.table["file"])
-    by_file = groups.reindex(frame["file"])
-    return frame.assign(dup_group=by_file["group"].to_numpy(), dup_group_size=by_file["group_size"].to_numpy(),
-                        label_conflict=by_file["label_conflict"].to_numpy())
+    hashes = image_hashes(frame["path"].tolist()) if hashes is None else hashes
+    readable = hashes["sha1"].to_numpy() != ""
+    hashed = frame.loc[readable].assign(**{column: hashes.loc[readable, column].to_numpy() for column in HASH_COLUMNS})
+    groups = find_duplicate_groups(hashed).reindex(frame.index)
+    return frame.assign(dup_group=groups["group"].to_numpy(), dup_group_size=groups["group_size"].to_numpy(),
+                        label_conflict=groups["label_conflict"].to_numpy())

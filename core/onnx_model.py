@@ -54,7 +54,7 @@ class OnnxModel:
             import onnxruntime
         except ImportError:
             raise OnnxModelError("ONNX models need onnxruntime: pip install onnxruntime") from None
-        self.path = Path(path)
+        self.path, self.threads = Path(path), threads
         for file in (self.path, spec_path(self.path)):
             if not file.is_file():
                 raise OnnxModelError(f"{file} is missing (an ONNX model needs its spec, <model>.onnx.json, beside it)")
@@ -72,6 +72,9 @@ class OnnxModel:
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a damaged file
             raise OnnxModelError(f"{self.path} is not a usable ONNX model: {error}") from None
         self._check()
+
+    def __reduce__(self) -> tuple:  # an onnxruntime session cannot be pickled: a Ray worker opens the file again
+        return OnnxModel, (self.path, self.threads)
 
     def _check(self) -> None:
         given = self.spec.get("input", {})
@@ -173,6 +176,9 @@ class CallableModel:
             raise OnnxModelError(f"cannot load {target}: {error}") from None
         self.size, self.target = size, target
         self.spec = {"name": target, "model_id": f"python-{target}"}
+
+    def __reduce__(self) -> tuple:  # a Ray worker imports the function again
+        return CallableModel, (self.target, self.size)
 
     @property
     def model_id(self) -> str:

