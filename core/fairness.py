@@ -10,7 +10,8 @@ a bootstrap; photos of one person are resampled together (`cluster_column`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -65,17 +66,43 @@ PROPORTIONS = frozenset(name for name in METRICS if name not in ("age_mae", "sig
 SHORT_NAMES = {name: term.name for name, term in METRIC_TERMS.items()}
 
 
+def _text(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A column's values as text (an object array; "" where missing) and where it has one: each distinct value is
+    converted once, so this costs the same for a category, a string or a number column of a million rows."""
+    codes, uniques = pd.factorize(series)
+    names = np.array([str(value) for value in uniques] + [""], dtype=object)
+    return names[codes], codes >= 0
+
+
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-row quantities whose mean is each metric; NaN where a row does not count for a metric."""
+    vocabulary: dict[str, int] = {}  # every text value of the label and prediction columns, as one integer id
+
+    def ids(column: str) -> np.ndarray:  # -1 where the row has no value
+        if column not in frame:
+            return np.full(len(frame), -1)
+        codes, uniques = pd.factorize(frame[column])
+        lookup = np.array([vocabulary.setdefault(str(value), len(vocabulary)) for value in uniques] + [-1])
+        return lookup[codes]
+
+    text = {column: ids(column) for column in ("gender", "pred_gender", "race", "pred_race", "age_bin", "pred_age_bin",
+                                               "fairface_race", "pred_race7")}
+
     def equal(true: str, pred: str) -> np.ndarray:  # a row counts where both the label and a prediction exist
-        known = (frame[true].notna() & frame[pred].notna()).to_numpy()
-        same = (frame[true].astype("string") == frame[pred].astype("string")).fillna(False).to_numpy()
-        return np.where(known, same.astype(float), np.nan)
+        truth, guess = text[true], text[pred]
+        return np.where((truth >= 0) & (guess >= 0), (truth == guess).astype(float), np.nan)
+
+    def among(column: str, name: str) -> np.ndarray:  # rows whose `column` is `name`
+        return text[column] == vocabulary.get(name, -2)
+
+    def predicted_as(true: str, name: str, pred: str, predicted: str) -> np.ndarray:  # of rows labelled `name`
+        return np.where(among(true, name) & (text[pred] >= 0), among(pred, predicted).astype(float), np.nan)
+
+    def recall(true: str, pred: str, name: str) -> np.ndarray:
+        return predicted_as(true, name, pred, name)
 
     age = frame["age"].astype("float64").to_numpy()
     error = frame["pred_age"].to_numpy(dtype=float) - age
-    gender, pred_gender = frame["gender"].astype("string"), frame["pred_gender"].astype("string")
-    race, pred_race = frame["race"].astype("string"), frame["pred_race"].astype("string")
     values = {
         "gender_accuracy": equal("gender", "pred_gender"),
         "race_accuracy": equal("race", "pred_race"),
@@ -83,18 +110,16 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
         "age_mae": np.abs(error),
         "signed_age_error": error,
         "cs5": np.where(np.isnan(error), np.nan, (np.abs(error) <= 5).astype(float)),
-        "false_female_rate": np.where(((gender == "Male") & pred_gender.notna()).fillna(False), pred_gender == "Female", np.nan),
-        "false_male_rate": np.where(((gender == "Female") & pred_gender.notna()).fillna(False), pred_gender == "Male", np.nan),
+        "false_female_rate": predicted_as("gender", "Male", "pred_gender", "Female"),
+        "false_male_rate": predicted_as("gender", "Female", "pred_gender", "Male"),
     }
     for name in labels.RACES:
-        values[f"race_recall_{name}"] = np.where(((race == name) & pred_race.notna()).fillna(False), pred_race == name, np.nan)
+        values[f"race_recall_{name}"] = recall("race", "pred_race", name)
     has_race7 = "fairface_race" in frame and "pred_race7" in frame
-    race7 = frame["fairface_race"].astype("string") if has_race7 else pd.Series(pd.NA, index=frame.index, dtype="string")
-    pred_race7 = frame["pred_race7"].astype("string") if has_race7 else race7
     values["race7_accuracy"] = equal("fairface_race", "pred_race7") if has_race7 else np.full(len(frame), np.nan)
     for name in labels.FAIRFACE_RACES:
-        values[f"race7_recall_{name}"] = np.where(((race7 == name) & pred_race7.notna()).fillna(False),
-                                                  pred_race7 == name, np.nan)
+        values[f"race7_recall_{name}"] = (recall("fairface_race", "pred_race7", name) if has_race7
+                                          else np.full(len(frame), np.nan))
     return pd.DataFrame(values, index=frame.index)
 
 
@@ -133,7 +158,7 @@ def grouping_columns(frame: pd.DataFrame, max_values: int = MAX_GROUP_VALUES) ->
 
 def value_order(series: pd.Series) -> list[str]:
     """The distinct values of a column as text, in their natural order (taxonomy, category, number, text)."""
-    present = set(series.astype("string").fillna(MISSING))
+    present = {str(value) for value in series.dropna().unique()} | ({MISSING} if series.isna().any() else set())
     if isinstance(series.dtype, pd.CategoricalDtype):
         order = [str(value) for value in series.cat.categories]
     elif series.name in labels.CLASSES:
@@ -171,7 +196,11 @@ def filter_frame(frame: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataF
 
 
 def _sensitive(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    return frame[by].astype("string").fillna(MISSING).reset_index(drop=True)
+    """The columns `by` as text categories (`MISSING` for no value), indexed by position."""
+    def as_text(column: str) -> pd.Categorical:
+        names, known = _text(frame[column])
+        return pd.Categorical(np.where(known, names, MISSING))
+    return pd.DataFrame({column: as_text(column) for column in by})
 
 
 def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
@@ -240,7 +269,7 @@ def _cluster_sums(values: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray,
 
 
 # More people (or rows) than this are dealt into this many buckets before resampling (`bootstrap_units`).
-MAX_BOOTSTRAP_UNITS = 50_000
+MAX_BOOTSTRAP_UNITS = 20_000
 
 
 def bootstrap_units(n: int, clusters: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -326,11 +355,30 @@ def metric_interval(name: str, values: np.ndarray, rng: np.random.Generator, rou
 
 @dataclass
 class SubgroupMetrics:
-    """Per-group metrics with their CIs, and the fairlearn frame behind them."""
+    """Per-group metrics with their CIs; `metric_frame` is the same per-group values as fairlearn computes them."""
 
     table: pd.DataFrame  # one row per group: n, small_n, then per metric: value, ci_low, ci_high, diff, ratio
     overall: pd.Series
-    metric_frame: MetricFrame
+    _values: pd.DataFrame = field(repr=False)
+    _sensitive: pd.DataFrame = field(repr=False)
+
+    @functools.cached_property
+    def metric_frame(self) -> MetricFrame:
+        """fairlearn's `MetricFrame` of the same metrics and groups (built on first use: it calls each metric once per
+        group with every row's position, which takes seconds beyond a hundred thousand rows)."""
+        positions = np.arange(len(self._values))
+
+        def mean_of(name: str):
+            column = self._values[name].to_numpy()
+
+            def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+                chosen = column[np.asarray(y_true, dtype=int)]
+                return float(np.nanmean(chosen)) if (~np.isnan(chosen)).any() else np.nan
+            return metric
+
+        return MetricFrame(metrics={"n": lambda y_true, y_pred: len(y_true),
+                                    **{name: mean_of(name) for name in self._values.columns}},
+                           y_true=positions, y_pred=positions, sensitive_features=self._sensitive)
 
 
 def overall_metrics(frame: pd.DataFrame, metrics: list[str] | None = None, *, rounds: int = 500,
@@ -369,33 +417,23 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     missing = [c for c in by if c not in frame.columns]
     if missing or not by:
         raise SelectionError(f"cannot group by {missing or by}; columns: {', '.join(map(str, frame.columns))}")
-    values = row_values(frame)
-    positions = np.arange(len(frame))
-
-    def metric_fn(name: str):
-        column = values[name].to_numpy()
-
-        def mean_of(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-            chosen = column[np.asarray(y_true, dtype=int)]
-            return float(np.nanmean(chosen)) if (~np.isnan(chosen)).any() else np.nan
-        return mean_of
-
-    def count(y_true: np.ndarray, y_pred: np.ndarray) -> int:
-        return len(y_true)
-
+    values = row_values(frame)[metrics]
     sensitive = _sensitive(frame, by)
-    metric_frame = MetricFrame(metrics={"n": count, **{m: metric_fn(m) for m in metrics}},
-                               y_true=positions, y_pred=positions, sensitive_features=sensitive)
-    by_group = metric_frame.by_group
-    by_group = by_group[by_group["n"].notna()]  # fairlearn lists every combination of values, empty ones too
-    by_group = by_group.reindex([key for key in group_keys(frame, by) if key in by_group.index])  # natural order
+    # sufficient statistics: per group, its rows, and per metric the sum and count of the rows where it counts
+    grouped = values.reset_index(drop=True).groupby([sensitive[column] for column in by], observed=True)
+    by_group = grouped.sum(min_count=1) / grouped.count().replace(0, np.nan)
+    by_group.insert(0, "n", grouped.size())
+    keys = [key for key in group_keys(frame, by) if key in by_group.index]  # natural order
+    by_group = by_group.reindex(keys).set_axis(pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1
+                                               else pd.Index(keys, name=by[0]))
+    overall = values.mean()
     rng = np.random.default_rng(seed)
     clusters = cluster_ids(frame, cluster_column(frame))
-    members = sensitive.groupby(by if len(by) > 1 else by[0]).indices  # group key -> row positions
+    members = sensitive.groupby(by if len(by) > 1 else by[0], observed=True).indices  # group key -> row positions
     table = pd.DataFrame(index=by_group.index)
     table["n"] = by_group["n"].astype(int)
     table["small_n"] = table["n"] < SMALL_N
-    reference_row = by_group.loc[reference] if reference is not None else metric_frame.overall
+    reference_row = by_group.loc[reference] if reference is not None else overall
     for name in metrics:
         column = values[name].to_numpy()
         table[name] = by_group[name].astype(float)
@@ -407,7 +445,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
         table[f"{name}_diff"] = table[name] - float(reference_row[name])
         with np.errstate(divide="ignore", invalid="ignore"):
             table[f"{name}_ratio"] = table[name] / float(reference_row[name])
-    return SubgroupMetrics(table=table, overall=metric_frame.overall, metric_frame=metric_frame)
+    return SubgroupMetrics(table=table, overall=overall, _values=values.reset_index(drop=True), _sensitive=sensitive)
 
 
 def worst_group(table: pd.DataFrame, metric: str, min_n: int = SMALL_N) -> dict | None:
@@ -445,12 +483,23 @@ def confusion_heads(frame: pd.DataFrame) -> list[str]:
     return [head for head, (true, pred, _, _) in CONFUSIONS.items() if true in frame and pred in frame]
 
 
+def _positions(series: pd.Series, names: tuple[str, ...]) -> np.ndarray:
+    """Each row's value as its position in `names`; -1 for no value or one not among them."""
+    codes, uniques = pd.factorize(series)
+    position = {name: index for index, name in enumerate(names)}
+    lookup = np.array([position.get(str(value), -1) for value in uniques] + [-1], dtype=np.int64)
+    return lookup[codes]
+
+
 def confusion(frame: pd.DataFrame, head: str, *, normalize: bool = False) -> pd.DataFrame:
     """Confusion matrix of one of `CONFUSIONS`: rows true labels, columns predictions, in taxonomy order."""
     true, pred, true_names, pred_names = CONFUSIONS[head]
-    known = frame[frame[true].notna()]
-    table = pd.crosstab(pd.Categorical(known[true].astype("string"), categories=true_names),
-                        pd.Categorical(known[pred].astype("string"), categories=pred_names), dropna=False)
+    rows, columns = _positions(frame[true], true_names), _positions(frame[pred], pred_names)
+    counted = (rows >= 0) & (columns >= 0)  # a label and a prediction, each one of the head's classes
+    counts = np.bincount(rows[counted] * len(pred_names) + columns[counted], minlength=len(true_names) * len(pred_names))
+    table = pd.DataFrame(counts.reshape(len(true_names), len(pred_names)),
+                         index=pd.CategoricalIndex(true_names, categories=true_names),
+                         columns=pd.CategoricalIndex(pred_names, categories=pred_names))
     predicted = pred.removeprefix("pred_")
     table.index.name = f"true {_AXIS_NAMES.get(true, true)}"
     table.columns.name = f"predicted {_AXIS_NAMES.get(predicted, predicted)}"

@@ -150,8 +150,9 @@ def detector() -> FaceDetector:
     return thread_detector()
 
 
-@st.cache_data(max_entries=8, show_spinner="Loading audit bundle…")
+@st.cache_resource(max_entries=8, show_spinner="Loading audit bundle…")
 def _load_bundle(path: str, mtime: float) -> Bundle:
+    """One bundle shared by every session, read-only (st.cache_data would copy a million rows on every call)."""
     return read_bundle(path)
 
 

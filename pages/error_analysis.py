@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.cohorts import Cohort, CohortError, save_cohort
-from core.error_analysis import AGE_TOLERANCE, candidate_features, error_tree
+from core.error_analysis import AGE_TOLERANCE, MAX_TREE_FACES, candidate_features, error_tree
 from core.fairness import SMALL_N, wilson_interval
 from pages import _cached
 
@@ -43,7 +43,8 @@ except ValueError as error:
     st.info(f"No tree: {error}.")
     st.stop()
 low, high = wilson_interval(tree.overall_rate * tree.n_measured, tree.n_measured)
-st.caption(f"Grown on {tree.n_grown:,} faces, measured on the other {tree.n_measured:,} (photos of one person stay "
+sample = f" (of a random {MAX_TREE_FACES:,} of the {tree.sampled_from:,} faces)" if tree.sampled_from else ""
+st.caption(f"Grown on {tree.n_grown:,} faces, measured on the other {tree.n_measured:,}{sample} (photos of one person stay "
            f"in one half), so a cohort's error rate is not flattered by having been picked for it. Overall error "
            f"rate {tree.overall_rate:.1%} (95 % {low:.1%}–{high:.1%}); Wilson intervals.")
 

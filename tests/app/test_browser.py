@@ -334,3 +334,22 @@ def test_two_models_compared_on_the_faces_both_predicted(browser_and_url):
         page.screenshot(path=SHOTS / "28-compare-faceaudit-vs-peer-fairface-val.png")
     finally:
         page.close()
+
+
+def test_gallery_csv_is_built_on_the_click_with_every_mistake(browser_and_url, tmp_path):
+    browser, url = browser_and_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+    page.set_default_timeout(90_000)
+    page.goto(f"{url}/gallery?bundle=fairface-sample")
+    page.get_by_role("heading", level=1, name="Error gallery", exact=True).wait_for()
+    button = page.get_by_role("button", name=re.compile(r"Download these [\d,]+ faces \(CSV\)"))
+    button.wait_for()
+    _wait_for_run(page)
+    count = int(re.search(r"these ([\d,]+) faces", button.inner_text()).group(1).replace(",", ""))
+    with page.expect_download(timeout=120_000) as download:
+        button.click()
+    path = tmp_path / "mistakes.csv"
+    download.value.save_as(path)
+    lines = path.read_text().splitlines()
+    assert count > 0 and len(lines) == count + 1 and lines[0].startswith("file,")
+    page.close()

@@ -141,3 +141,14 @@ def test_two_cohorts_side_by_side():
     assert parse_value("in", "White, Black,") == ("White", "Black") and parse_value(">", " 0.5") == 0.5
     with pytest.raises(CohortError, match="needs a number"):
         parse_value("<=", "old")
+
+
+def test_error_tree_on_more_faces_than_it_grows_on_samples_them(monkeypatch):
+    from core import error_analysis
+
+    frame = synthetic_predictions(n=1200)
+    monkeypatch.setattr(error_analysis, "MAX_TREE_FACES", 800)
+    tree = error_tree(frame, "gender", max_depth=2, min_leaf=10)
+    assert tree.sampled_from == 1200 and tree.n_grown + tree.n_measured == 800
+    assert errors_of(frame[tree.leaves[0].cohort.mask(frame)], "gender").mean() == pytest.approx(0.5)  # still found
+    assert error_tree(frame.iloc[:700], "gender", min_leaf=10).sampled_from is None

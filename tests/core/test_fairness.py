@@ -134,3 +134,13 @@ def test_bucketed_bootstrap_keeps_the_interval_of_resampling_every_unit(monkeypa
     bucketed = fairness.bootstrap_means([errors], clusters, np.random.default_rng(0), 400)[0]
     assert np.std(bucketed) == pytest.approx(np.std(exact), rel=0.15)
     assert abs(np.mean(bucketed) - errors.mean()) < 0.25 * np.std(exact)  # centred on the estimate
+
+
+def test_per_group_sums_give_what_fairlearns_metric_frame_gives(frame):
+    result = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy", "age_mae", "false_male_rate"])
+    by_group = result.metric_frame.by_group.dropna(subset=["n"])
+    for key, row in result.table.iterrows():
+        assert row["n"] == by_group.loc[key, "n"]
+        for name in ("gender_accuracy", "age_mae", "false_male_rate"):
+            assert row[name] == pytest.approx(by_group.loc[key, name], nan_ok=True)
+    assert result.overall["gender_accuracy"] == pytest.approx(result.metric_frame.overall["gender_accuracy"])
