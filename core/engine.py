@@ -5,8 +5,8 @@ A chunk is `CHUNK_ROWS` consecutive images of the dataset, detected, the labelle
 and hashed for duplicate grouping (`audit_chunk`). Both engines run `audit_chunk` on the same chunks, so they give
 the same bundle; `core.audit.run_audit` joins the chunks into it.
 
-    ray.init() is local by default (this machine's cores, loopback only, no dashboard, no usage reporting); with
-    `ray_address` the chunks run on that cluster, whose nodes must see the images at the same paths.
+Ray starts locally by default (this machine's cores, loopback only, no dashboard, no usage reporting); with
+`ray_address` the chunks run on that cluster, whose nodes must see the images at the same paths.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Subgroup metrics of an audit bundle: fairlearn `MetricFrame` point estimates plus 95 % intervals.
+"""Subgroup metrics of an audit bundle: per-group point estimates plus 95 % intervals.
 
 Every metric here is the mean of a per-row quantity over a row mask (a correct answer, an age
-error, a false-female among true males, ...). That makes intervals cheap and exact per group, and
-lets one `MetricFrame` hold all metrics at once: its `y_true`/`y_pred` are row positions and each
-metric looks its values up by position. Shares get Wilson score intervals (a percentile bootstrap
+error, a false-female among true males, ...). That makes a group's value its sum over its count
+(sufficient statistics: a million rows take a second), intervals cheap and exact per group, and
+lets one fairlearn `MetricFrame` hold all metrics at once (`SubgroupMetrics.metric_frame`, the same
+values): its `y_true`/`y_pred` are row positions and each metric looks its values up by position. Shares get Wilson score intervals (a percentile bootstrap
 collapses to zero width at 0 or 1, making small perfect groups look the most certain); age errors get
 a bootstrap; photos of one person are resampled together (`cluster_column`).
 """
@@ -279,7 +280,7 @@ def bootstrap_units(n: int, clusters: np.ndarray | None, rng: np.random.Generato
     With more units than that (a million-row audit), units are dealt at random into that many equal buckets and
     the buckets are resampled: a bucket's sums are sufficient statistics of its units, and a bucket's total is a
     sum of independent units' totals, so resampling buckets keeps the variance of resampling units while each
-    round draws 50,000 numbers instead of a million.
+    round draws 20,000 numbers instead of a million.
     """
     units = np.arange(n) if clusters is None else np.unique(clusters, return_inverse=True)[1]
     count = int(units.max(initial=-1)) + 1
