@@ -1,5 +1,7 @@
 """Data: what the audited set contains, what was rejected, duplicates, and the race mapping."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -31,7 +33,7 @@ st.subheader(f"Rejected images ({len(bundle.rejects)})")
 if bundle.rejects.empty:
     st.write("None: every image produced a prediction.")
 else:
-    st.dataframe(bundle.rejects[["file", "reason"]], hide_index=True)
+    _cached.long_table(bundle.rejects[["file", "reason"]], f"{Path(bundle.path).name}-rejects", "data_rejects_csv")
 
 if "dup_group_size" in frame.columns:
     duplicates = frame[frame["dup_group_size"] > 1]
@@ -40,9 +42,9 @@ if "dup_group_size" in frame.columns:
     st.write(f"{conflicting['dup_group'].nunique()} groups have conflicting labels (the same or nearly the same image "
              "labelled differently): label noise that caps every metric.")
     if not duplicates.empty:
-        st.dataframe(duplicates.sort_values("dup_group")[["dup_group", "file", "age", "gender", "race", "label_conflict"]],
-                     hide_index=True)
-        groups = list(dict.fromkeys([*conflicting["dup_group"], *duplicates["dup_group"]]))  # conflicting ones first
+        _cached.long_table(duplicates.sort_values("dup_group")[["dup_group", "file", "age", "gender", "race", "label_conflict"]],
+                           f"{Path(bundle.path).name}-duplicates", "data_duplicates_csv")
+        groups = list(dict.fromkeys([*conflicting["dup_group"], *duplicates["dup_group"]]))[:_cached.SHOWN_ROWS]  # conflicting first
         group = st.selectbox("See a group", groups, key="data_dup_group",
                              format_func=lambda g: f"group {g}" + (" (conflicting labels)" if g in set(conflicting["dup_group"]) else ""))
         members = duplicates[duplicates["dup_group"] == group]

@@ -188,6 +188,18 @@ def test_data_page_shows_a_duplicate_groups_faces_conflicting_first(app):
     assert len(test.get("image")) == 3
 
 
+def test_data_page_tables_stop_at_shown_rows_and_download_every_row(app, monkeypatch):
+    from pages import _cached
+
+    monkeypatch.setattr(_cached, "SHOWN_ROWS", 2)  # as a million-row audit against 1,000
+    test = app("pages/data.py", bundle_name="wild-duplicates")
+    assert not test.exception
+    assert len(test.dataframe[-1].value) == 2  # the duplicates table: 2 of its 5 rows
+    assert any(caption.value == "The first 2 of 5 rows." for caption in test.caption)
+    assert [button.label for button in test.get("download_button")] == ["Download all 5 rows (CSV)"]
+    assert test.selectbox(key="data_dup_group").options == ["group 1000 (conflicting labels)", "group 1001"]
+
+
 def test_gallery_on_age_bins_only_offers_no_age_head(app):
     test = app("pages/gallery.py", bundle_name="wild-bins-only")
     assert not test.exception and test.radio(key="gallery_head").options == ["gender", "race", "age bin"]
