@@ -42,7 +42,7 @@ from core.fairness import grouping_columns, row_values
 __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
            "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
            "imported_from",
-           "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe"]
+           "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe", "csv_bytes"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 PREDICTIONS_PARTS = "predictions"  # the folder of a partitioned bundle's prediction files
@@ -277,6 +277,11 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
             text = safe[column].astype("string")
             safe[column] = text.where(~text.str.startswith(_FORMULA_START).fillna(False), "'" + text)
     return safe
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """`frame` as a UTF-8 CSV download, spreadsheet-formula safe (`csv_safe`), without the index."""
+    return csv_safe(frame).to_csv(index=False).encode("utf-8")
 
 
 def _csv_unsafe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,16 @@ import pandas as pd
 
 from core import labels
 from core.cohorts import CLASS_HEADS
-from core.fairness import MISSING, SMALL_N, bootstrap_units, cluster_column, cluster_ids, group_keys, wilson_interval
+from core.fairness import (
+    MISSING,
+    SMALL_N,
+    bootstrap_units,
+    class_positions,
+    cluster_column,
+    cluster_ids,
+    group_keys,
+    wilson_interval,
+)
 
 __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reliability", "calibration_table",
            "fit_temperatures", "with_temperatures", "has_probabilities", "group_mask"]
@@ -51,7 +60,7 @@ def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, 
         empty = np.zeros(len(frame))
         return empty, empty, np.zeros(len(frame), dtype=bool)
     probs = frame[_probability_columns(head)].to_numpy(dtype=float)
-    predicted = pd.Categorical(frame[f"pred_{head}"].astype("string"), categories=labels.HEAD_CLASSES[head]).codes
+    predicted = class_positions(frame[f"pred_{head}"], labels.HEAD_CLASSES[head])
     truth = _truth(frame, head)
     known = truth.notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
     confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
@@ -171,7 +180,7 @@ def fit_temperatures(frame: pd.DataFrame, heads: tuple[str, ...] = CLASS_HEADS) 
         if known.sum() < SMALL_N:
             continue
         log_probs = _log_probabilities(frame.loc[known], head)
-        truth = pd.Categorical(_truth(frame, head)[known].astype("string"), categories=labels.HEAD_CLASSES[head]).codes
+        truth = class_positions(_truth(frame, head)[known], labels.HEAD_CLASSES[head])
 
         def loss(log_t: float) -> float:
             return -np.log(_rescaled(log_probs, np.exp(log_t))[np.arange(len(truth)), truth] + 1e-12).mean()

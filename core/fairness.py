@@ -26,7 +26,7 @@ from core.glossary import Term
 __all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
            "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
-           "wilson_interval", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
+           "wilson_interval", "class_positions", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
 
 class SelectionError(FaceAuditError, ValueError):
     """A grouping, filter or metric that names a column, value or metric the audit does not have."""
@@ -67,26 +67,25 @@ PROPORTIONS = frozenset(name for name in METRICS if name not in ("age_mae", "sig
 SHORT_NAMES = {name: term.name for name, term in METRIC_TERMS.items()}
 
 
-def _text(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """A column's values as text (an object array; "" where missing) and where it has one: each distinct value is
-    converted once, so this costs the same for a category, a string or a number column of a million rows."""
+def _value_ids(series: pd.Series, vocabulary: dict[str, int], *, add: bool = True) -> np.ndarray:
+    """Each row's value, as text, as its id in `vocabulary` (new values added when `add`); -1 for no value or, without
+    `add`, a value not in it. Each distinct value is converted once: a million rows cost about what a few do."""
     codes, uniques = pd.factorize(series)
-    names = np.array([str(value) for value in uniques] + [""], dtype=object)
-    return names[codes], codes >= 0
+    lookup = [vocabulary.setdefault(str(value), len(vocabulary)) if add else vocabulary.get(str(value), -1)
+              for value in uniques]
+    return np.array([*lookup, -1], dtype=np.int64)[codes]
+
+
+def class_positions(series: pd.Series, names: tuple[str, ...]) -> np.ndarray:
+    """Each row's value as its position in `names`; -1 for no value or one not among them."""
+    return _value_ids(series, {name: index for index, name in enumerate(names)}, add=False)
 
 
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-row quantities whose mean is each metric; NaN where a row does not count for a metric."""
     vocabulary: dict[str, int] = {}  # every text value of the label and prediction columns, as one integer id
 
-    def ids(column: str) -> np.ndarray:  # -1 where the row has no value
-        if column not in frame:
-            return np.full(len(frame), -1)
-        codes, uniques = pd.factorize(frame[column])
-        lookup = np.array([vocabulary.setdefault(str(value), len(vocabulary)) for value in uniques] + [-1])
-        return lookup[codes]
-
-    text = {column: ids(column) for column in ("gender", "pred_gender", "race", "pred_race", "age_bin", "pred_age_bin",
+    text = {column: _value_ids(frame[column], vocabulary) if column in frame else np.full(len(frame), -1) for column in ("gender", "pred_gender", "race", "pred_race", "age_bin", "pred_age_bin",
                                                "fairface_race", "pred_race7")}
 
     def equal(true: str, pred: str) -> np.ndarray:  # a row counts where both the label and a prediction exist
@@ -199,8 +198,10 @@ def filter_frame(frame: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataF
 def _sensitive(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """The columns `by` as text categories (`MISSING` for no value), indexed by position."""
     def as_text(column: str) -> pd.Categorical:
-        names, known = _text(frame[column])
-        return pd.Categorical(np.where(known, names, MISSING))
+        vocabulary: dict[str, int] = {}
+        ids = _value_ids(frame[column], vocabulary)
+        missing = vocabulary.setdefault(MISSING, len(vocabulary))
+        return pd.Categorical.from_codes(np.where(ids < 0, missing, ids), categories=list(vocabulary))
     return pd.DataFrame({column: as_text(column) for column in by})
 
 
@@ -484,18 +485,10 @@ def confusion_heads(frame: pd.DataFrame) -> list[str]:
     return [head for head, (true, pred, _, _) in CONFUSIONS.items() if true in frame and pred in frame]
 
 
-def _positions(series: pd.Series, names: tuple[str, ...]) -> np.ndarray:
-    """Each row's value as its position in `names`; -1 for no value or one not among them."""
-    codes, uniques = pd.factorize(series)
-    position = {name: index for index, name in enumerate(names)}
-    lookup = np.array([position.get(str(value), -1) for value in uniques] + [-1], dtype=np.int64)
-    return lookup[codes]
-
-
 def confusion(frame: pd.DataFrame, head: str, *, normalize: bool = False) -> pd.DataFrame:
     """Confusion matrix of one of `CONFUSIONS`: rows true labels, columns predictions, in taxonomy order."""
     true, pred, true_names, pred_names = CONFUSIONS[head]
-    rows, columns = _positions(frame[true], true_names), _positions(frame[pred], pred_names)
+    rows, columns = class_positions(frame[true], true_names), class_positions(frame[pred], pred_names)
     counted = (rows >= 0) & (columns >= 0)  # a label and a prediction, each one of the head's classes
     counts = np.bincount(rows[counted] * len(pred_names) + columns[counted], minlength=len(true_names) * len(pred_names))
     table = pd.DataFrame(counts.reshape(len(true_names), len(pred_names)),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core.bundle import csv_safe
+from core.bundle import csv_bytes
 from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
 from core.images import load_image
 
@@ -87,7 +87,7 @@ def page_of(frame: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
 
 def mistakes_csv(wrong: pd.DataFrame) -> bytes:
     """The faces of a gallery view as CSV: one row per face, every column, spreadsheet-formula safe."""
-    return csv_safe(wrong).to_csv(index=False).encode("utf-8")
+    return csv_bytes(wrong)
 
 
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:

@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 
 from core import labels
-from core.bundle import Bundle, BundleError, bundle_model_dir, checkpoint_id, csv_safe, discover_bundles, read_bundle
+from core.bundle import Bundle, BundleError, bundle_model_dir, checkpoint_id, csv_bytes, discover_bundles, read_bundle
 from core.bundle import audited_checkpoints as audited_checkpoints_of
 from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
@@ -133,17 +133,13 @@ def bundle_model(bundle: Bundle) -> Checkpoint | None:
 SHOWN_ROWS = 1_000  # a table on a page shows at most this many rows; its download has them all
 
 
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    return csv_safe(frame).to_csv(index=False).encode("utf-8")
-
-
 def long_table(frame: pd.DataFrame, file_stem: str, key: str) -> None:
     """`frame` as a table of at most `SHOWN_ROWS` rows; beyond that, how many there are and every row as a CSV
     built on the click (a million-row audit never goes into a widget)."""
     st.dataframe(frame.head(SHOWN_ROWS), hide_index=True)
     if len(frame) > SHOWN_ROWS:
         st.caption(f"The first {SHOWN_ROWS:,} of {len(frame):,} rows.")
-        st.download_button(f"Download all {len(frame):,} rows (CSV)", partial(_csv_bytes, frame),
+        st.download_button(f"Download all {len(frame):,} rows (CSV)", partial(csv_bytes, frame),
                            file_name=f"{file_stem}.csv", mime="text/csv", key=key, on_click="ignore")
 
 
