@@ -4,7 +4,13 @@ import numpy as np
 from PIL import Image
 
 from core.datasets import read_manifest
-from core.dedup import find_duplicate_groups, scan_images
+from core.dedup import (
+    NEAR_DUPLICATE_CORRELATION,
+    NEAR_DUPLICATE_DISTANCE,
+    find_duplicate_groups,
+    near_duplicate_components,
+    scan_images,
+)
 from tests.conftest import noise_image
 
 
@@ -79,3 +85,35 @@ def test_many_exact_copies_are_compared_once_and_keep_their_near_duplicate(tmp_p
     groups = find_duplicate_groups(table)
     assert groups["group_size"].tolist() == [2001, 1] + [2001] * 2000
     assert not groups["exact_duplicate"].iloc[0] and groups["exact_duplicate"].iloc[2:].all()
+
+
+def _planted_hashes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """4,600 packed hashes and centre thumbnails (hex): look-alike 'faces' (a quarter of their bits flipped from one
+    base), copies of some of them 0-24 bits apart with the same or an unrelated centre, and a burst of 600 frames
+    of one scene."""
+    base = rng.random(256) < 0.5
+    faces = base ^ (rng.random((3000, 256)) < 0.25)
+    sources = rng.integers(0, 3000, 1000)
+    copies = faces[sources].copy()
+    for row, distance in enumerate(rng.integers(0, 25, len(copies))):
+        copies[row, rng.choice(256, distance, replace=False)] ^= True
+    burst = np.repeat(faces[:1], 600, axis=0)
+    burst[np.arange(600), rng.integers(0, 256, 600)] ^= True
+    centres = rng.integers(0, 256, (3000, 1024))
+    copy_centres = np.where(rng.random((1000, 1)) < 0.8, centres[sources] + rng.integers(-8, 9, (1000, 1024)),
+                            rng.integers(0, 256, (1000, 1024)))  # a fifth: hash-near, a different face
+    burst_centres = centres[:1] + rng.integers(-8, 9, (600, 1024))
+    hashes = np.packbits(np.concatenate([faces, copies, burst]), axis=1)
+    thumbs = np.concatenate([centres, copy_centres, burst_centres]).clip(0, 255).astype(np.uint8)
+    return hashes, np.array([thumb.tobytes().hex() for thumb in thumbs], dtype=object)
+
+
+def test_hash_index_finds_the_groups_of_comparing_every_pair():
+    hashes, centres = _planted_hashes(np.random.default_rng(0))
+    rule = {"max_distance": NEAR_DUPLICATE_DISTANCE, "min_centre_correlation": NEAR_DUPLICATE_CORRELATION}
+    indexed = near_duplicate_components(hashes, centres, index_from=0, **rule)
+    every_pair = near_duplicate_components(hashes, centres, index_from=len(hashes) + 1, **rule)
+    assert np.array_equal(indexed, every_pair)
+    assert (indexed[4000:] == 0).all()  # the burst joins its scene, frame 0
+    joined_copies = (indexed[3000:4000] != np.arange(3000, 4000)).sum()
+    assert 500 < joined_copies < 800  # copies within 20 bits with their own centre: about 0.8 * 21/25 of 1,000

@@ -1,12 +1,18 @@
 """Tests on the real data in ../shared/data (or FACEAUDIT_DATA); skipped when it is absent."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from core.catalog import apply_split, build_catalog, summarize
 from core.config import SPLIT_FILE
 from core.datasets import read_fairface, read_london_set, read_utkface
-from core.dedup import find_duplicate_groups
+from core.dedup import (
+    NEAR_DUPLICATE_CORRELATION,
+    NEAR_DUPLICATE_DISTANCE,
+    find_duplicate_groups,
+    near_duplicate_components,
+)
 from core.split import make_split, read_split
 
 BROKEN_UTKFACE_NAMES = {
@@ -48,6 +54,18 @@ def test_committed_split_is_reproducible(utkface_catalog):
     fresh = make_split(table, hash_only["group"], seed=0).sort_values("file").reset_index(drop=True)
     committed = read_split(SPLIT_FILE).sort_values("file").reset_index(drop=True)
     assert fresh["split"].tolist() == committed["split"].tolist()
+
+
+@pytest.mark.parametrize("min_centre_correlation", [NEAR_DUPLICATE_CORRELATION, -1.0], ids=["rule", "hash only"])
+def test_hash_index_gives_the_groups_of_comparing_every_pair_on_utkface(utkface_catalog, min_centre_correlation):
+    distinct = utkface_catalog.table.drop_duplicates("sha1")
+    hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in distinct["dhash"]])
+    centres = distinct["centre"].to_numpy()
+    rule = {"max_distance": NEAR_DUPLICATE_DISTANCE, "min_centre_correlation": min_centre_correlation}
+    indexed = near_duplicate_components(hashes, centres, **rule)
+    every_pair = near_duplicate_components(hashes, centres, index_from=len(hashes) + 1, **rule)
+    assert len(hashes) == 23_314 and np.array_equal(indexed, every_pair)
+    assert (indexed != np.arange(len(hashes))).sum() > 600  # rows joined to another: 619 (rule), 628 (hash only)
 
 
 def test_utkface_has_hundreds_of_conflicting_duplicate_groups(utkface_catalog):
