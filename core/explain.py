@@ -37,6 +37,7 @@ from torch import nn
 
 from core import labels
 from core.errors import FaceAuditError
+from core.heatmap import colour_bar, overlay
 from core.memory import release_freed_memory
 from core.model import AGES, MultiTaskNet, mirror_average
 
@@ -164,26 +165,7 @@ def _baseline(model: MultiTaskNet, chip: np.ndarray, kind: str, mean_face: np.nd
     return _normalized(model, image)
 
 
-def overlay(chip: np.ndarray, attribution: np.ndarray, alpha: float = 0.5, scale: float | None = None) -> np.ndarray:
-    """Blend the positive part of `attribution` over the chip as a heat map.
-
-    `scale` is the value drawn at full strength; default: the map's 99th percentile.
-    """
-    positive = np.clip(attribution, 0, None)
-    scale = scale or np.percentile(positive, 99) or positive.max() or 1.0
-    heat = cv2.applyColorMap((np.clip(positive / scale, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
-    weight = (alpha * np.clip(positive / scale, 0, 1))[..., None]
-    return (chip * (1 - weight) + heat * weight).astype(np.uint8)
-
-
 Progress = Callable[[float], None]  # called with the share done, 0-1, after each batch
-
-
-def colour_bar(width: int = 240, height: int = 12) -> np.ndarray:
-    """The heat-map colours `overlay` draws, from no evidence (left) to full strength (right): a legend image."""
-    ramp = np.linspace(0, 255, width).astype(np.uint8)[None].repeat(height, axis=0)
-    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
 
 
 def _gradcam(target: _Target, x: torch.Tensor) -> np.ndarray:

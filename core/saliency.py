@@ -8,14 +8,17 @@ sum 1, so that cohorts of different sizes and confidence compare side by side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core import labels
-from core.explain import grad_cam
-from core.model import MultiTaskNet
+
+if TYPE_CHECKING:  # torch loads when maps are computed: reading them (the dashboard) does without it
+    import torch
+
+    from core.model import MultiTaskNet
 
 __all__ = ["default_cohorts", "cohort_saliency", "SALIENCY_FILE", "save_saliency", "load_saliency"]
 
@@ -56,6 +59,10 @@ def cohort_saliency(model: MultiTaskNet, chips: np.ndarray | torch.Tensor, frame
         frame: Rows with true `race`, `gender`, `age_bin` (rows with a missing true class are skipped per head).
         max_per_cohort: Faces sampled (seeded) per cohort.
     """
+    import torch
+
+    from core.explain import grad_cam
+
     chips = torch.as_tensor(chips)
     cohorts = default_cohorts(frame) if cohorts is None else cohorts
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@ import streamlit as st
 from PIL import Image
 
 from core.bundle import imported_from
-from core.explain import colour_bar, overlay
+from core.heatmap import colour_bar, overlay
 from core.saliency import SALIENCY_FILE
 from pages import _cached
 
