@@ -19,18 +19,18 @@ import pandas as pd
 from core import labels
 from core.cohorts import CLASS_HEADS
 from core.fairness import (
-    MISSING,
     SMALL_N,
     bootstrap_units,
     class_positions,
     cluster_column,
     cluster_ids,
     group_keys,
+    group_members,
     wilson_interval,
 )
 
 __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reliability", "calibration_table",
-           "fit_temperatures", "with_temperatures", "has_probabilities", "group_mask"]
+           "fit_temperatures", "with_temperatures", "has_probabilities"]
 
 BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
 
@@ -64,7 +64,7 @@ def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, 
     truth = _truth(frame, head)
     known = truth.notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
     confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
-    correct = (truth.astype("string") == frame[f"pred_{head}"].astype("string")).fillna(False).to_numpy()
+    correct = (predicted >= 0) & (class_positions(truth, labels.HEAD_CLASSES[head]) == predicted)
     return confidence, correct.astype(float), known
 
 
@@ -97,35 +97,28 @@ def _bootstrap_ece(confidence: np.ndarray, correct: np.ndarray, clusters: np.nda
     right = np.bincount(index, correct, k * bins).reshape(k, bins)
     draws = rng.integers(0, k, (rounds, k))  # all rounds at once: (rounds, clusters) times each cluster is drawn
     weights = np.bincount((draws + k * np.arange(rounds)[:, None]).ravel(), minlength=rounds * k).reshape(rounds, k)
+    weights = weights.astype(np.float64)  # BLAS: an integer matrix product is ten times slower
     n, c, r = weights @ rows, weights @ conf, weights @ right  # (rounds, bins)
     low, high = np.percentile(np.abs(r - c).sum(axis=1) / n.sum(axis=1), [2.5, 97.5])
     return float(low), float(high)
 
 
-def reliability(frame: pd.DataFrame, head: str, bins: int = 10) -> pd.DataFrame:
-    """One row per non-empty confidence bin: `bin` (its range), `n`, `confidence` (mean), `accuracy`, `ci_low`, `ci_high`."""
+def reliability(frame: pd.DataFrame, head: str, bins: int = 10, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per non-empty confidence bin: `bin` (its range), `n`, `confidence` (mean), `accuracy`, `ci_low`,
+    `ci_high`; of the rows at positions `rows` (default all)."""
     confidence, correct, known = confidence_and_correct(frame, head)
-    confidence, correct = confidence[known], correct[known]
-    which = _bin_of(confidence, bins)
+    rows = np.flatnonzero(known) if rows is None else rows[known[rows]]
+    which = _bin_of(confidence[rows], bins)
+    counts = np.bincount(which, minlength=bins)
+    right = np.bincount(which, correct[rows], bins)
+    mean_confidence = np.bincount(which, confidence[rows], bins)
     rows = []
-    for index in np.unique(which):
-        members = which == index
-        n, right = int(members.sum()), float(correct[members].sum())
-        low, high = wilson_interval(right, n)
+    for index in np.flatnonzero(counts):
+        n = int(counts[index])
+        low, high = wilson_interval(right[index], n)
         rows.append({"bin": f"{index / bins:.1f}–{(index + 1) / bins:.1f}", "n": n,
-                     "confidence": float(confidence[members].mean()), "accuracy": right / n, "ci_low": low, "ci_high": high})
+                     "confidence": mean_confidence[index] / n, "accuracy": right[index] / n, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["bin", "n", "confidence", "accuracy", "ci_low", "ci_high"])
-
-
-def _group_values(frame: pd.DataFrame, by: list[str]) -> np.ndarray:
-    return frame[by].astype("string").fillna(MISSING).to_numpy(dtype=object)
-
-
-def group_mask(frame: pd.DataFrame, by: list[str], key: object, values: np.ndarray | None = None) -> np.ndarray:
-    """Rows of the group `key` (a value, or a tuple for an intersection) of the columns `by` (`values`: the columns
-    as text, when already at hand)."""
-    parts = np.array(key if isinstance(key, tuple) else (key,), dtype=object)
-    return ((_group_values(frame, by) if values is None else values) == parts).all(axis=1)
 
 
 def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = None, *, bins: int = BINS,
@@ -136,17 +129,17 @@ def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = Non
     clusters = cluster_ids(frame, cluster_column(frame))
     rng = np.random.default_rng(seed)
     if by:
-        keys, values = group_keys(frame, by), _group_values(frame, by)
-        masks = [group_mask(frame, by, key, values) for key in keys]
+        keys, members = group_keys(frame, by), group_members(frame, by)
+        groups = [members[key] for key in keys]
         index = pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1 else pd.Index(keys, name=by[0])
     else:
-        masks, index = [np.ones(len(frame), dtype=bool)], pd.Index(["all faces"], name="group")
+        groups, index = [np.arange(len(frame))], pd.Index(["all faces"], name="group")
     rows = []
-    for mask in masks:
-        rows_here = mask & known
+    for positions in groups:
+        rows_here = positions[known[positions]]
         c, r = confidence[rows_here], correct[rows_here]
         low, high = _bootstrap_ece(c, r, None if clusters is None else clusters[rows_here], bins, rounds, rng)
-        n = int(rows_here.sum())
+        n = len(rows_here)
         rows.append({"n": n, "small_n": n < SMALL_N, "ece": expected_calibration_error(c, r, bins), "ece_ci_low": low,
                      "ece_ci_high": high, "confidence": float(c.mean()) if n else np.nan,
                      "accuracy": float(r.mean()) if n else np.nan})

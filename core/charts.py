@@ -64,7 +64,10 @@ def confusion_heatmap(table: pd.DataFrame, *, normalized: bool) -> go.Figure:
 def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
     """Counts of a label column in taxonomy order, missing values included."""
     order = labels.CLASSES.get(column)
-    counts = frame[column].astype("string").fillna("(missing)").value_counts()
+    codes, uniques = pd.factorize(frame[column])  # each distinct value as text once; -1: missing
+    text = [*pd.Series(uniques).astype(frame[column].dtype).astype("string"), "(missing)"]
+    counts = pd.Series(np.bincount(codes + 1, minlength=len(text))[[*range(1, len(text)), 0]], index=text)
+    counts = counts[counts > 0].groupby(level=0, sort=False).sum().sort_values(ascending=False, kind="stable")
     index = [name for name in (order or []) if name in counts.index] + [n for n in counts.index if n not in (order or [])]
     counts = counts.reindex(index)
     figure = px.bar(x=counts.index, y=counts.to_numpy(), labels={"x": column, "y": "faces"}, text=counts.to_numpy())

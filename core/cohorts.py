@@ -21,7 +21,7 @@ import pandas as pd
 
 from core import labels
 from core.errors import FaceAuditError
-from core.fairness import MISSING, filter_frame
+from core.fairness import equal_as_text, filter_frame, text_isin
 
 __all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "exact_ages", "with_outcomes", "outcome_columns", "face_keys", "select",
            "read_cohorts", "save_cohort", "delete_cohort", "write_beside", "parse_value", "side_by_side"]
@@ -40,21 +40,26 @@ def exact_ages(frame: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(frame["age"], errors="coerce").astype("float64")
 
 
-def with_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+def with_outcomes(frame: pd.DataFrame, columns: Collection[str] | None = None) -> pd.DataFrame:
     """`frame` plus, per head, whether the prediction was right and how confident it was.
 
     `<head>_error` is "right", "wrong" or missing (no true label); `<head>_confidence` is the probability
     of the predicted class; `age_error` is the absolute error in years (missing without an exact age).
+    `columns`: only these of `outcome_columns()` (default all).
     """
+    wanted = set(outcome_columns() if columns is None else columns)
     added = {}
     for head in CLASS_HEADS:
-        known = frame[head].notna() & frame[f"pred_{head}"].notna()  # a model may not predict every head
-        same = frame[head].astype("string") == frame[f"pred_{head}"].astype("string")
-        added[f"{head}_error"] = pd.Series(np.where(same.fillna(False), "right", "wrong"), index=frame.index,
-                                           dtype="string").where(known)
-        # imported predictions may carry labels without probabilities: confidence unknown
-        added[f"{head}_confidence"] = frame.reindex(columns=[f"p_{head}_{name}" for name in labels.CLASSES[head]]).max(axis=1)
-    added["age_error"] = (frame["pred_age"].astype("float64") - exact_ages(frame)).abs()
+        if f"{head}_error" in wanted:
+            known = frame[head].notna() & frame[f"pred_{head}"].notna()  # a model may not predict every head
+            same = equal_as_text(frame[head], frame[f"pred_{head}"])
+            added[f"{head}_error"] = pd.Series(np.where(same, "right", "wrong"), index=frame.index,
+                                               dtype="string").where(known)
+        if f"{head}_confidence" in wanted:  # imported predictions may carry labels without probabilities: unknown
+            added[f"{head}_confidence"] = frame.reindex(
+                columns=[f"p_{head}_{name}" for name in labels.CLASSES[head]]).max(axis=1)
+    if "age_error" in wanted:
+        added["age_error"] = (frame["pred_age"].astype("float64") - exact_ages(frame)).abs()
     return frame.assign(**added)
 
 
@@ -86,9 +91,7 @@ class Condition:
             numbers = pd.to_numeric(series, errors="coerce").astype("float64")
             met = numbers <= self.value if self.op == "<=" else numbers > self.value
             return met.fillna(False).to_numpy(dtype=bool)
-        text = series.astype("string").fillna(MISSING)
-        values = [self.value] if isinstance(self.value, str) else list(self.value)
-        inside = text.isin([str(value) for value in values]).to_numpy(dtype=bool)
+        inside = text_isin(series, {str(value) for value in ([self.value] if isinstance(self.value, str) else self.value)})
         return inside if self.op in ("==", "in") else ~inside
 
     def text(self) -> str:
@@ -107,8 +110,9 @@ class Cohort:
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Rows meeting every condition; outcome columns are derived when a condition needs them."""
-        if any(c.column in outcome_columns() and c.column not in frame for c in self.conditions):
-            frame = with_outcomes(frame)
+        needed = [c.column for c in self.conditions if c.column in outcome_columns() and c.column not in frame]
+        if needed:
+            frame = with_outcomes(frame, needed)
         met = np.ones(len(frame), dtype=bool)
         for condition in self.conditions:
             met &= condition.mask(frame)
@@ -223,7 +227,12 @@ def side_by_side(frame: pd.DataFrame, a: Cohort | None, b: Cohort | None, metric
     from core.findings import difference_interval
 
     masks = [np.ones(len(frame), dtype=bool) if cohort is None else cohort.mask(frame) for cohort in (a, b)]
-    tables = [overall_metrics(frame[mask], metrics, rounds=rounds) for mask in masks]
+
+    def metrics_of(mask: np.ndarray) -> pd.DataFrame:
+        return overall_metrics(frame if mask.all() else frame[mask], metrics, rounds=rounds)
+
+    first = metrics_of(masks[0])
+    tables = [first, first if a == b else metrics_of(masks[1])]  # one cohort twice (all faces, on opening): once
     rows = {}
     for name in metrics:
         first, second = tables[0].loc[name], tables[1].loc[name]

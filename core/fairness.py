@@ -12,6 +12,7 @@ a bootstrap; photos of one person are resampled together (`cluster_column`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,8 +26,8 @@ from core.glossary import Term
 
 __all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
-           "filter_frame", "group_keys", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
-           "wilson_interval", "class_positions", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
+           "filter_frame", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
+           "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
 
 class SelectionError(FaceAuditError, ValueError):
     """A grouping, filter or metric that names a column, value or metric the audit does not have."""
@@ -79,6 +80,13 @@ def _value_ids(series: pd.Series, vocabulary: dict[str, int], *, add: bool = Tru
 def class_positions(series: pd.Series, names: tuple[str, ...]) -> np.ndarray:
     """Each row's value as its position in `names`; -1 for no value or one not among them."""
     return _value_ids(series, {name: index for index, name in enumerate(names)}, add=False)
+
+
+def equal_as_text(first: pd.Series, second: pd.Series) -> np.ndarray:
+    """Whether each row's two values are equal as text; False where either is missing."""
+    vocabulary: dict[str, int] = {}
+    first_ids, second_ids = _value_ids(first, vocabulary), _value_ids(second, vocabulary)
+    return (first_ids >= 0) & (first_ids == second_ids)
 
 
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:
@@ -186,13 +194,22 @@ def check_filters(frame: pd.DataFrame, filters: dict[str, list[str]]) -> None:
             raise SelectionError(f"{column} has no value {', '.join(map(repr, wrong))}; its values: {', '.join(valid)}")
 
 
+def text_isin(series: pd.Series, values: Collection[str]) -> np.ndarray:
+    """Whether each row's value, as text (`MISSING` for none), is one of `values`; each distinct value is converted
+    once."""
+    codes, uniques = pd.factorize(series)  # -1: missing
+    text = pd.Series(uniques).astype(series.dtype).astype("string")  # factorize widens float32: back, as shown
+    return np.append(text.isin(values).to_numpy(dtype=bool), MISSING in values)[codes]
+
+
 def filter_frame(frame: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
-    """Rows whose columns take one of the chosen values; an empty choice means no filter."""
-    mask = pd.Series(True, index=frame.index)
+    """Rows whose columns take one of the chosen values; an empty choice means no filter (then a shallow copy:
+    copy-on-write keeps the original unchanged, without copying a million rows)."""
+    mask = np.ones(len(frame), dtype=bool)
     for column, chosen in filters.items():
         if chosen and column in frame.columns:
-            mask &= frame[column].astype("string").fillna(MISSING).isin(chosen)
-    return frame[mask]
+            mask &= text_isin(frame[column], set(chosen))
+    return frame.copy(deep=False) if mask.all() else frame[mask]
 
 
 def _sensitive(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -211,6 +228,15 @@ def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
     rows = _sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None)
     rows = sorted(rows, key=lambda row: tuple(rank[value] for rank, value in zip(ranks, row)))
     return [row[0] for row in rows] if len(by) == 1 else rows
+
+
+def group_members(frame: pd.DataFrame, by: list[str]) -> dict[object, np.ndarray]:
+    """Row positions of each group of `group_keys(frame, by)` (value, or tuple for intersections)."""
+    return _members(_sensitive(frame, by), by)
+
+
+def _members(sensitive: pd.DataFrame, by: list[str]) -> dict[object, np.ndarray]:
+    return sensitive.groupby(by if len(by) > 1 else by[0], observed=True).indices
 
 
 def group_label(key: object) -> str:
@@ -384,9 +410,12 @@ class SubgroupMetrics:
 
 
 def overall_metrics(frame: pd.DataFrame, metrics: list[str] | None = None, *, rounds: int = 500,
-                    seed: int = 0) -> pd.DataFrame:
-    """Headline metrics over all rows with 95 % intervals (`metric_interval`): columns value, ci_low, ci_high, n."""
-    values = row_values(frame)
+                    seed: int = 0, values: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Headline metrics over all rows with 95 % intervals (`metric_interval`): columns value, ci_low, ci_high, n.
+
+    `values`: `row_values(frame)`, when already at hand.
+    """
+    values = row_values(frame) if values is None else values
     rng = np.random.default_rng(seed)
     clusters = cluster_ids(frame, cluster_column(frame))
     rows = {}
@@ -400,7 +429,8 @@ def overall_metrics(frame: pd.DataFrame, metrics: list[str] | None = None, *, ro
 
 def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
                      reference: tuple | str | None = None, rounds: int = 300, seed: int = 0,
-                     method: Literal["to_overall", "between_groups"] = "to_overall") -> SubgroupMetrics:
+                     method: Literal["to_overall", "between_groups"] = "to_overall",
+                     values: pd.DataFrame | None = None) -> SubgroupMetrics:
     """Metrics per group of the columns `by` (several columns: their intersections).
 
     Args:
@@ -409,6 +439,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
         metrics: Names from `METRICS`.
         reference: A group label (tuple for intersections) to compare with; default: overall.
         rounds: Bootstrap resamples for the intervals of age errors (shares get Wilson intervals).
+        values: `row_values(frame)`, when already at hand (several tables of one frame).
 
     Raises:
         SelectionError: an unknown metric or grouping column, naming the valid ones.
@@ -419,7 +450,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     missing = [c for c in by if c not in frame.columns]
     if missing or not by:
         raise SelectionError(f"cannot group by {missing or by}; columns: {', '.join(map(str, frame.columns))}")
-    values = row_values(frame)[metrics]
+    values = (row_values(frame) if values is None else values)[metrics]
     sensitive = _sensitive(frame, by)
     # sufficient statistics: per group, its rows, and per metric the sum and count of the rows where it counts
     grouped = values.reset_index(drop=True).groupby([sensitive[column] for column in by], observed=True)
@@ -431,7 +462,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     overall = values.mean()
     rng = np.random.default_rng(seed)
     clusters = cluster_ids(frame, cluster_column(frame))
-    members = sensitive.groupby(by if len(by) > 1 else by[0], observed=True).indices  # group key -> row positions
+    members = _members(sensitive, by)  # group key -> row positions
     table = pd.DataFrame(index=by_group.index)
     table["n"] = by_group["n"].astype(int)
     table["small_n"] = table["n"] < SMALL_N

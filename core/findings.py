@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.fairness import METRICS, SHORT_NAMES, SMALL_N, confusion, group_label, subgroup_metrics
+from core.fairness import METRICS, SHORT_NAMES, SMALL_N, confusion, group_label, row_values, subgroup_metrics
 
 __all__ = ["GAP_METRICS", "GROUPINGS", "Gap", "difference_interval", "largest_gaps", "error_findings"]
 
@@ -70,7 +70,8 @@ def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] = GAP_METRICS,
 
     Clear gaps (interval excluding 0) come first, larger first; metrics without labels are left out.
     """
-    tables = {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200).table  # one per grouping, all metrics
+    values = row_values(frame)
+    tables = {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200, values=values).table  # all metrics
               for by in groupings if all(column in frame for column in by)}
     gaps = []
     for metric in metrics:

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from core.bundle import csv_bytes
 from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
+from core.fairness import text_isin
 from core.images import load_image
 
 __all__ = ["HEADS", "available_heads", "mistakes", "tile_caption", "page_of", "mistakes_csv", "face_thumbnail"]
@@ -41,25 +42,29 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-    outcomes = with_outcomes(frame)  # the same right/wrong, confidence and age error as cohorts and error analysis
-    frame = frame.assign(age_error=outcomes["age_error"])
+    needed = ["age_error"] if head == "age" else [f"{head}_error", f"{head}_confidence", "age_error"]
+    outcomes = with_outcomes(frame, needed)  # the same right/wrong, confidence and age error as cohorts and error analysis
+    age_error = outcomes["age_error"].to_numpy()
     if head == "age":
-        threshold = min_age_error or 5.0
-        wrong = frame[frame["age_error"] >= threshold]  # NaN (no exact age) is never a mistake
-        wrong = wrong.assign(confidence=1.0 / (1.0 + wrong["pred_age_std"].astype("float64")))
+        keep = age_error >= (min_age_error or 5.0)  # NaN (no exact age) is never a mistake
+        row_confidence = 1.0 / (1.0 + frame["pred_age_std"].astype("float64").to_numpy())
     else:
-        is_wrong = (outcomes[f"{head}_error"] == "wrong").fillna(False).to_numpy(dtype=bool)
-        wrong = frame[is_wrong].assign(confidence=outcomes.loc[is_wrong, f"{head}_confidence"])
+        keep = (outcomes[f"{head}_error"] == "wrong").fillna(False).to_numpy(dtype=bool)
+        row_confidence = outcomes[f"{head}_confidence"].to_numpy()
         if min_age_error:
-            wrong = wrong[wrong["age_error"] >= min_age_error]
+            keep &= age_error >= min_age_error
         if true_values:
-            wrong = wrong[wrong[head].astype("string").isin(true_values)]
+            keep &= text_isin(frame[head], set(true_values))
         if predicted_values:
-            wrong = wrong[wrong[f"pred_{head}"].astype("string").isin(predicted_values)]
-    wrong = wrong[wrong["confidence"].between(*confidence)]
-    key, ascending = {"most confident": ("confidence", False), "largest age error": ("age_error", False),
-                      "file": ("file", True)}[sort]
-    return wrong.sort_values(key, ascending=ascending, kind="stable")
+            keep &= text_isin(frame[f"pred_{head}"], set(predicted_values))
+    keep &= (row_confidence >= confidence[0]) & (row_confidence <= confidence[1])
+    rows = np.flatnonzero(keep)
+    column, ascending = {"most confident": ("confidence", False), "largest age error": ("age_error", False),
+                         "file": ("file", True)}[sort]
+    keys = {"confidence": row_confidence, "age_error": age_error}.get(column)
+    keys = pd.Series(frame[column].to_numpy()[rows] if keys is None else keys[rows])
+    rows = rows[keys.sort_values(ascending=ascending, kind="stable").index.to_numpy()]
+    return frame.iloc[rows].assign(age_error=age_error[rows], confidence=row_confidence[rows])  # one take of the rows
 
 
 def tile_caption(row: pd.Series, head: str) -> str:

@@ -20,8 +20,16 @@ from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
-from core.fairness import MAX_GROUP_VALUES, filter_frame, grouping_columns, value_order
+from core.fairness import (
+    MAX_GROUP_VALUES,
+    filter_frame,
+    grouping_columns,
+    overall_metrics,
+    subgroup_metrics,
+    value_order,
+)
 from core.findings import Gap, error_findings, largest_gaps
+from core.gallery import mistakes
 from core.suspects import SUSPECT_COLUMNS, SUSPECTS_FILE, read_suspects, with_and_without
 from core.view import parse_view, view_params
 
@@ -407,6 +415,42 @@ def sidebar() -> None:
     shown = {column: values for column, values in filters().items() if column in labels.CLASSES or column in options}
     cohort = st.session_state.get("cohort_name")
     st.query_params.from_dict(view_params(name, shown, cohort if cohort in saved else None))
+
+
+@st.cache_data(max_entries=16, show_spinner="Headline metrics…")
+def _overall(path: str, mtime: float, filters_items: tuple, metrics: tuple[str, ...]) -> pd.DataFrame:
+    return overall_metrics(select_frozen(_load_bundle(path, mtime).predictions, filters_items), list(metrics))
+
+
+def overall(bundle: Bundle, metrics: list[str]) -> pd.DataFrame:
+    """`core.fairness.overall_metrics` of `bundle` under the sidebar's selection, cached."""
+    return _overall(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), tuple(metrics))
+
+
+@st.cache_data(max_entries=16, show_spinner="Metrics per group…")
+def _group_table(path: str, mtime: float, filters_items: tuple, by: tuple[str, ...], metrics: tuple[str, ...],
+                 rounds: int) -> pd.DataFrame:
+    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
+    return subgroup_metrics(frame, list(by), list(metrics), rounds=rounds).table
+
+
+def group_table(bundle: Bundle, by: list[str], metrics: list[str], rounds: int = 300) -> pd.DataFrame:
+    """`core.fairness.subgroup_metrics(...).table` of `bundle` under the sidebar's selection, cached."""
+    return _group_table(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), tuple(by), tuple(metrics),
+                        rounds)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding the mistakes…")
+def _mistakes(path: str, mtime: float, filters_items: tuple, head: str, options: tuple) -> pd.DataFrame:
+    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
+    return mistakes(frame, head, **dict(options))
+
+
+def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> pd.DataFrame:
+    """`core.gallery.mistakes` of `bundle` under the sidebar's selection: one shared copy per view, read-only (paging
+    and switching pages reuse it; a million-row bundle can have half a million mistakes)."""
+    frozen = tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(options.items()))
+    return _mistakes(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, frozen)
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.calibration import BINS, group_mask, has_probabilities, reliability
+from core.calibration import BINS, has_probabilities, reliability
 from core.charts import reliability_chart
 from core.cohorts import CLASS_HEADS
-from core.fairness import group_label
+from core.fairness import group_label, group_members
 from pages import _cached
 
 st.title("Calibration")
@@ -35,9 +35,9 @@ st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted ga
 if by:
     shown = table[~table["small_n"]].sort_values("ece", ascending=False)
     worst = shown.head(4).index.tolist()
-    curves = {"all faces": reliability(frame, head)}
+    curves, members = {"all faces": reliability(frame, head)}, group_members(frame, by)
     for key in worst:
-        curves[group_label(key)] = reliability(frame[group_mask(frame, by, key)], head)
+        curves[group_label(key)] = reliability(frame, head, rows=members[key])
     st.plotly_chart(reliability_chart(curves, head), key="calibration_chart")
     st.caption("The four groups (n ≥ 30) with the largest ECE, beside all faces; bars are 95 % Wilson intervals.")
     st.dataframe(table.assign(group=[group_label(key) for key in table.index]).reset_index(drop=True)[

@@ -8,7 +8,7 @@ import streamlit as st
 from core import labels
 from core.bundle import chosen_box, export_name, resolve_image
 from core.cohorts import CohortError, face_keys
-from core.gallery import available_heads, face_thumbnail, mistakes, mistakes_csv, page_of, tile_caption
+from core.gallery import available_heads, face_thumbnail, mistakes_csv, page_of, tile_caption
 from core.suspects import SUSPECTS_FILE, mark_suspect, suspect_index
 from pages import _cached
 
@@ -37,8 +37,8 @@ if head in labels.CLASSES:
 low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence",
                       help="The probability of the predicted class; for age, 1 / (1 + predicted spread in years).")
 min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
-wrong = mistakes(frame, head, true_values=true_values, predicted_values=predicted_values, min_age_error=min_error,
-                 confidence=(low, high), sort=sort)
+wrong = _cached.gallery_mistakes(bundle, head, true_values=true_values, predicted_values=predicted_values,
+                                min_age_error=min_error, confidence=(low, high), sort=sort)
 pages = max(1, -(-len(wrong) // PER_PAGE))
 if st.session_state.get("gallery_page", 1) > pages:  # fewer pages after a filter change
     st.session_state["gallery_page"] = pages

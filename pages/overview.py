@@ -12,8 +12,6 @@ from core.fairness import (
     cluster_column,
     group_label,
     interval_note,
-    overall_metrics,
-    subgroup_metrics,
 )
 from core.suspects import suspect_index
 from pages import _cached
@@ -51,7 +49,7 @@ if frame.empty:
     st.stop()
 
 headline = [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]  # a seven-class race head
-overall = overall_metrics(frame, headline)
+overall = _cached.overall(bundle, headline)
 intervals = interval_note(cluster_column(frame))
 for column, name in zip(st.columns(len(headline)), headline):
     row = overall.loc[name]
@@ -94,7 +92,7 @@ else:
 
 st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")
 available = [name for name in ("gender_accuracy", "race_accuracy", "age_mae") if overall.loc[name, "n"] > 0]
-table = subgroup_metrics(frame, ["race", "gender"], available, rounds=200).table if available else None
+table = _cached.group_table(bundle, ["race", "gender"], available, rounds=200) if available else None
 if table is None or table[~table["small_n"]].empty:
     st.write(f"No race × gender group in this selection has labels for {SMALL_N} or more faces.")
     st.stop()

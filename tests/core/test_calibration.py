@@ -15,6 +15,7 @@ from core.calibration import (
     reliability,
     with_temperatures,
 )
+from core.fairness import group_members
 from core.model import CheckpointError, ModelConfig, create_model, load_checkpoint, save_checkpoint
 from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
 from training import calibrate
@@ -69,6 +70,10 @@ def test_reliability_bins_and_group_table():
     # planted: Black women are misgendered half the time at 0.9 confidence, every other group is right at 0.9
     assert table.loc[("Black", "Female"), "overconfidence"] == pytest.approx(0.9 + 0.1 / 2 - 0.5, abs=1e-6)
     assert table.loc[("White", "Male"), "overconfidence"] < 0
+    members = group_members(frame, ["race", "gender"])  # one group's curve, from its rows of the whole frame
+    black_women = reliability(frame, "gender", rows=members[("Black", "Female")])
+    assert black_women.equals(reliability(frame.iloc[members[("Black", "Female")]], "gender"))
+    assert black_women["n"].sum() == table.loc[("Black", "Female"), "n"]
 
 
 def test_labels_without_probabilities_have_nothing_to_calibrate():
