@@ -14,15 +14,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
 
 from core import labels
 from core.errors import FaceAuditError
 from core.glossary import Term
+
+if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
+    from fairlearn.metrics import MetricFrame
 
 __all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
@@ -394,6 +396,8 @@ class SubgroupMetrics:
     def metric_frame(self) -> MetricFrame:
         """fairlearn's `MetricFrame` of the same metrics and groups (built on first use: it calls each metric once per
         group with every row's position, which takes seconds beyond a hundred thousand rows)."""
+        from fairlearn.metrics import MetricFrame
+
         positions = np.arange(len(self._values))
 
         def mean_of(name: str):

@@ -65,12 +65,14 @@ def _extreme(table: pd.DataFrame, metric: str, key: object) -> dict:
 
 
 def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] = GAP_METRICS,
-                 groupings: tuple[tuple[str, ...], ...] = GROUPINGS, min_n: int = SMALL_N) -> list[Gap]:
+                 groupings: tuple[tuple[str, ...], ...] = GROUPINGS, min_n: int = SMALL_N,
+                 values: pd.DataFrame | None = None) -> list[Gap]:
     """Per metric, the grouping whose best and worst group (each of at least `min_n` faces) differ most.
 
     Clear gaps (interval excluding 0) come first, larger first; metrics without labels are left out.
+    `values`: `row_values(frame)`, when already at hand.
     """
-    values = row_values(frame)
+    values = row_values(frame) if values is None else values
     tables = {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200, values=values).table  # all metrics
               for by in groupings if all(column in frame for column in by)}
     gaps = []

@@ -25,6 +25,7 @@ from core.fairness import (
     filter_frame,
     grouping_columns,
     overall_metrics,
+    row_values,
     subgroup_metrics,
     value_order,
 )
@@ -417,9 +418,16 @@ def sidebar() -> None:
     st.query_params.from_dict(view_params(name, shown, cohort if cohort in saved else None))
 
 
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _row_values(path: str, mtime: float, filters_items: tuple) -> pd.DataFrame:
+    """`core.fairness.row_values` of a bundle under a selection, shared (read-only) by the tables made from it."""
+    return row_values(select_frozen(_load_bundle(path, mtime).predictions, filters_items))
+
+
 @st.cache_data(max_entries=16, show_spinner="Headline metrics…")
 def _overall(path: str, mtime: float, filters_items: tuple, metrics: tuple[str, ...]) -> pd.DataFrame:
-    return overall_metrics(select_frozen(_load_bundle(path, mtime).predictions, filters_items), list(metrics))
+    return overall_metrics(select_frozen(_load_bundle(path, mtime).predictions, filters_items), list(metrics),
+                           values=_row_values(path, mtime, filters_items))
 
 
 def overall(bundle: Bundle, metrics: list[str]) -> pd.DataFrame:
@@ -431,7 +439,8 @@ def overall(bundle: Bundle, metrics: list[str]) -> pd.DataFrame:
 def _group_table(path: str, mtime: float, filters_items: tuple, by: tuple[str, ...], metrics: tuple[str, ...],
                  rounds: int) -> pd.DataFrame:
     frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
-    return subgroup_metrics(frame, list(by), list(metrics), rounds=rounds).table
+    return subgroup_metrics(frame, list(by), list(metrics), rounds=rounds,
+                            values=_row_values(path, mtime, filters_items)).table
 
 
 def group_table(bundle: Bundle, by: list[str], metrics: list[str], rounds: int = 300) -> pd.DataFrame:
@@ -456,7 +465,7 @@ def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")
 def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap], list[str]]:
     frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
-    return largest_gaps(frame), error_findings(frame)
+    return largest_gaps(frame, values=_row_values(path, mtime, filters_items)), error_findings(frame)
 
 
 def findings(bundle: Bundle) -> tuple[list[Gap], list[str]]:

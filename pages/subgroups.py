@@ -1,4 +1,4 @@
-"""Subgroup metrics: fairlearn MetricFrame over chosen groups, with intervals, differences and ratios."""
+"""Subgroup metrics over chosen groups (the values fairlearn's MetricFrame gives), with intervals and gaps."""
 
 import streamlit as st
 
