@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
-from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, group_label
+from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, distinct_text, group_label
 
 __all__ = ["value_range", "forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
            "delta_chart", "intersection_heatmap"]
@@ -64,8 +64,8 @@ def confusion_heatmap(table: pd.DataFrame, *, normalized: bool) -> go.Figure:
 def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
     """Counts of a label column in taxonomy order, missing values included."""
     order = labels.CLASSES.get(column)
-    codes, uniques = pd.factorize(frame[column])  # each distinct value as text once; -1: missing
-    text = [*pd.Series(uniques).astype(frame[column].dtype).astype("string"), "(missing)"]
+    codes, text = distinct_text(frame[column])
+    text = [*text, "(missing)"]
     counts = pd.Series(np.bincount(codes + 1, minlength=len(text))[[*range(1, len(text)), 0]], index=text)
     counts = counts[counts > 0].groupby(level=0, sort=False).sum().sort_values(ascending=False, kind="stable")
     index = [name for name in (order or []) if name in counts.index] + [n for n in counts.index if n not in (order or [])]

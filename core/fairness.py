@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loade
 
 __all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
-           "filter_frame", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
+           "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
 
 class SelectionError(FaceAuditError, ValueError):
@@ -196,11 +196,16 @@ def check_filters(frame: pd.DataFrame, filters: dict[str, list[str]]) -> None:
             raise SelectionError(f"{column} has no value {', '.join(map(repr, wrong))}; its values: {', '.join(valid)}")
 
 
+def distinct_text(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Each row's code (-1: missing) and the text of each distinct value, as `astype("string")` writes it; each
+    distinct value is converted once, so a million rows cost about what a few do."""
+    codes, uniques = pd.factorize(series)
+    return codes, pd.Series(uniques).astype(series.dtype).astype("string")  # factorize widens float32: back, as shown
+
+
 def text_isin(series: pd.Series, values: Collection[str]) -> np.ndarray:
-    """Whether each row's value, as text (`MISSING` for none), is one of `values`; each distinct value is converted
-    once."""
-    codes, uniques = pd.factorize(series)  # -1: missing
-    text = pd.Series(uniques).astype(series.dtype).astype("string")  # factorize widens float32: back, as shown
+    """Whether each row's value, as text (`MISSING` for none), is one of `values`."""
+    codes, text = distinct_text(series)
     return np.append(text.isin(values).to_numpy(dtype=bool), MISSING in values)[codes]
 
 

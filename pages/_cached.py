@@ -264,7 +264,7 @@ def suspect_effect(path: str, selection: tuple, keys: tuple, _frame: pd.DataFram
 
 @st.cache_data(max_entries=16, show_spinner="Calibration per group…")
 def _calibration(path: str, mtime: float, filters_items: tuple, head: str, by: tuple[str, ...]) -> pd.DataFrame:
-    return calibration_table(select_frozen(_load_bundle(path, mtime).predictions, filters_items), head, list(by))
+    return calibration_table(_selected(path, mtime, filters_items), head, list(by))
 
 
 def calibration(bundle: Bundle, head: str, by: list[str]) -> pd.DataFrame:
@@ -303,6 +303,11 @@ def select_frozen(frame: pd.DataFrame, frozen: tuple) -> pd.DataFrame:
     filters_items, cohort_json, left_out = frozen
     return select(frame, dict(filters_items), Cohort.from_dict(json.loads(cohort_json)) if cohort_json else None,
                   left_out)
+
+
+def _selected(path: str, mtime: float, filters_items: tuple) -> pd.DataFrame:
+    """The predictions of the cached bundle at `path` under a selection from `frozen_filters` (for cached tables)."""
+    return select_frozen(_load_bundle(path, mtime).predictions, filters_items)
 
 
 def selection_label(describe: bool = True) -> dict[str, list[str]]:
@@ -421,12 +426,12 @@ def sidebar() -> None:
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _row_values(path: str, mtime: float, filters_items: tuple) -> pd.DataFrame:
     """`core.fairness.row_values` of a bundle under a selection, shared (read-only) by the tables made from it."""
-    return row_values(select_frozen(_load_bundle(path, mtime).predictions, filters_items))
+    return row_values(_selected(path, mtime, filters_items))
 
 
 @st.cache_data(max_entries=16, show_spinner="Headline metrics…")
 def _overall(path: str, mtime: float, filters_items: tuple, metrics: tuple[str, ...]) -> pd.DataFrame:
-    return overall_metrics(select_frozen(_load_bundle(path, mtime).predictions, filters_items), list(metrics),
+    return overall_metrics(_selected(path, mtime, filters_items), list(metrics),
                            values=_row_values(path, mtime, filters_items))
 
 
@@ -438,7 +443,7 @@ def overall(bundle: Bundle, metrics: list[str]) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner="Metrics per group…")
 def _group_table(path: str, mtime: float, filters_items: tuple, by: tuple[str, ...], metrics: tuple[str, ...],
                  rounds: int) -> pd.DataFrame:
-    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
+    frame = _selected(path, mtime, filters_items)
     return subgroup_metrics(frame, list(by), list(metrics), rounds=rounds,
                             values=_row_values(path, mtime, filters_items)).table
 
@@ -451,7 +456,7 @@ def group_table(bundle: Bundle, by: list[str], metrics: list[str], rounds: int =
 
 @st.cache_resource(max_entries=4, show_spinner="Finding the mistakes…")
 def _mistakes(path: str, mtime: float, filters_items: tuple, head: str, options: tuple) -> pd.DataFrame:
-    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
+    frame = _selected(path, mtime, filters_items)
     return mistakes(frame, head, **dict(options))
 
 
@@ -464,7 +469,7 @@ def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")
 def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap], list[str]]:
-    frame = select_frozen(_load_bundle(path, mtime).predictions, filters_items)
+    frame = _selected(path, mtime, filters_items)
     return largest_gaps(frame, values=_row_values(path, mtime, filters_items)), error_findings(frame)
 
 
