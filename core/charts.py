@@ -134,8 +134,11 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     n = full["n"].fillna(0).astype(int).to_numpy().reshape(len(rows), len(columns))
     text = [[f"{v:.2f}<br>n={k}" if not np.isnan(v) else f"n={k}" for v, k in zip(vs, ks)] for vs, ks in zip(value, n)]
     higher_is_better = METRICS[metric][1]
+    shown = pd.Series(value[~np.isnan(value)])
+    low, high = value_range(metric, shown, shown)  # colours are not zoomed either; shares on exactly 0–1
     figure = go.Figure(go.Heatmap(
         z=value, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False,
+        zmin=low, zmax=min(high, 1.0) if metric in PROPORTIONS else high,
         colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": METRIC_TERMS[metric].name},
         hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"))
     figure.update_layout(title=f"{METRIC_TERMS[metric].name} by {table.index.names[0]} × {table.index.names[1]} (blank: n < {SMALL_N})",

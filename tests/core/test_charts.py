@@ -45,3 +45,19 @@ def test_values_are_never_zoomed_and_changes_have_their_own_chart():
     assert trace.name == "fixed − before" and list(trace.y) == ["White", "Black", "Asian", "Indian", "Others"]
     assert trace.x[1] == pytest.approx(0.25)  # Black: 0.75 → 1.0
     assert delta.layout.shapes[0].x0 == 0 and "better is right" in delta.layout.title.text
+
+
+@pytest.mark.parametrize("metric", ["race_accuracy", "age_mae", "signed_age_error"])
+def test_heatmap_colours_follow_the_one_scale_convention(metric):
+    """Colours are not zoomed to the data: a cell of 1.00 everywhere is not painted mid-scale (plotly's 0.5-1.5 default
+    for a single value), and two close shares are not painted at opposite ends."""
+    from core.charts import value_range
+
+    frame = synthetic_predictions(600)
+    frame["pred_race"] = frame["race"]  # every race right: race accuracy 1.00 in every cell
+    table = subgroup_metrics(frame, ["race", "gender"], [metric], rounds=20).table
+    cells = intersection_heatmap(table, metric).data[0]
+    expected = [0.0, 1.0] if metric == "race_accuracy" else value_range(metric, table[metric], table[metric])
+    assert [cells.zmin, cells.zmax] == pytest.approx(expected)
+    if metric == "signed_age_error":
+        assert cells.zmin == -cells.zmax  # 0 (no bias) in the middle of the diverging scale
