@@ -17,7 +17,7 @@ from core.bundle import HEADLINE_METRICS
 from core.cohorts import CohortError, face_keys, write_beside
 from core.fairness import overall_metrics
 
-__all__ = ["SUSPECTS_FILE", "SUSPECT_COLUMNS", "read_suspects", "mark_suspect", "suspect_index",
+__all__ = ["SUSPECTS_FILE", "SUSPECT_COLUMNS", "read_suspects", "mark_suspect", "mark_suspects", "suspect_index",
            "with_and_without"]
 
 SUSPECTS_FILE = "label_suspects.csv"
@@ -40,18 +40,31 @@ def read_suspects(bundle_dir: str | Path) -> pd.DataFrame:
     return table.reindex(columns=SUSPECT_COLUMNS)
 
 
-def mark_suspect(bundle_dir: str | Path, row: pd.Series, suspect: bool, *, head: str = "", note: str = "") -> None:
-    """Mark (or unmark) the face of a bundle row as a label suspect."""
+def mark_suspects(bundle_dir: str | Path, rows: pd.DataFrame, suspect: bool, *, head: str = "", note: str = "") -> int:
+    """Mark (or unmark) the faces of bundle rows as label suspects, in one write; returns how many faces changed.
+
+    Marking a face already marked replaces its head and note.
+    """
     table = read_suspects(bundle_dir)
-    key = face_keys(row.to_frame().T).iloc[0]
-    table = table[face_keys(table) != key] if len(table) else table
+    keys = face_keys(rows)
+    faces = rows[~keys.duplicated().to_numpy()]
+    already = face_keys(table).isin(keys).to_numpy(dtype=bool)
+    table = table[~already]
     if suspect:
-        added = {"file": row["file"], "face_index": int(row.get("face_index", 0)), "head": head, "note": note,
-                 "marked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        table = pd.concat([table, pd.DataFrame([added])], ignore_index=True)
+        added = pd.DataFrame({"file": faces["file"].to_numpy(),
+                              "face_index": faces["face_index"].astype("int64").to_numpy() if "face_index" in faces else 0,
+                              "head": head, "note": note,
+                              "marked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        table = pd.concat([table, added], ignore_index=True)
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)  # as written: it is read back by file name
     write_beside(bundle_dir, SUSPECTS_FILE, buffer.getvalue())
+    return len(faces) - int(already.sum()) if suspect else int(already.sum())
+
+
+def mark_suspect(bundle_dir: str | Path, row: pd.Series, suspect: bool, *, head: str = "", note: str = "") -> None:
+    """Mark (or unmark) the face of one bundle row as a label suspect."""
+    mark_suspects(bundle_dir, row.to_frame().T, suspect, head=head, note=note)
 
 
 def suspect_index(frame: pd.DataFrame, suspects: pd.DataFrame) -> pd.Index:

@@ -9,7 +9,7 @@ from core import labels
 from core.bundle import chosen_box, export_name, resolve_image
 from core.cohorts import CohortError, face_keys
 from core.gallery import available_heads, face_thumbnail, mistakes_csv, page_of, tile_caption
-from core.suspects import SUSPECTS_FILE, mark_suspect, suspect_index
+from core.suspects import SUSPECTS_FILE, mark_suspect, mark_suspects, suspect_index
 from pages import _cached
 
 PER_PAGE = 24
@@ -62,30 +62,65 @@ if all(path is None for path in paths):
                + (f" (inside the data folder: {bundle.metrics['image_root_in_data']})" if bundle.metrics.get("image_root_in_data") else "")
                + ". Set FACEAUDIT_DATA to the data folder that holds them and restart.")
 marked = suspect_index(shown, _cached.suspects_at(bundle.path))
+
+
+def face_name(i: int) -> str:
+    """The i-th face of this page as its tile and the lists below number it."""
+    return f"{first + i + 1}. {shown['file'].iloc[i]}" + (" · ⚑ label suspect" if shown.index[i] in marked else "")
+
+
 columns = st.columns(6)
 for index, ((label, row), path) in enumerate(zip(shown.iterrows(), paths)):
-    caption = tile_caption(row, head) + (" · ⚑ label suspect" if label in marked else "")
+    caption = f"{first + index + 1}. " + tile_caption(row, head) + (" · ⚑ label suspect" if label in marked else "")
     with columns[index % 6]:
         if path is not None:
             st.image(face_thumbnail(path, chosen_box(row)), caption=caption, width="stretch")
         else:
             st.caption(caption)
 
+if notice := st.session_state.pop("gallery_suspects_notice", None):
+    st.success(notice)
+with (st.expander("Mark several faces of this page as label suspects"),
+      st.form("gallery_bulk_suspects", clear_on_submit=True, border=False)):
+    chosen = st.multiselect("Faces", range(len(shown)), format_func=face_name, placeholder="choose faces by number",
+                            key="gallery_bulk_faces")
+    every = st.checkbox(f"All {len(shown)} faces of this page", key="gallery_bulk_all")
+    note = st.text_input("Note (optional)", placeholder="e.g. the labelled gender looks swapped", key="gallery_bulk_note")
+    mark_column, unmark_column = st.columns(2)
+    mark = mark_column.form_submit_button("Mark as label suspects", key="gallery_bulk_mark")
+    unmark = unmark_column.form_submit_button("Remove their mark", key="gallery_bulk_unmark")
+if mark or unmark:
+    rows = shown if every else shown.iloc[chosen]
+    if rows.empty:
+        st.warning("Choose faces (or all faces of this page) first.")
+    else:
+        try:
+            changed = mark_suspects(bundle.path, rows, mark, head=head, note=note)
+            st.session_state["gallery_suspects_notice"] = (
+                f"{changed:,} of {len(rows):,} faces {'marked' if mark else 'unmarked'} in {SUSPECTS_FILE} beside the bundle.")
+            st.rerun()
+        except CohortError as error:
+            st.error(str(error))
+
 st.subheader("Full record")
-position = st.selectbox("Face", range(len(shown)), key=f"gallery_record_{page}",
-                        format_func=lambda i: f"{first + i + 1}. {shown['file'].iloc[i]}"
-                                              + (" · ⚑ label suspect" if shown.index[i] in marked else ""))
+position = st.selectbox("Face", range(len(shown)), key=f"gallery_record_{page}", format_func=face_name)
 record = shown.iloc[position]
-is_marked = shown.index[position] in marked
-wanted = st.toggle("Label suspect: the true label looks wrong", value=is_marked,
-                   key=f"gallery_suspect_{face_keys(shown.iloc[[position]]).iloc[0]}",
-                   help=f"Saved beside the bundle in {SUSPECTS_FILE}, never in it. The Overview shows every headline "
-                        "metric with and without marked faces; the sidebar can leave them out everywhere.")
-if wanted != is_marked:
+suspect_key = f"gallery_suspect_{face_keys(shown.iloc[[position]]).iloc[0]}"
+st.session_state[suspect_key] = shown.index[position] in marked  # the file decides: marks also change in bulk
+
+
+def _save_mark(row=record, key=suspect_key, folder=bundle.path, head=head) -> None:
+    """The toggle's callback: runs before the next run, with the values of the run that drew the toggle."""
     try:
-        mark_suspect(bundle.path, record, wanted, head=head)
-        st.rerun()
+        mark_suspect(folder, row, st.session_state[key], head=head)
     except CohortError as error:
-        st.error(str(error))
+        st.session_state["gallery_suspects_error"] = str(error)
+
+
+st.toggle("Label suspect: the true label looks wrong", key=suspect_key, on_change=_save_mark,
+          help=f"Saved beside the bundle in {SUSPECTS_FILE}, never in it. The Overview shows every headline "
+               "metric with and without marked faces; the sidebar can leave them out everywhere.")
+if error := st.session_state.pop("gallery_suspects_error", None):
+    st.error(error)
 st.json({key: (None if str(value) in ("<NA>", "nan") else value if isinstance(value, (int, float, str, bool)) else str(value))
          for key, value in record.items()})

@@ -16,6 +16,7 @@ from core.config import REPO_ROOT
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.imported import LabelMap, import_predictions
 from core.model import ModelConfig, create_model, save_checkpoint
+from core.suspects import read_suspects
 from tests.bundle_fixture import gender_shades_bundle, mitigated_bundle, synthetic_bundle, vendor_predictions
 from training import export
 
@@ -485,6 +486,37 @@ def test_a_label_suspect_is_saved_beside_the_bundle_and_metrics_shown_without_it
     assert gender["all faces"].startswith("0.950") and gender["without suspects"].startswith("0.954")  # 227 of 239
     test.checkbox(key="leave_out_suspects").check().run()
     assert any("filtered to 239 faces" in m.value for m in test.markdown)
+
+
+def test_marking_a_face_keeps_it_the_chosen_face(app, clean_sidecars):
+    """Marking changes no face's name in the lists: a changed name would send the record back to face 1."""
+    test = app("pages/gallery.py")
+    test.selectbox(key="gallery_record_1").set_value(4).run()
+    [toggle] = [t for t in test.toggle if t.key.startswith("gallery_suspect_")]
+    toggle.set_value(True).run()
+    assert test.selectbox(key="gallery_record_1").value == 4
+    [toggle] = [t for t in test.toggle if t.key.startswith("gallery_suspect_")]
+    assert toggle.value is True
+    assert read_suspects(clean_sidecars)["file"].tolist() == [test.selectbox(key="gallery_record_1").options[4].split(" ")[1]]
+
+
+def test_several_faces_of_a_gallery_page_are_marked_at_once_then_unmarked(app, clean_sidecars):
+    test = app("pages/gallery.py")
+    test.button(key="gallery_bulk_mark").click().run()
+    assert [w.value for w in test.warning] == ["Choose faces (or all faces of this page) first."]
+    test.multiselect(key="gallery_bulk_faces").set_value([0, 2, 5])
+    test.text_input(key="gallery_bulk_note").set_value("labelled gender looks swapped")
+    test.button(key="gallery_bulk_mark").click().run()
+    assert not test.exception
+    assert [s.value for s in test.success] == ["3 of 3 faces marked in label_suspects.csv beside the bundle."]
+    suspects = read_suspects(clean_sidecars)
+    assert len(suspects) == 3 and set(suspects["note"]) == {"labelled gender looks swapped"}
+    options = test.selectbox(key="gallery_record_1").options
+    assert [i for i, name in enumerate(options) if "⚑ label suspect" in name] == [0, 2, 5]
+    test.checkbox(key="gallery_bulk_all").check()
+    test.button(key="gallery_bulk_unmark").click().run()
+    assert [s.value for s in test.success] == ["3 of 12 faces unmarked in label_suspects.csv beside the bundle."]
+    assert read_suspects(clean_sidecars).empty
 
 
 def test_going_from_error_analysis_to_the_gallery_keeps_the_linked_bundle(app):

@@ -20,7 +20,7 @@ from core.cohorts import (
     with_outcomes,
 )
 from core.error_analysis import error_tree, errors_of
-from core.suspects import mark_suspect, read_suspects, suspect_index, with_and_without
+from core.suspects import mark_suspect, mark_suspects, read_suspects, suspect_index, with_and_without
 from tests.bundle_fixture import synthetic_predictions
 
 MISGENDERED = Cohort("misgendered", (Condition("gender_error", "==", "wrong"),))
@@ -127,6 +127,19 @@ def test_label_suspects_round_trip_and_metrics_without_them(tmp_path):
     assert gender["without suspects value"] == pytest.approx(1.0) and gender["without suspects n"] == 228
     assert gender["change"] == pytest.approx(12 / 240)
     assert isinstance(table, pd.DataFrame)
+
+
+def test_many_faces_are_marked_and_unmarked_in_one_write(tmp_path):
+    frame = synthetic_predictions().assign(face_index=0)
+    frame.loc[5, "face_index"] = 1  # a second face of a photo is a face of its own
+    frame.loc[5, "file"] = frame.loc[4, "file"]
+    assert mark_suspects(tmp_path, frame.iloc[:10], True, head="race", note="labels look swapped") == 10
+    assert mark_suspects(tmp_path, frame.iloc[[0, 1, 1]], True, head="gender") == 0  # already marked: note replaced
+    suspects = read_suspects(tmp_path)
+    assert len(suspects) == 10 and list(suspect_index(frame, suspects)) == list(frame.index[:10])
+    assert (suspects["head"] == "gender").sum() == 2 and (suspects["note"] == "labels look swapped").sum() == 8
+    assert mark_suspects(tmp_path, frame.iloc[3:20], False) == 7
+    assert sorted(suspect_index(frame, read_suspects(tmp_path))) == [0, 1, 2]
 
 
 def test_two_cohorts_side_by_side():
