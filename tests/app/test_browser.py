@@ -4,6 +4,7 @@ Needs Debian's chromium (`.ci/run` installs it) and the shipped model; screensho
 artifacts/screenshots/ for a person to look at.
 """
 
+import contextlib
 import json
 import re
 from urllib.parse import urljoin, urlsplit
@@ -285,7 +286,9 @@ def test_no_request_leaves_the_machine(browser_and_url):
 
 def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url):
     """FairFace val (in-the-wild): a tree's worst cohort opens in the gallery on the same bundle; a face marked
-    "label suspect" there is saved beside the bundle and can be left out of every page."""
+    "label suspect" there is saved beside the bundle, then two more at once, and all can be left out of every page."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     browser, url = browser_and_url
     folder = Settings.from_env().model_dir / "audits" / "fairface-val"
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -312,9 +315,14 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
         assert (folder / "label_suspects.csv").read_text().count("\n") == 2  # header and the face
         page.get_by_text("Mark several faces of this page as label suspects").click()  # two more at once, with a note
         faces = page.get_by_role("combobox", name="Faces")
-        for number in (2, 3):  # typed: a click can land while the expander still opens, and open no list
-            faces.fill(f"{number}. ")
-            page.get_by_role("option", name=re.compile(rf"^{number}\. ")).click()
+        for number in (2, 3):
+            option = page.get_by_role("option", name=re.compile(rf"^{number}\. "))
+            for _ in range(3):  # keys typed while the expander still opens can be lost: type again
+                faces.fill(f"{number}. ")
+                with contextlib.suppress(PlaywrightTimeout):
+                    option.wait_for(timeout=5_000)
+                    break
+            option.click()
         page.keyboard.press("Escape")
         page.get_by_label("Note (optional)").fill("labelled race looks wrong")
         _wait_for_run(page)
