@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -9,10 +11,13 @@ import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
-from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, distinct_text, group_label
+from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, distinct_text, group_label, wilson_interval
+
+if TYPE_CHECKING:  # the error analysis imports scikit-learn, which other pages need not load
+    from core.error_analysis import ErrorTree
 
 __all__ = ["value_range", "forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
-           "delta_chart", "intersection_heatmap"]
+           "delta_chart", "intersection_heatmap", "reliability_chart", "error_tree_chart"]
 
 _GREY, _BLUE = "#adb5bd", "#3b5bdb"
 
@@ -162,4 +167,48 @@ def reliability_chart(curves: dict[str, pd.DataFrame], head: str) -> go.Figure:
                          xaxis={"title": "confidence (probability of the predicted class)", "range": [0, 1]},
                          yaxis={"title": "share right", "range": [0, 1.02]}, height=460,
                          margin={"l": 10, "r": 10, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return figure
+
+
+def error_tree_chart(tree: ErrorTree) -> go.Figure:
+    """The error tree as a diagram, root on the left: each node's error rate (colour on 0–100 %) and faces, measured
+    on the held-out half, under the condition that leads to it; leaves top to bottom as the tree orders them."""
+    children: dict[int | None, list] = {}
+    for node in tree.nodes:
+        children.setdefault(node.parent, []).append(node)
+    place: dict[int, tuple[int, float]] = {}  # node id -> (depth, row)
+    leaf_rows = iter(range(len(tree.nodes)))
+
+    def lay_out(node, depth: int) -> float:  # leaves on rows 0, 1, 2, …; a parent level with its children's middle
+        below = [lay_out(child, depth + 1) for child in children.get(node.id, [])]
+        row = float(np.mean(below)) if below else float(next(leaf_rows))
+        place[node.id] = (depth, row)
+        return row
+
+    lay_out(tree.nodes[0], 0)
+    nodes = list(tree.nodes)
+    depths, rows = [place[node.id][0] for node in nodes], [place[node.id][1] for node in nodes]
+    rates = [node.errors / node.n if node.n else np.nan for node in nodes]
+    share = [f"{rate:.0%} of {node.n:,}" if node.n else "no faces" for node, rate in zip(nodes, rates)]
+    edges_x, edges_y = [], []
+    for node in nodes[1:]:
+        edges_x += [place[node.parent][0], place[node.id][0], None]
+        edges_y += [place[node.parent][1], place[node.id][1], None]
+    intervals = [wilson_interval(node.errors, node.n) for node in nodes]
+    figure = go.Figure(go.Scatter(x=edges_x, y=edges_y, mode="lines", line={"color": "#adb5bd"}, hoverinfo="skip"))
+    figure.add_trace(go.Scatter(
+        x=depths, y=rows, mode="markers+text", textfont={"size": 11},
+        text=[f"{node.split}  ·  {text}" if node.leaf else f"{node.split or 'all faces'}<br>{text}"
+              for node, text in zip(nodes, share)],
+        textposition=["middle right" if node.leaf else "top center" for node in nodes],
+        marker={"size": 22, "color": rates, "cmin": 0, "cmax": 1, "colorscale": "Reds", "line": {"color": "#495057", "width": 1},
+                "colorbar": {"title": "error rate", "tickformat": ".0%"}},
+        customdata=[[node.split or "all faces", node.n, node.errors, low, high] for node, (low, high) in zip(nodes, intervals)],
+        hovertemplate="%{customdata[0]}<br>error rate %{marker.color:.1%} (95 % %{customdata[3]:.1%}–%{customdata[4]:.1%})"
+                      "<br>%{customdata[2]:,} errors among %{customdata[1]:,} faces<extra></extra>"))
+    levels, leaves = max(depths) + 1, sum(node.leaf for node in nodes)
+    figure.update_layout(showlegend=False, height=130 + 52 * leaves, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         plot_bgcolor="white", title="The tree: error rate of each node among its held-out faces",
+                         xaxis={"visible": False, "range": [-0.5, levels - 1 + 1.9]},  # room for the leaves' text
+                         yaxis={"visible": False, "range": [leaves - 0.4, -0.9]})  # the first leaf on top
     return figure

@@ -18,7 +18,7 @@ from core.cohorts import Cohort, Condition, with_outcomes
 from core.fairness import MISSING, cluster_column, grouping_columns, wilson_interval
 from core.gallery import HEADS
 
-__all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "ErrorTree", "errors_of", "candidate_features", "error_tree", "MAX_TREE_FACES"]
+__all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "Node", "ErrorTree", "errors_of", "candidate_features", "error_tree", "MAX_TREE_FACES"]
 
 AGE_TOLERANCE = 5.0  # head "age": an error is more than this many years off (1 − CS@5)
 NUMERIC_FEATURES = ("n_faces", "face_px", "face_score", "image_width")
@@ -38,6 +38,18 @@ class Leaf:
 
 
 @dataclass(frozen=True)
+class Node:
+    """A node of the tree as drawn, measured on the held-out half like the leaves."""
+
+    id: int
+    parent: int | None
+    split: str  # the condition that leads here from the parent ("" at the root)
+    n: int
+    errors: int
+    leaf: bool
+
+
+@dataclass(frozen=True)
 class ErrorTree:
     head: str
     leaves: list[Leaf]  # highest error rate first
@@ -46,6 +58,7 @@ class ErrorTree:
     n_measured: int  # faces its leaves were measured on
     features: list[str]
     sampled_from: int | None = None  # faces in the selection, when the tree saw a random `MAX_TREE_FACES` of them
+    nodes: tuple[Node, ...] = ()  # every node, root first, parents before children
 
 
 def errors_of(frame: pd.DataFrame, head: str) -> pd.Series:
@@ -123,6 +136,27 @@ def _leaf_conditions(tree: DecisionTreeClassifier, meaning: list[tuple[str, str 
     return paths
 
 
+def _nodes(tree: DecisionTreeClassifier, meaning: list[tuple[str, str | None]], design: np.ndarray,
+           outcome: np.ndarray) -> tuple[Node, ...]:
+    """Every node with the split that leads to it, and its faces and errors among the rows of `design`."""
+    inner = tree.tree_
+    visits = tree.decision_path(design)  # rows x nodes: 1 where a row passes through the node
+    n = np.asarray(visits.sum(axis=0)).ravel().astype(int)
+    errors = np.asarray(visits.T @ outcome).ravel().round().astype(int)
+    nodes = [Node(0, None, "", int(n[0]), int(errors[0]), bool(inner.children_left[0] == -1))]
+    for node in nodes:  # grows while it is read: breadth first
+        if node.leaf:
+            continue
+        feature, value = meaning[inner.feature[node.id]]
+        threshold = round(float(inner.threshold[node.id]), 4)
+        splits = (f"{feature} <= {threshold:g}", f"{feature} > {threshold:g}") if value is None else \
+            (f"{feature} != {value}", f"{feature} == {value}")
+        for child, split in zip((inner.children_left[node.id], inner.children_right[node.id]), splits):
+            nodes.append(Node(int(child), node.id, split, int(n[child]), int(errors[child]),
+                              bool(inner.children_left[child] == -1)))
+    return tuple(nodes)
+
+
 def _simplify(conditions: tuple[Condition, ...]) -> tuple[Condition, ...]:
     """One condition per column and kind: == wins over !=, several != become one `not in`, bounds keep the tightest."""
     kept: dict[tuple[str, str], Condition] = {}
@@ -181,4 +215,5 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
         name = " and ".join(c.text() for c in simple) or "all faces"
         leaves.append(Leaf(Cohort(name, simple), n, wrong, wrong / n if n else np.nan, low, high))
     leaves.sort(key=lambda leaf: (-np.nan_to_num(leaf.rate, nan=-1.0), -leaf.n))
-    return ErrorTree(head, leaves, float(measured.mean()), int(grow.sum()), int((~grow).sum()), features, sampled_from)
+    return ErrorTree(head, leaves, float(measured.mean()), int(grow.sum()), int((~grow).sum()), features, sampled_from,
+                     _nodes(tree, meaning, design[~grow], measured))

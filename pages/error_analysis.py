@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.charts import error_tree_chart
 from core.cohorts import Cohort, CohortError, save_cohort
 from core.error_analysis import AGE_TOLERANCE, MAX_TREE_FACES, candidate_features, error_tree
 from core.fairness import SMALL_N, wilson_interval
@@ -58,7 +59,9 @@ chart = go.Figure(go.Bar(
 chart.add_vline(x=tree.overall_rate, line_dash="dash", annotation_text="overall")
 chart.update_layout(height=80 + 34 * len(table), xaxis={"range": [0, 1.02], "tickformat": ".0%", "title": "error rate"},
                     yaxis={"autorange": "reversed", "automargin": True}, margin={"l": 10, "r": 10, "t": 30, "b": 40})
-st.plotly_chart(chart, width="stretch")
+diagram, bars = st.tabs(["Tree", "Cohorts by error rate"])
+diagram.plotly_chart(error_tree_chart(tree), width="stretch", key="errors_tree_chart")
+bars.plotly_chart(chart, width="stretch")
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "error rate": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
     "95 % low": st.column_config.NumberColumn(format="percent"),

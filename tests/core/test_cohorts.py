@@ -97,6 +97,27 @@ def test_error_tree_finds_the_misgendered_cohort_on_held_out_faces():
     assert errors_of(frame[top.cohort.mask(frame)], "gender").mean() == pytest.approx(0.5)
 
 
+def test_error_tree_nodes_add_up_and_are_drawn_on_a_fixed_scale():
+    from core.charts import error_tree_chart
+
+    frame = synthetic_predictions(n=1200)
+    tree = error_tree(frame, "gender", max_depth=3, min_leaf=10)
+    root, nodes = tree.nodes[0], {node.id: node for node in tree.nodes}
+    assert root.parent is None and root.n == tree.n_measured
+    assert root.errors / root.n == pytest.approx(tree.overall_rate)
+    for node in tree.nodes:  # each parent's faces and errors are its two children's
+        below = [child for child in tree.nodes if child.parent == node.id]
+        assert (len(below) == 0) == node.leaf
+        if below:
+            assert (sum(c.n for c in below), sum(c.errors for c in below)) == (node.n, node.errors)
+            assert all(nodes[c.parent] is node for c in below)
+    assert sorted((n.n, n.errors) for n in tree.nodes if n.leaf) == sorted((leaf.n, leaf.errors) for leaf in tree.leaves)
+    _, points = error_tree_chart(tree).data
+    assert len(points.x) == len(tree.nodes) and (points.marker.cmin, points.marker.cmax) == (0, 1)
+    assert points.text[0].startswith("all faces<br>") and f"{tree.overall_rate:.0%} of {root.n:,}" in points.text[0]
+    assert any("== Black" in text or "!= Black" in text for text in points.text)
+
+
 def test_error_tree_keeps_one_persons_photos_in_one_half():
     frame = synthetic_predictions(n=600).assign(dup_group=np.arange(600) // 3)
     tree = error_tree(frame, "gender", min_leaf=10)
