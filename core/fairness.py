@@ -169,6 +169,11 @@ def grouping_columns(frame: pd.DataFrame, max_values: int = MAX_GROUP_VALUES) ->
 def value_order(series: pd.Series) -> list[str]:
     """The distinct values of a column as text, in their natural order (taxonomy, category, number, text)."""
     present = {str(value) for value in series.dropna().unique()} | ({MISSING} if series.isna().any() else set())
+    return _in_natural_order(series, present)
+
+
+def _in_natural_order(series: pd.Series, present: set[str]) -> list[str]:
+    """`present` (texts of `series`' values, `MISSING` among them) in the column's natural order."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         order = [str(value) for value in series.cat.categories]
     elif series.name in labels.CLASSES:
@@ -235,6 +240,15 @@ def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
     rows = _sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None)
     rows = sorted(rows, key=lambda row: tuple(rank[value] for rank, value in zip(ranks, row)))
     return [row[0] for row in rows] if len(by) == 1 else rows
+
+
+def _natural_keys(frame: pd.DataFrame, by: list[str], keys: list) -> list:
+    """Group keys found (values, or tuples for intersections) in the order `group_keys` gives, from the keys alone."""
+    tuples = keys if len(by) > 1 else [(key,) for key in keys]
+    ranks = [{value: rank for rank, value in enumerate(_in_natural_order(frame[column], {row[i] for row in tuples}))}
+             for i, column in enumerate(by)]
+    ordered = sorted(tuples, key=lambda row: tuple(rank[value] for rank, value in zip(ranks, row)))
+    return [row[0] for row in ordered] if len(by) == 1 else ordered
 
 
 def group_members(frame: pd.DataFrame, by: list[str]) -> dict[object, np.ndarray]:
@@ -465,7 +479,7 @@ def subgroup_metrics(frame: pd.DataFrame, by: list[str], metrics: list[str], *,
     grouped = values.reset_index(drop=True).groupby([sensitive[column] for column in by], observed=True)
     by_group = grouped.sum(min_count=1) / grouped.count().replace(0, np.nan)
     by_group.insert(0, "n", grouped.size())
-    keys = [key for key in group_keys(frame, by) if key in by_group.index]  # natural order
+    keys = _natural_keys(frame, by, list(by_group.index))
     by_group = by_group.reindex(keys).set_axis(pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1
                                                else pd.Index(keys, name=by[0]))
     overall = values.mean()
