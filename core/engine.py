@@ -38,6 +38,7 @@ __all__ = ["CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkStore", "ResumeError", 
 CHUNK_ROWS = 128  # images per chunk: the unit of work, of resuming, and of a Ray task
 ENGINES = ("local", "ray")
 CPUS = len(os.sched_getaffinity(0))
+LOOPBACK_RAY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray on one machine, on 127.0.0.1 (despite the name, any OS)
 
 
 class ResumeError(FaceAuditError, RuntimeError):
@@ -177,19 +178,25 @@ class _ChunkActor:
 def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any], workers: int,
                 address: str | None) -> Iterator[tuple[int, bytes]]:
     """Each chunk as a Ray Data row, audited by `workers` actors; chunks come back as they finish."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not address:  # Ray's single-machine mode (its default on macOS and Windows): every port on 127.0.0.1, read at import
+        os.environ.setdefault(LOOPBACK_RAY, "0")
     try:
         import ray
         import ray.data
     except ImportError:
         raise FaceAuditError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = not ray.is_initialized()
     if started and address:  # a cluster: ship FaceAudit's code (not its models, data or environment) to the nodes
         ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={
             "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"]})
     elif started:
-        ray.init(num_cpus=CPUS, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        if (node := ray.util.get_node_ip_address()) != "127.0.0.1":  # Ray was imported before it could be kept local
+            ray.shutdown()
+            raise FaceAuditError(f"a local Ray would listen on {node}, beyond this machine: set {LOOPBACK_RAY}=0 "
+                                 "before Python starts, or use --engine local")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = context.enable_auto_log_stats = False
     try:
