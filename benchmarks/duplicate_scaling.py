@@ -33,6 +33,7 @@ from core.dedup import (
     NEAR_DUPLICATE_CORRELATION,
     NEAR_DUPLICATE_DISTANCE,
     near_duplicate_components,
+    packed_hashes,
     scan_images,
 )
 
@@ -57,8 +58,7 @@ def _real_images(settings: Settings, fairface_men: str | None) -> tuple[np.ndarr
     if fairface_men:
         datasets.append(read_fairface(Path(fairface_men) / "fairface_label_train.csv", name="fairface-train-men"))
     table = pd.concat([scan_images(dataset).table for dataset in datasets], ignore_index=True).drop_duplicates("sha1")
-    hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in table["dhash"]])
-    return hashes, table["centre"].to_numpy()
+    return packed_hashes(table["dhash"]), table["centre"].to_numpy()
 
 
 def _at_scale(hashes: np.ndarray, centres: np.ndarray, rows: int, rng: np.random.Generator):

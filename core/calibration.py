@@ -24,7 +24,6 @@ from core.fairness import (
     class_positions,
     cluster_column,
     cluster_ids,
-    group_keys,
     group_members,
     wilson_interval,
 )
@@ -129,8 +128,8 @@ def calibration_table(frame: pd.DataFrame, head: str, by: list[str] | None = Non
     clusters = cluster_ids(frame, cluster_column(frame))
     rng = np.random.default_rng(seed)
     if by:
-        keys, members = group_keys(frame, by), group_members(frame, by)
-        groups = [members[key] for key in keys]
+        members = group_members(frame, by)  # in natural order
+        keys, groups = list(members), list(members.values())
         index = pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1 else pd.Index(keys, name=by[0])
     else:
         groups, index = [np.arange(len(frame))], pd.Index(["all faces"], name="group")

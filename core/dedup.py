@@ -46,6 +46,7 @@ __all__ = [
     "find_duplicate_groups",
     "image_hashes",
     "near_duplicate_components",
+    "packed_hashes",
     "scan_images",
     "with_duplicate_groups",
 ]
@@ -205,6 +206,11 @@ def _pairs_at_offset(rows: np.ndarray, sizes: np.ndarray, offset: int) -> np.nda
     return np.stack([rows[first], rows[first + offset]], axis=1)
 
 
+def packed_hashes(hex_hashes: Iterable[str]) -> np.ndarray:
+    """The `dhash` column's hex texts as one `(n, 32)` uint8 array of packed bits."""
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_hashes), dtype=np.uint8).reshape(-1, DHASH_BITS // 8)
+
+
 def every_near_pair(hashes: np.ndarray, max_distance: int, chunk: int = 256) -> np.ndarray:
     """Index pairs `(k, 2)`, i < j, whose packed hashes differ in at most `max_distance` bits, by comparing every
     pair (quadratic: 23,314 hashes in about 5 s here). The reference the hash index is tested against."""
@@ -284,9 +290,8 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
     # Exact copies share hash and centre: only one row per distinct content is compared.
     content, _ = pd.factorize(table["sha1"])
     distinct = np.flatnonzero(~table["sha1"].duplicated().to_numpy())  # row of content 0, 1, ...
-    hashes = np.frombuffer(b"".join(bytes.fromhex(h) for h in table["dhash"].to_numpy()[distinct]),
-                           dtype=np.uint8).reshape(len(distinct), DHASH_BITS // 8)
-    labels = near_duplicate_components(hashes, table["centre"].to_numpy()[distinct], max_distance=max_distance,
+    labels = near_duplicate_components(packed_hashes(table["dhash"].to_numpy()[distinct]),
+                                       table["centre"].to_numpy()[distinct], max_distance=max_distance,
                                        min_centre_correlation=min_centre_correlation)
     roots = labels[content]
     # Number groups by their first row in the table's order, so ids are stable for a stable table.

@@ -37,7 +37,7 @@ from torch import nn
 
 from core import labels
 from core.errors import FaceAuditError
-from core.heatmap import colour_bar, overlay
+from core.heatmap import overlay
 from core.memory import release_freed_memory
 from core.model import AGES, MultiTaskNet, mirror_average
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     OtherModel = OnnxModel | CallableModel | PeerModel
 
 __all__ = ["METHODS", "BASELINES", "Explanation", "ExplanationCache", "ExplainError", "valid_targets", "explain", "explain_outputs",
-           "overlay", "colour_bar", "grad_cam", "stability"]
+           "grad_cam", "stability"]
 
 METHODS = ("gradcam", "integrated_gradients", "lime")
 BASELINES = ("black", "blurred", "mean")

@@ -236,10 +236,8 @@ def _sensitive(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def group_keys(frame: pd.DataFrame, by: list[str]) -> list:
     """The groups `subgroup_metrics` reports for `by`, in natural order: values, or tuples for intersections."""
-    ranks = [{value: rank for rank, value in enumerate(value_order(frame[column]))} for column in by]
     rows = _sensitive(frame, by).drop_duplicates().itertuples(index=False, name=None)
-    rows = sorted(rows, key=lambda row: tuple(rank[value] for rank, value in zip(ranks, row)))
-    return [row[0] for row in rows] if len(by) == 1 else rows
+    return _natural_keys(frame, by, [row[0] for row in rows] if len(by) == 1 else list(rows))
 
 
 def _natural_keys(frame: pd.DataFrame, by: list[str], keys: list) -> list:
@@ -252,8 +250,9 @@ def _natural_keys(frame: pd.DataFrame, by: list[str], keys: list) -> list:
 
 
 def group_members(frame: pd.DataFrame, by: list[str]) -> dict[object, np.ndarray]:
-    """Row positions of each group of `group_keys(frame, by)` (value, or tuple for intersections)."""
-    return _members(_sensitive(frame, by), by)
+    """Row positions of each group (value, or tuple for intersections), in the order of `group_keys(frame, by)`."""
+    members = _members(_sensitive(frame, by), by)
+    return {key: members[key] for key in _natural_keys(frame, by, list(members))}
 
 
 def _members(sensitive: pd.DataFrame, by: list[str]) -> dict[object, np.ndarray]:

@@ -9,8 +9,9 @@ import streamlit as st
 from core import labels
 from core.chips import faces_for_model
 from core.config import REPO_ROOT
-from core.explain import BASELINES, colour_bar, stability, valid_targets
+from core.explain import BASELINES, stability, valid_targets
 from core.faces import MIN_FACE_PX, choose_face, crop_face, draw_faces
+from core.heatmap import colour_bar
 from core.images import ImageError, load_image
 from core.memory import release_freed_memory
 from core.trainer import predict

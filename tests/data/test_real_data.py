@@ -12,6 +12,7 @@ from core.dedup import (
     NEAR_DUPLICATE_DISTANCE,
     find_duplicate_groups,
     near_duplicate_components,
+    packed_hashes,
 )
 from core.split import make_split, read_split
 
@@ -59,7 +60,7 @@ def test_committed_split_is_reproducible(utkface_catalog):
 @pytest.mark.parametrize("min_centre_correlation", [NEAR_DUPLICATE_CORRELATION, -1.0], ids=["rule", "hash only"])
 def test_hash_index_gives_the_groups_of_comparing_every_pair_on_utkface(utkface_catalog, min_centre_correlation):
     distinct = utkface_catalog.table.drop_duplicates("sha1")
-    hashes = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in distinct["dhash"]])
+    hashes = packed_hashes(distinct["dhash"])
     centres = distinct["centre"].to_numpy()
     rule = {"max_distance": NEAR_DUPLICATE_DISTANCE, "min_centre_correlation": min_centre_correlation}
     indexed = near_duplicate_components(hashes, centres, **rule)
