@@ -107,11 +107,15 @@ def _design(frame: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, list[
 def _halves(frame: pd.DataFrame, seed: int) -> np.ndarray:
     """True for the rows the tree is grown on: about half, whole clusters (one person's photos) together."""
     column = cluster_column(frame)
-    keys = frame[column].astype("string").fillna(pd.Series(frame.index.astype(str), index=frame.index)) \
-        if column else pd.Series(np.arange(len(frame)).astype(str), index=frame.index)
-    unique = keys.unique()
-    chosen = set(np.random.default_rng(seed).permutation(unique)[: len(unique) // 2])
-    return keys.isin(chosen).to_numpy(dtype=bool)
+    if column is None:  # every row its own cluster
+        clusters, count = np.arange(len(frame)), len(frame)
+    else:  # a row without a value is its own cluster, named by its index
+        keys = frame[column].astype("string").fillna(pd.Series(frame.index.astype(str), index=frame.index))
+        clusters, unique = pd.factorize(keys)
+        count = len(unique)
+    chosen = np.zeros(count, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(count)[: count // 2]] = True
+    return chosen[clusters]
 
 
 def _leaf_conditions(tree: DecisionTreeClassifier, meaning: list[tuple[str, str | None]]) -> dict[int, tuple]:
@@ -178,6 +182,7 @@ def _simplify(conditions: tuple[Condition, ...]) -> tuple[Condition, ...]:
 
 
 MAX_TREE_FACES = 100_000  # a larger selection is sampled (seeded): half grows the tree, half measures it
+_UNREAD = ("file", "path", "source", "faces", "face_reason")  # per-image text a tree never reads: not sampled
 
 
 def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = None, max_depth: int = 3,
@@ -190,7 +195,8 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     """
     sampled_from = len(frame) if len(frame) > MAX_TREE_FACES else None
     if sampled_from:  # a million-row bundle: a random sample keeps growing and measuring to about a second
-        frame = frame.sample(MAX_TREE_FACES, random_state=seed)
+        unread = [column for column in _UNREAD if column in frame and column not in (features or ())]
+        frame = frame.drop(columns=unread).sample(MAX_TREE_FACES, random_state=seed)
     outcomes = with_outcomes(frame)
     errors = _errors(outcomes, head)
     known = frame[errors.notna()]
