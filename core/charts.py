@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -11,10 +9,8 @@ import plotly.graph_objects as go
 
 from core import labels
 from core.compare import Comparison
+from core.error_analysis import ErrorTree
 from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, distinct_text, group_label, wilson_interval
-
-if TYPE_CHECKING:  # the error analysis imports scikit-learn, which other pages need not load
-    from core.error_analysis import ErrorTree
 
 __all__ = ["value_range", "forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
            "delta_chart", "intersection_heatmap", "reliability_chart", "error_tree_chart"]

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.tree import DecisionTreeClassifier
 
 from core import labels
 from core.cohorts import Cohort, Condition, with_outcomes
 from core.fairness import MISSING, cluster_column, grouping_columns, wilson_interval
 from core.gallery import HEADS
 
-__all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "Node", "ErrorTree", "errors_of", "candidate_features", "error_tree", "MAX_TREE_FACES"]
+__all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "Node", "ErrorTree", "errors_of", "candidate_features", "error_tree", "grow_tree", "MAX_TREE_FACES"]
 
 AGE_TOLERANCE = 5.0  # head "age": an error is more than this many years off (1 − CS@5)
 NUMERIC_FEATURES = ("n_faces", "face_px", "face_score", "image_width")
@@ -118,9 +117,99 @@ def _halves(frame: pd.DataFrame, seed: int) -> np.ndarray:
     return chosen[clusters]
 
 
-def _leaf_conditions(tree: DecisionTreeClassifier, meaning: list[tuple[str, str | None]]) -> dict[int, tuple]:
+@dataclass(frozen=True)
+class _Tree:
+    """A fitted classification tree, laid out like scikit-learn's `tree_`: node 0 is the root, a node's children come
+    after it, a leaf's children are -1; rows with `design[:, feature] <= threshold` go left."""
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    children_left: tuple[int, ...]
+    children_right: tuple[int, ...]
+
+    def visits(self, design: np.ndarray) -> np.ndarray:
+        """Rows x nodes: True where a row passes through the node."""
+        design = design.astype(np.float32, copy=False)  # compared as the tree was grown
+        passes = np.zeros((len(design), len(self.feature)), dtype=bool)
+        passes[:, 0] = True
+        for node, left in enumerate(self.children_left):
+            if left != -1:
+                goes_left = design[:, self.feature[node]] <= self.threshold[node]
+                passes[:, left] = passes[:, node] & goes_left
+                passes[:, self.children_right[node]] = passes[:, node] & ~goes_left
+        return passes
+
+    def apply(self, design: np.ndarray) -> np.ndarray:
+        """Each row's leaf."""
+        return np.argmax(self.visits(design) & (np.array(self.children_left) == -1), axis=1)
+
+
+def grow_tree(design: np.ndarray, outcome: np.ndarray, max_depth: int, min_leaf: int) -> _Tree:
+    """A CART tree of 0/1 `outcome` on `design` (Gini impurity, best split, as scikit-learn's DecisionTreeClassifier).
+
+    A node is split while it is impure, above `max_depth` and has 2 × `min_leaf` rows, at the split with the lowest
+    impurity whose sides both keep `min_leaf` rows (ties: the first column, then the lowest threshold), at the midpoint
+    between two neighbouring values. Written here because importing scikit-learn and SciPy takes about a second.
+    """
+    design = design.astype(np.float32)  # as scikit-learn grows its trees
+    binary = ((design == 0) | (design == 1)).all(axis=0)  # one-hot columns: one split each, at 0.5, found together
+    numeric = {index: np.unique(design[:, index], return_inverse=True) for index in np.flatnonzero(~binary)}
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+
+    def children_impurity(n_left, e_left, n, errors):  # Gini of the two sides weighted by their rows, over 2
+        n_right, e_right = n - n_left, errors - e_left
+        with np.errstate(divide="ignore", invalid="ignore"):
+            impurity = e_left * (n_left - e_left) / n_left + e_right * (n_right - e_right) / n_right
+        return np.where((n_left >= max(min_leaf, 1)) & (n_right >= max(min_leaf, 1)), impurity, np.inf)
+
+    def best_split(rows: np.ndarray, y: np.ndarray) -> tuple[int, float] | None:
+        n, errors = len(rows), float(y.sum())
+        impurity = np.full(design.shape[1], np.inf)
+        thresholds = np.full(design.shape[1], 0.5)
+        ones = design[np.ix_(rows, np.flatnonzero(binary))]
+        impurity[binary] = children_impurity(n - ones.sum(axis=0), errors - y @ ones, n, errors)  # left: the zeros
+        for index, (values, codes) in numeric.items():
+            code = codes[rows]
+            count = np.bincount(code, minlength=len(values))
+            present = np.flatnonzero(count)
+            if len(present) < 2:
+                continue
+            side = children_impurity(np.cumsum(count[present])[:-1],
+                                     np.cumsum(np.bincount(code, weights=y, minlength=len(values))[present])[:-1], n, errors)
+            position = int(np.argmin(side))
+            low, high = float(values[present[position]]), float(values[present[position + 1]])
+            middle = low / 2.0 + high / 2.0
+            impurity[index], thresholds[index] = side[position], low if middle == high else middle
+        index = int(np.argmin(impurity))
+        return None if np.isinf(impurity[index]) else (index, float(thresholds[index]))
+
+    def grow(rows: np.ndarray, depth: int) -> int:
+        node = len(feature)
+        feature.append(-2)
+        threshold.append(-2.0)
+        left.append(-1)
+        right.append(-1)
+        y = outcome[rows]
+        if depth >= max_depth or len(rows) < max(2 * min_leaf, 2) or y.min() == y.max():  # pure: nothing to split
+            return node
+        split = best_split(rows, y)
+        if split is None:
+            return node
+        feature[node], threshold[node] = split
+        goes_left = design[rows, split[0]] <= split[1]
+        left[node] = grow(rows[goes_left], depth + 1)
+        right[node] = grow(rows[~goes_left], depth + 1)
+        return node
+
+    grow(np.arange(len(design)), 0)
+    return _Tree(tuple(feature), tuple(threshold), tuple(left), tuple(right))
+
+
+def _leaf_conditions(inner: _Tree, meaning: list[tuple[str, str | None]]) -> dict[int, tuple]:
     """Leaf node id -> the conditions on the path to it (one-hot splits read as == / != a value)."""
-    inner = tree.tree_
     paths: dict[int, tuple] = {}
 
     def walk(node: int, conditions: tuple) -> None:
@@ -140,13 +229,12 @@ def _leaf_conditions(tree: DecisionTreeClassifier, meaning: list[tuple[str, str 
     return paths
 
 
-def _nodes(tree: DecisionTreeClassifier, meaning: list[tuple[str, str | None]], design: np.ndarray,
+def _nodes(inner: _Tree, meaning: list[tuple[str, str | None]], design: np.ndarray,
            outcome: np.ndarray) -> tuple[Node, ...]:
     """Every node with the split that leads to it, and its faces and errors among the rows of `design`."""
-    inner = tree.tree_
-    visits = tree.decision_path(design)  # rows x nodes: 1 where a row passes through the node
-    n = np.asarray(visits.sum(axis=0)).ravel().astype(int)
-    errors = np.asarray(visits.T @ outcome).ravel().round().astype(int)
+    visits = inner.visits(design)
+    n = visits.sum(axis=0)
+    errors = (outcome @ visits).round().astype(int)
     nodes = [Node(0, None, "", int(n[0]), int(errors[0]), bool(inner.children_left[0] == -1))]
     for node in nodes:  # grows while it is read: breadth first
         if node.leaf:
@@ -207,8 +295,7 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     features = features if features is not None else candidate_features(known, head)
     design, meaning = _design(outcomes[errors.notna()], features)
     grow = _halves(known, seed)
-    tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_leaf, random_state=seed)
-    tree.fit(design[grow], outcome[grow])
+    tree = grow_tree(design[grow], outcome[grow], max_depth, min_leaf)
     paths = _leaf_conditions(tree, meaning)
     measured_leaf = tree.apply(design[~grow])
     measured = outcome[~grow]

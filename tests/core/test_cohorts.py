@@ -19,7 +19,7 @@ from core.cohorts import (
     select,
     with_outcomes,
 )
-from core.error_analysis import error_tree, errors_of
+from core.error_analysis import error_tree, errors_of, grow_tree
 from core.suspects import mark_suspect, mark_suspects, read_suspects, suspect_index, with_and_without
 from tests.bundle_fixture import synthetic_predictions
 
@@ -116,6 +116,44 @@ def test_error_tree_nodes_add_up_and_are_drawn_on_a_fixed_scale():
     assert len(points.x) == len(tree.nodes) and (points.marker.cmin, points.marker.cmax) == (0, 1)
     assert points.text[0].startswith("all faces<br>") and f"{tree.overall_rate:.0%} of {root.n:,}" in points.text[0]
     assert any("== Black" in text or "!= Black" in text for text in points.text)
+
+
+def _impurity(y: np.ndarray) -> float:  # a side's Gini impurity times its rows, over 2
+    return float(y.sum() * (len(y) - y.sum()) / len(y)) if len(y) else 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grow_tree_splits_as_scikit_learn(seed):
+    """Each split is the best one scikit-learn finds for the same rows; where several are as good it may pick another."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(seed)
+    design = np.column_stack([rng.normal(size=800), rng.integers(0, 2, 800), rng.uniform(size=800).round(2),
+                              rng.integers(0, 2, 800), rng.integers(1, 5, 800)]).astype(float)
+    outcome = (((design[:, 0] > 0.3) & (design[:, 1] == 1)) | (rng.uniform(size=800) < 0.2)).astype(float)
+    ours = grow_tree(design, outcome, max_depth=4, min_leaf=20)
+    fitted = DecisionTreeClassifier(max_depth=4, min_samples_leaf=20, random_state=0).fit(design, outcome)
+    theirs, paths = fitted.tree_, fitted.decision_path(design).toarray().astype(bool)
+    for node in np.flatnonzero(theirs.children_left != -1):  # their split vs our best split of the same rows
+        rows = paths[:, node]
+        best = grow_tree(design[rows], outcome[rows], max_depth=1, min_leaf=20)
+        left = design[rows, best.feature[0]] <= best.threshold[0]
+        assert _impurity(outcome[rows][left]) + _impurity(outcome[rows][~left]) == pytest.approx(
+            _impurity(outcome[paths[:, theirs.children_left[node]]]) + _impurity(outcome[paths[:, theirs.children_right[node]]]))
+    visits, leaves = ours.visits(design), np.array(ours.children_left) == -1
+    assert (visits[:, leaves].sum(axis=1) == 1).all() and (visits[np.arange(800), ours.apply(design)]).all()
+    assert visits[:, leaves].sum(axis=0).min() >= 20  # every leaf keeps min_leaf rows
+    assert sum(_impurity(outcome[visits[:, i]]) for i in np.flatnonzero(leaves)) == pytest.approx(
+        sum(_impurity(outcome[paths[:, i]]) for i in np.flatnonzero(theirs.children_left == -1)))
+
+
+def test_grow_tree_stops_at_pure_nodes_depth_and_leaf_size():
+    design = np.array([[0.0], [0.0], [1.0], [1.0], [2.0], [2.0]])
+    assert grow_tree(design, np.zeros(6), max_depth=3, min_leaf=1).children_left == (-1,)  # no errors: nothing to split
+    split = grow_tree(design, np.array([0.0, 0, 0, 0, 1, 1]), max_depth=3, min_leaf=1)
+    assert split.feature[0] == 0 and split.threshold[0] == 1.5 and len(split.feature) == 3  # two pure children
+    assert grow_tree(design, np.array([0.0, 0, 0, 0, 1, 1]), max_depth=0, min_leaf=1).children_left == (-1,)
+    assert grow_tree(design, np.array([0.0, 0, 0, 0, 1, 1]), max_depth=3, min_leaf=4).children_left == (-1,)
 
 
 def test_error_tree_keeps_one_persons_photos_in_one_half():
