@@ -183,8 +183,8 @@ def grow_tree(design: np.ndarray, outcome: np.ndarray, max_depth: int, min_leaf:
             low, high = float(values[present[position]]), float(values[present[position + 1]])
             middle = low / 2.0 + high / 2.0
             impurity[index], thresholds[index] = side[position], low if middle == high else middle
-        index = int(np.argmin(impurity))
-        return None if np.isinf(impurity[index]) else (index, float(thresholds[index]))
+        index = int(np.argmin(impurity)) if len(impurity) else 0
+        return None if not len(impurity) or np.isinf(impurity[index]) else (index, float(thresholds[index]))
 
     def grow(rows: np.ndarray, depth: int) -> int:
         node = len(feature)
@@ -279,7 +279,7 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     measure its leaves on the other half.
 
     Raises:
-        ValueError: fewer than 4 × `min_leaf` faces with a true label, or an unknown head.
+        ValueError: fewer than 4 × `min_leaf` faces with a true label, an unknown head, or no feature to split on.
     """
     sampled_from = len(frame) if len(frame) > MAX_TREE_FACES else None
     if sampled_from:  # a million-row bundle: a random sample keeps growing and measuring to about a second
@@ -293,6 +293,8 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
                          f"or more on half of them (need {4 * min_leaf})")
     outcome = errors[errors.notna()].to_numpy()
     features = features if features is not None else candidate_features(known, head)
+    if not features:
+        raise ValueError("no column to split on: pick at least one")
     design, meaning = _design(outcomes[errors.notna()], features)
     grow = _halves(known, seed)
     tree = grow_tree(design[grow], outcome[grow], max_depth, min_leaf)

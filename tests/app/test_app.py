@@ -439,6 +439,9 @@ def test_error_analysis_finds_the_planted_cohort_and_opens_it_in_the_gallery(app
     assert not test.exception
     top = test.selectbox(key="errors_leaf_gender").options[0]
     assert "Black" in top and ("gender == Female" in top or "gender != Male" in top), top
+    test.multiselect(key="errors_features_gender").set_value([]).run()  # every column unticked: said, not raised
+    assert not test.exception and [i.value for i in test.info] == ["No tree: no column to split on: pick at least one."]
+    test.multiselect(key="errors_features_gender").set_value(test.multiselect(key="errors_features_gender").options).run()
     test.button(key="errors_save").click().run()
     assert [s.value for s in test.success][0].startswith("Saved cohort")
     assert json.loads((clean_sidecars / "cohorts.json").read_text())["cohorts"][0]["conditions"]

@@ -154,6 +154,9 @@ def test_grow_tree_stops_at_pure_nodes_depth_and_leaf_size():
     assert split.feature[0] == 0 and split.threshold[0] == 1.5 and len(split.feature) == 3  # two pure children
     assert grow_tree(design, np.array([0.0, 0, 0, 0, 1, 1]), max_depth=0, min_leaf=1).children_left == (-1,)
     assert grow_tree(design, np.array([0.0, 0, 0, 0, 1, 1]), max_depth=3, min_leaf=4).children_left == (-1,)
+    assert grow_tree(design[:, :0], np.array([0.0, 0, 0, 0, 1, 1]), max_depth=3, min_leaf=1).children_left == (-1,)
+    with pytest.raises(ValueError, match="no column to split on"):  # the page says so when every column is unticked
+        error_tree(synthetic_predictions(n=600), "gender", features=[], min_leaf=10)
 
 
 def test_error_tree_keeps_one_persons_photos_in_one_half():
