@@ -149,7 +149,7 @@ def grow_tree(design: np.ndarray, outcome: np.ndarray, max_depth: int, min_leaf:
 
     A node is split while it is impure, above `max_depth` and has 2 × `min_leaf` rows, at the split with the lowest
     impurity whose sides both keep `min_leaf` rows (ties: the first column, then the lowest threshold), at the midpoint
-    between two neighbouring values. Written here because importing scikit-learn and SciPy takes about a second.
+    between two neighbouring values. Written here because importing scikit-learn and SciPy takes 0.7–0.8 s on a 2-core CPU.
     """
     design = design.astype(np.float32)  # as scikit-learn grows its trees
     binary = ((design == 0) | (design == 1)).all(axis=0)  # one-hot columns: one split each, at 0.5, found together

@@ -100,9 +100,7 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     text = {column: _value_ids(frame[column], vocabulary) if column in frame else np.full(len(frame), -1) for column in ("gender", "pred_gender", "race", "pred_race", "age_bin", "pred_age_bin",
                                                "fairface_race", "pred_race7")}
     has_race7 = "fairface_race" in frame and "pred_race7" in frame
-    names = ["gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae", "signed_age_error", "cs5",
-             "false_female_rate", "false_male_rate", *(f"race_recall_{name}" for name in labels.RACES), "race7_accuracy",
-             *(f"race7_recall_{name}" for name in labels.FAIRFACE_RACES)]
+    names = list(METRIC_TERMS)  # every metric, each written below
     block = np.full((len(names), len(frame)), np.nan)
     values = dict(zip(names, block))  # each a row of the block, written in place
 
