@@ -94,7 +94,7 @@ def equal_as_text(first: pd.Series, second: pd.Series) -> np.ndarray:
 def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-row quantities whose mean is each metric; NaN where a row does not count for a metric.
 
-    Written into one preallocated float block (a million rows: 23 columns of 8 MB, not built twice).
+    Written into one preallocated float block (a million rows: 21 columns of 8 MB, not built twice).
     """
     vocabulary: dict[str, int] = {}  # every text value of the label and prediction columns, as one integer id
     text = {column: _value_ids(frame[column], vocabulary) if column in frame else np.full(len(frame), -1) for column in ("gender", "pred_gender", "race", "pred_race", "age_bin", "pred_age_bin",
