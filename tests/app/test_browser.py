@@ -74,6 +74,13 @@ def _wait_for_run(page) -> None:
                            timeout=90_000)
 
 
+def _wait_for_images(page) -> None:
+    """Until the page shows images and every one has loaded: a gallery's tiles arrive after its run ends."""
+    page.wait_for_function("() => { const images = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
+                           " return images.length > 0 && images.every(image => image.complete && image.naturalWidth > 0); }",
+                           timeout=90_000)
+
+
 def _open(page, label: str) -> None:
     page.get_by_role("link", name=label, exact=True).click()
     page.get_by_role("heading", level=1, name=PAGES.get(label, label), exact=True).wait_for()
@@ -308,6 +315,7 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
         _wait_for_run(page)
         assert re.match(r"2,3\d\d mistakes among 2,411 faces", caption.inner_text()), caption.inner_text()
         assert "bundle=fairface-val" in page.url
+        _wait_for_images(page)
         page.screenshot(path=SHOTS / "27-gallery-error-analysis-cohort.png")
         page.get_by_text("Label suspect: the true label looks wrong").click()
         page.get_by_text(re.compile(r"⚑ label suspect")).first.wait_for()
