@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
 from core.fairness import text_isin
 from core.images import load_image
 
-__all__ = ["HEADS", "available_heads", "mistakes", "tile_caption", "page_of", "mistakes_csv", "face_thumbnail"]
+__all__ = ["HEADS", "available_heads", "Mistakes", "find_mistakes", "mistakes", "tile_caption", "mistakes_csv", "face_thumbnail"]
 
 HEADS = (*CLASS_HEADS, "age")
 
@@ -26,11 +27,39 @@ def available_heads(frame: pd.DataFrame) -> list[str]:
     return [head for head in HEADS if known.get(head, False)]
 
 
-def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], *,
-             true_values: list[str] | None = None, predicted_values: list[str] | None = None,
-             min_age_error: float = 0.0, confidence: tuple[float, float] = (0.0, 1.0),
-             sort: Literal["most confident", "largest age error", "file"] = "most confident") -> pd.DataFrame:
-    """Rows the model got wrong for `head`, with `confidence` and `age_error` columns added.
+@dataclass(frozen=True)
+class Mistakes:
+    """The mistakes of a view, ranked, as positions into `source`: rows are copied only when asked for (a million-row
+    bundle can have half a million mistakes, and the gallery shows 24 at a time)."""
+
+    source: pd.DataFrame
+    rows: np.ndarray  # positions in `source`, best first
+    age_error: np.ndarray  # of each mistake, in the same order
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """Mistakes `start` to `stop` (all by default): their rows of `source` plus `age_error` and `confidence`."""
+        part = slice(start, stop)
+        return self.source.iloc[self.rows[part]].assign(age_error=self.age_error[part], confidence=self.confidence[part])
+
+    def pages(self, per_page: int) -> int:
+        """How many pages of `per_page` they fill (at least one)."""
+        return max(1, -(-len(self) // per_page))
+
+    def page(self, page: int, per_page: int) -> pd.DataFrame:
+        """The mistakes of the 1-based `page` (clamped to the pages there are)."""
+        start = (min(max(page, 1), self.pages(per_page)) - 1) * per_page
+        return self.take(start, start + per_page)
+
+
+def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], *,
+                  true_values: list[str] | None = None, predicted_values: list[str] | None = None,
+                  min_age_error: float = 0.0, confidence: tuple[float, float] = (0.0, 1.0),
+                  sort: Literal["most confident", "largest age error", "file"] = "most confident") -> Mistakes:
+    """The faces the model got wrong for `head`, ranked by `sort`.
 
     For `head="age"` a mistake is an absolute error of at least `min_age_error` years (default
     5 when left at 0) on a face with an exact true age; confidence is then the inverse of the
@@ -64,7 +93,12 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     keys = {"confidence": row_confidence, "age_error": age_error}.get(column)
     keys = pd.Series(frame[column].to_numpy()[rows] if keys is None else keys[rows])
     rows = rows[keys.sort_values(ascending=ascending, kind="stable").index.to_numpy()]
-    return frame.iloc[rows].assign(age_error=age_error[rows], confidence=row_confidence[rows])  # one take of the rows
+    return Mistakes(frame, rows, age_error[rows], row_confidence[rows])
+
+
+def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], **options: Any) -> pd.DataFrame:
+    """`find_mistakes` as rows of `frame`, with `confidence` and `age_error` columns added."""
+    return find_mistakes(frame, head, **options).take()
 
 
 def tile_caption(row: pd.Series, head: str) -> str:
@@ -83,16 +117,9 @@ def tile_caption(row: pd.Series, head: str) -> str:
     return text
 
 
-def page_of(frame: pd.DataFrame, page: int, per_page: int) -> pd.DataFrame:
-    """Rows of the 1-based `page` (clamped to the pages there are)."""
-    pages = max(1, -(-len(frame) // per_page))
-    start = (min(max(page, 1), pages) - 1) * per_page
-    return frame.iloc[start : start + per_page]
-
-
-def mistakes_csv(wrong: pd.DataFrame) -> bytes:
+def mistakes_csv(wrong: Mistakes) -> bytes:
     """The faces of a gallery view as CSV: one row per face, every column, spreadsheet-formula safe."""
-    return csv_bytes(wrong)
+    return csv_bytes(wrong.take())
 
 
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:

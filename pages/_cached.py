@@ -30,7 +30,7 @@ from core.fairness import (
     value_order,
 )
 from core.findings import Gap, error_findings, largest_gaps
-from core.gallery import mistakes
+from core.gallery import Mistakes, find_mistakes
 from core.suspects import SUSPECT_COLUMNS, SUSPECTS_FILE, read_suspects, with_and_without
 from core.view import parse_view, view_params
 
@@ -455,14 +455,14 @@ def group_table(bundle: Bundle, by: list[str], metrics: list[str], rounds: int =
 
 
 @st.cache_resource(max_entries=4, show_spinner="Finding the mistakes…")
-def _mistakes(path: str, mtime: float, filters_items: tuple, head: str, options: tuple) -> pd.DataFrame:
+def _mistakes(path: str, mtime: float, filters_items: tuple, head: str, options: tuple) -> Mistakes:
     frame = _selected(path, mtime, filters_items)
-    return mistakes(frame, head, **dict(options))
+    return find_mistakes(frame, head, **dict(options))
 
 
-def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> pd.DataFrame:
-    """`core.gallery.mistakes` of `bundle` under the sidebar's selection: one shared copy per view, read-only (paging
-    and switching pages reuse it; a million-row bundle can have half a million mistakes)."""
+def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> Mistakes:
+    """`core.gallery.find_mistakes` of `bundle` under the sidebar's selection: one shared copy per view, read-only
+    (paging and switching pages reuse it; a million-row bundle can have half a million mistakes)."""
     frozen = tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(options.items()))
     return _mistakes(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, frozen)
 

@@ -8,7 +8,7 @@ import streamlit as st
 from core import labels
 from core.bundle import chosen_box, export_name, resolve_image
 from core.cohorts import CohortError, face_keys
-from core.gallery import available_heads, face_thumbnail, mistakes_csv, page_of, tile_caption
+from core.gallery import available_heads, face_thumbnail, mistakes_csv, tile_caption
 from core.suspects import SUSPECTS_FILE, mark_suspect, mark_suspects, suspect_index
 from pages import _cached
 
@@ -39,20 +39,20 @@ low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidenc
 min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
 wrong = _cached.gallery_mistakes(bundle, head, true_values=true_values, predicted_values=predicted_values,
                                 min_age_error=min_error, confidence=(low, high), sort=sort)
-pages = max(1, -(-len(wrong) // PER_PAGE))
+pages = wrong.pages(PER_PAGE)
 if st.session_state.get("gallery_page", 1) > pages:  # fewer pages after a filter change
     st.session_state["gallery_page"] = pages
 counts, paging, export = st.columns([2, 1, 1])
 page = paging.number_input(f"Page (of {pages})", 1, pages, key="gallery_page")
-shown = page_of(wrong, page, PER_PAGE)
+shown = wrong.page(page, PER_PAGE)
 first = (page - 1) * PER_PAGE
 counts.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces"
                + (f" · showing {first + 1:,}–{first + len(shown):,}" if len(wrong) else ""))
 export.download_button(f"Download these {len(wrong):,} faces (CSV)", partial(mistakes_csv, wrong), mime="text/csv",
                        file_name=f"{export_name(Path(bundle.path).name, _cached.selection_label(describe=False), head, 'mistakes')}.csv",
-                       key="gallery_csv", disabled=wrong.empty, on_click="ignore",  # built on the click
+                       key="gallery_csv", disabled=not len(wrong), on_click="ignore",  # built on the click
                        help="One row per face with every column of the bundle, plus confidence and age error.")
-if wrong.empty:
+if not len(wrong):
     st.stop()
 
 paths = [resolve_image(row, bundle.metrics, _cached.settings().data_dir) for _, row in shown.iterrows()]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.bundle import export_name
-from core.gallery import available_heads, mistakes, mistakes_csv, page_of, tile_caption
+from core.gallery import Mistakes, available_heads, find_mistakes, mistakes, mistakes_csv, tile_caption
 from tests.bundle_fixture import synthetic_predictions
 
 
@@ -34,17 +34,20 @@ def test_age_mistakes_need_an_exact_age_and_a_real_error():
 
 def test_pages_cover_every_mistake_once():
     frame = synthetic_predictions(60)
-    pages = [page_of(frame, number, 24) for number in (1, 2, 3)]
-    assert [len(p) for p in pages] == [24, 24, 12]
-    assert pd.concat(pages).index.equals(frame.index)
-    assert page_of(frame, 9, 24).index.equals(pages[2].index)  # past the end: the last page
+    found = Mistakes(frame, np.arange(60)[::-1], np.arange(60.0), np.linspace(1, 0, 60))
+    pages = [found.page(number, 24) for number in (1, 2, 3)]
+    assert [len(p) for p in pages] == [24, 24, 12] and len(found) == 60 and found.pages(24) == 3
+    assert pd.concat(pages).index.equals(frame.index[::-1])  # in the mistakes' order, each once
+    assert found.page(9, 24).index.equals(pages[2].index)  # past the end: the last page
+    assert pages[1]["age_error"].tolist() == list(np.arange(24.0, 48.0))  # each row keeps its own values
+    assert found.take().equals(pd.concat(pages))
 
 
 def test_csv_has_one_row_per_face_and_every_column():
     frame = synthetic_predictions(60)
     frame.loc[0, "file"] = "=HYPERLINK(\"http://x\")"
     wrong = mistakes(frame, "gender")
-    back = pd.read_csv(io.BytesIO(mistakes_csv(wrong)))
+    back = pd.read_csv(io.BytesIO(mistakes_csv(find_mistakes(frame, "gender"))))
     assert len(back) == len(wrong) == 3 and list(back.columns) == list(wrong.columns)
     assert "confidence" in back and not back["file"].str.startswith("=").any()
 
