@@ -27,6 +27,9 @@ def available_heads(frame: pd.DataFrame) -> list[str]:
     return [head for head in HEADS if known.get(head, False)]
 
 
+_FEW = 100  # a gallery page: up to this many rows are cut out one by one (24 of a million: 5 ms instead of 30-600 ms)
+
+
 @dataclass(frozen=True)
 class Mistakes:
     """The mistakes of a view, ranked, as positions into `source`: rows are copied only when asked for (a million-row
@@ -43,7 +46,12 @@ class Mistakes:
     def take(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
         """Mistakes `start` to `stop` (all by default): their rows of `source` plus `age_error` and `confidence`."""
         part = slice(start, stop)
-        return self.source.iloc[self.rows[part]].assign(age_error=self.age_error[part], confidence=self.confidence[part])
+        rows = self.rows[part]
+        if 0 < len(rows) <= _FEW:  # one-row slices: taking rows from a bundle read in parts joins its text columns first
+            chosen = pd.concat([self.source.iloc[row : row + 1] for row in rows])
+        else:
+            chosen = self.source.iloc[rows]
+        return chosen.assign(age_error=self.age_error[part], confidence=self.confidence[part])
 
     def pages(self, per_page: int) -> int:
         """How many pages of `per_page` they fill (at least one)."""

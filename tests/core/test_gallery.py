@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.bundle import export_name
+from core.bundle import export_name, read_bundle, write_bundle
 from core.gallery import Mistakes, available_heads, find_mistakes, mistakes, mistakes_csv, tile_caption
-from tests.bundle_fixture import synthetic_predictions
+from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
 
 
 @pytest.fixture
@@ -41,6 +41,18 @@ def test_pages_cover_every_mistake_once():
     assert found.page(9, 24).index.equals(pages[2].index)  # past the end: the last page
     assert pages[1]["age_error"].tolist() == list(np.arange(24.0, 48.0))  # each row keeps its own values
     assert found.take().equals(pd.concat(pages))
+
+
+def test_a_page_of_a_bundle_read_in_parts_is_its_rows(tmp_path):
+    """A page is cut out row by row (a million-row bundle read in parts); it must equal taking those rows at once."""
+    frame = read_bundle(write_bundle(synthetic_bundle(240), tmp_path / "parts", part_rows=50)).predictions
+    order = np.random.default_rng(0).permutation(240)  # rows from every part, in no order
+    found = Mistakes(frame, order, np.arange(240.0), np.linspace(1, 0, 240))
+    rows = found.rows[24:48]
+    expected = frame.iloc[rows].assign(age_error=found.age_error[24:48], confidence=found.confidence[24:48])
+    page = found.page(2, 24)
+    assert page.equals(expected) and list(page.dtypes) == list(expected.dtypes) and page.index.equals(expected.index)
+    assert found.take().equals(frame.iloc[found.rows].assign(age_error=found.age_error, confidence=found.confidence))
 
 
 def test_csv_has_one_row_per_face_and_every_column():
