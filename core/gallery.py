@@ -30,7 +30,7 @@ def available_heads(frame: pd.DataFrame) -> list[str]:
 _FEW = 100  # a gallery page: up to this many rows are cut out one by one (24 of a million: 5 ms instead of 30-600 ms)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: it holds a frame and arrays
 class Mistakes:
     """The mistakes of a view, ranked, as positions into `source`: rows are copied only when asked for (a million-row
     bundle can have half a million mistakes, and the gallery shows 24 at a time)."""
