@@ -208,29 +208,37 @@ def grow_tree(design: np.ndarray, outcome: np.ndarray, max_depth: int, min_leaf:
     return _Tree(tuple(feature), tuple(threshold), tuple(left), tuple(right))
 
 
-def _leaf_conditions(inner: _Tree, meaning: list[tuple[str, str | None]]) -> dict[int, tuple]:
-    """Leaf node id -> the conditions on the path to it (one-hot splits read as == / != a value)."""
+def _conditions(inner: _Tree, meaning: list[tuple[str, str | None]]) -> dict[int, Condition]:
+    """Each node but the root -> the condition that leads to it from its parent (one-hot splits read as != / ==)."""
+    into: dict[int, Condition] = {}
+    for node, (left, right) in enumerate(zip(inner.children_left, inner.children_right)):
+        if left == -1:
+            continue
+        feature, value = meaning[inner.feature[node]]
+        if value is None:
+            threshold = round(float(inner.threshold[node]), 4)
+            into[left], into[right] = Condition(feature, "<=", threshold), Condition(feature, ">", threshold)
+        else:
+            into[left], into[right] = Condition(feature, "!=", value), Condition(feature, "==", value)
+    return into
+
+
+def _leaf_conditions(inner: _Tree, into: dict[int, Condition]) -> dict[int, tuple]:
+    """Leaf node id -> the conditions on the path to it, leaves left to right."""
     paths: dict[int, tuple] = {}
 
     def walk(node: int, conditions: tuple) -> None:
         if inner.children_left[node] == -1:
             paths[node] = conditions
             return
-        feature, value = meaning[inner.feature[node]]
-        threshold = float(inner.threshold[node])
-        if value is None:
-            left, right = Condition(feature, "<=", round(threshold, 4)), Condition(feature, ">", round(threshold, 4))
-        else:
-            left, right = Condition(feature, "!=", value), Condition(feature, "==", value)
-        walk(inner.children_left[node], conditions + (left,))
-        walk(inner.children_right[node], conditions + (right,))
+        for child in (inner.children_left[node], inner.children_right[node]):
+            walk(child, conditions + (into[child],))
 
     walk(0, ())
     return paths
 
 
-def _nodes(inner: _Tree, meaning: list[tuple[str, str | None]], design: np.ndarray,
-           outcome: np.ndarray) -> tuple[Node, ...]:
+def _nodes(inner: _Tree, into: dict[int, Condition], design: np.ndarray, outcome: np.ndarray) -> tuple[Node, ...]:
     """Every node with the split that leads to it, and its faces and errors among the rows of `design`."""
     visits = inner.visits(design)
     n = visits.sum(axis=0)
@@ -239,13 +247,11 @@ def _nodes(inner: _Tree, meaning: list[tuple[str, str | None]], design: np.ndarr
     for node in nodes:  # grows while it is read: breadth first
         if node.leaf:
             continue
-        feature, value = meaning[inner.feature[node.id]]
-        threshold = round(float(inner.threshold[node.id]), 4)
-        splits = (f"{feature} <= {threshold:g}", f"{feature} > {threshold:g}") if value is None else \
-            (f"{feature} != {value}", f"{feature} == {value}")
-        for child, split in zip((inner.children_left[node.id], inner.children_right[node.id]), splits):
-            nodes.append(Node(int(child), node.id, split, int(n[child]), int(errors[child]),
-                              bool(inner.children_left[child] == -1)))
+        for child in (inner.children_left[node.id], inner.children_right[node.id]):
+            condition = into[child]
+            value = f"{condition.value:g}" if isinstance(condition.value, float) else condition.value
+            nodes.append(Node(int(child), node.id, f"{condition.column} {condition.op} {value}", int(n[child]),
+                              int(errors[child]), bool(inner.children_left[child] == -1)))
     return tuple(nodes)
 
 
@@ -298,7 +304,8 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     design, meaning = _design(outcomes[errors.notna()], features)
     grow = _halves(known, seed)
     tree = grow_tree(design[grow], outcome[grow], max_depth, min_leaf)
-    paths = _leaf_conditions(tree, meaning)
+    into = _conditions(tree, meaning)
+    paths = _leaf_conditions(tree, into)
     measured_leaf = tree.apply(design[~grow])
     measured = outcome[~grow]
     leaves = []
@@ -311,4 +318,4 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
         leaves.append(Leaf(Cohort(name, simple), n, wrong, wrong / n if n else np.nan, low, high))
     leaves.sort(key=lambda leaf: (-np.nan_to_num(leaf.rate, nan=-1.0), -leaf.n))
     return ErrorTree(head, leaves, float(measured.mean()), int(grow.sum()), int((~grow).sum()), features, sampled_from,
-                     _nodes(tree, meaning, design[~grow], measured))
+                     _nodes(tree, into, design[~grow], measured))
