@@ -19,7 +19,7 @@ from core import labels
 from core.bundle import read_bundle
 from core.config import REPO_ROOT
 
-DEFAULT = [REPO_ROOT / "models" / "default" / "audits" / name for name in ("utkface-test", "fairface-sample", "fairface-val")]
+DEFAULT = [REPO_ROOT / "models" / "default" / "audits" / name for name in ("utkface-test", "fairface-sample", "fairface-test")]
 
 
 def compare_rules(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:

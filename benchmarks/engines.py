@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        model = ["--model", str(settings.model_dir), "--data", str(settings.data_dir)]
+        # speed only: the default model trained on part of FairFace val, which an audit otherwise refuses
+        model = ["--model", str(settings.model_dir), "--data", str(settings.data_dir), "--allow-training-images"]
         images = (["--manifest", str(_manifest(settings, args.limit, folder))] if args.limit
                   else ["--dataset", "fairface-val"])
         n = args.limit or len(pd.read_csv(settings.dataset_dir("fairface") / "fairface_label_val.csv"))

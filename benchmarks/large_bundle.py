@@ -1,6 +1,6 @@
 """A million-row bundle in the dashboard: every page, opened by link in a real headless Chromium, timed until idle.
 
-    python -m benchmarks.large_bundle [--rows 1000000] [--source fairface-val] [--rounds 2]
+    python -m benchmarks.large_bundle [--rows 1000000] [--source fairface-test] [--rounds 2]
 
 Makes a synthetic bundle of `--rows` faces by drawing rows (with replacement) from a shipped bundle of the default
 model, each row a face of its own (its own file name and duplicate group; the photo is the drawn row's), written in
@@ -82,7 +82,7 @@ def _peak_mb(pid: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--source", default="fairface-val", help="a bundle of models/default/audits to draw rows from")
+    parser.add_argument("--source", default="fairface-test", help="a bundle of models/default/audits to draw rows from")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120, help="seconds before a page counts as not rendering")
     args = parser.parse_args(argv)

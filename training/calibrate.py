@@ -3,7 +3,7 @@ or store the temperatures in the checkpoint that made the bundle, so every later
 
     python -m training.calibrate --fit models/default/audits/utkface-val --apply models/default/audits/utkface-test \\
         --out models/default/audits/utkface-test-calibrated
-    python -m training.calibrate --fit .../fairface-tune --checkpoint models/utkface-fairface
+    python -m training.calibrate --fit .../fairface-tune --checkpoint models/default
 
 With --checkpoint the gender and race temperatures (race: over the seven classes of a seven-class head) go into
 its config.json; its logits are divided by them from then on (its model id changes with them; the weights do

