@@ -28,6 +28,8 @@ __all__ = [
     "RACE7_TO_RACE",
     "LONDON_TO_RACE",
     "RACE_MAPPING_NOTE",
+    "RACE7_NOTE",
+    "race_note",
     "LabelError",
     "age_to_bin",
     "bins_of_ages",
@@ -96,6 +98,15 @@ RACE_MAPPING_NOTE = (
     "Eastern become Others; White, Black and Indian map one to one. The map is lossy, and 'Others' is "
     "a catch-all of very different populations, so metrics for 'Others' describe no single group."
 )
+RACE7_NOTE = (
+    "This model predicts FairFace's seven races (White, Black, Latino_Hispanic, East Asian, Southeast Asian, Indian, "
+    "Middle Eastern) and derives the five from them."
+)
+
+
+def race_note(seven_classes: bool) -> str:
+    """What race means where it is shown: `RACE_MAPPING_NOTE`, after `RACE7_NOTE` for a seven-class model."""
+    return f"{RACE_MAPPING_NOTE} {RACE7_NOTE}" if seven_classes else RACE_MAPPING_NOTE
 
 
 class LabelError(FaceAuditError, ValueError):

@@ -252,8 +252,9 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
              "surveillance.</li>"
              f"<li><b>Training data</b>: {esc(str(card.get('trained_on') or 'not recorded in this bundle'))}"
              + (" — UTKFace skews White (42 %) and 20–39 years; Others is 7 %." if "UTKFace" in str(card.get("trained_on"))
-                else "") + "</li>"
-             f"<li><b>Race labels</b>: {esc(labels.RACE_MAPPING_NOTE)}</li>"
+                else "") + (" FairFace was collected balanced across its seven races." if "FairFace" in
+                            str(card.get("trained_on")) else "") + "</li>"
+             f"<li><b>Race labels</b>: {esc(labels.race_note('pred_race7' in frame))}</li>"
              "<li><b>Gender</b> is a binary label as annotated in the datasets, not a self-identified gender.</li></ul>"]
     if frame.empty:
         parts.append("<p><b>The selection is empty: no faces match the filters, so there are no metrics.</b></p>")

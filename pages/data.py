@@ -58,4 +58,4 @@ if "dup_group_size" in frame.columns:
 
 st.subheader("Race labels: seven FairFace classes mapped onto five")
 st.table({"FairFace race": list(labels.FAIRFACE_TO_RACE), "FaceAudit race": list(labels.FAIRFACE_TO_RACE.values())})
-st.info(labels.RACE_MAPPING_NOTE)
+st.info(labels.race_note("pred_race7" in frame))

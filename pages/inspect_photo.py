@@ -94,7 +94,7 @@ for head, title, height in (("gender", "Gender", 120), ("race", "Race", 200), ("
         right.bar_chart(probs[head], horizontal=True, height=height)
     elif head != "race7":  # a seven-class head is shown where the model has one
         right.caption(f"{title}: this model does not predict it.")
-st.caption(labels.RACE_MAPPING_NOTE)
+st.caption(labels.race_note("race7" in probs))
 
 st.subheader("Why? Explanations of one head and class")
 chip_id = hashlib.sha1(chip.tobytes()).hexdigest()[:12]  # a new photo, face or turn: the class follows its prediction

@@ -143,6 +143,8 @@ def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
     assert not test.exception and test.caption[0].value.startswith("240 faces with a true FairFace race label")
     test = app("pages/subgroups.py", bundle_name="wild-race7")
     assert "Southeast Asian recall (race-7)" in test.multiselect(key="subgroups_metrics").options
+    test = app("pages/data.py", bundle_name="wild-race7")
+    assert [info.value for info in test.info if "race" in info.value] == [labels.race_note(True)]
     test = app("pages/subgroups.py", bundle_name="synthetic")
     assert "Race-7 accuracy" not in test.multiselect(key="subgroups_metrics").options
 
@@ -273,9 +275,11 @@ def test_inspect_offers_another_checkpoint_audited_beside_the_model_with_its_sev
     assert test.selectbox(key="inspect_model").options == ["FaceAudit model", "fairface-model (FaceAudit checkpoint)"]
     seven = "**Race (FairFace's 7)**"
     assert not [m for m in test.markdown if m.value.startswith(seven)]
+    assert labels.RACE7_NOTE not in [c.value for c in test.caption][-1]
     test.selectbox(key="inspect_model").set_value("fairface-model").run()
     assert not test.exception and not test.error
     assert [m for m in test.markdown if m.value.startswith(seven)]
+    assert labels.race_note(True) in [c.value for c in test.caption]
     assert _explained(test)  # Grad-CAM of the other checkpoint, at once
 
 

@@ -1,3 +1,4 @@
+import html
 import io
 import json
 import re
@@ -7,10 +8,12 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import plotly
 import pytest
 
 from benchmarks._server import CHROMIUM, launch_chromium
+from core import labels
 from core.compare import bundle_note, compare_bundles
 from core.report import (
     PLOTLY_JS_FILE,
@@ -206,3 +209,15 @@ def test_reports_carry_calibration_per_head_and_the_groups_furthest_off():
     page = report_html(bundle.predictions, bundle.metrics, {}, {})
     calibration = page[page.index("<h2>Calibration</h2>"):]
     assert "Black / Female" in calibration[:calibration.index("</table>")]
+
+
+def test_the_model_card_names_a_seven_class_race_head_and_fairface_training_data(bundle):
+    frame = bundle.predictions.copy()
+    metrics = bundle.metrics | {"model": {"trained_on": "UTKFace train split"}}
+    five = report_html(frame, metrics, {}, {})
+    frame["pred_race7"] = pd.Categorical(["East Asian"] * len(frame), categories=labels.FAIRFACE_RACES)
+    seven = report_html(frame, metrics | {"model": {"trained_on": "UTKFace train split + FairFace val's train part"}}, {}, {})
+    assert html.escape(labels.RACE_MAPPING_NOTE) in five and html.escape(labels.RACE7_NOTE) not in five
+    assert html.escape(labels.race_note(True)) in seven
+    assert "UTKFace skews White" in five and "FairFace was collected balanced" not in five
+    assert "UTKFace skews White" in seven and "FairFace was collected balanced" in seven
