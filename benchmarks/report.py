@@ -22,7 +22,7 @@ from core.compare import bundle_note, compare_bundles
 from core.config import Settings
 from core.report import html_to_pdf, report_html, report_json
 
-BUNDLES = ["utkface-test", "utkface-test-balanced", "utkface-test-thresholdopt"]
+BUNDLES = ["utkface-test", "utkface-test-equalerror", "utkface-test-thresholdopt"]
 
 
 def main() -> None:

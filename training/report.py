@@ -4,7 +4,7 @@
     python -m training.report --bundle ... --format pdf --out report.pdf --filter race=Black --filter gender=Female
     python -m training.report --bundle audits/my-photos --format html --out skin.html --group-by skin,gender
     python -m training.report --bundle models/default/audits/utkface-test --format html --out mitigations.html \
-        --compare models/default/audits/utkface-test-balanced --compare models/default/audits/utkface-test-thresholdopt
+        --compare models/default/audits/utkface-test-equalerror --compare models/default/audits/utkface-test-thresholdopt
 
 Formats: html (self-contained, works offline), pdf (headless Chromium prints the HTML), json
 (every metric, versioned schema), csv (a zip with one CSV per table). --group-by adds the bundle's

