@@ -23,7 +23,8 @@ from core import labels
 from core.bundle import PROVENANCE_KEYS, Bundle, compute_metrics
 from core.errors import FaceAuditError
 
-__all__ = ["MitigationError", "fit_gender_thresholds", "apply_gender_thresholds", "fit_equal_error_threshold", "apply_gender_threshold"]
+__all__ = ["MitigationError", "fit_gender_thresholds", "apply_gender_thresholds", "fit_equal_error_threshold",
+           "apply_gender_threshold"]
 
 
 class MitigationError(FaceAuditError, ValueError):
@@ -31,6 +32,7 @@ class MitigationError(FaceAuditError, ValueError):
 
 
 def _p_female(frame: pd.DataFrame) -> pd.Series:
+    """The model's P(Female) per face, or a MitigationError if the bundle has none."""
     if "p_gender_Female" not in frame:
         raise MitigationError("the bundle has no p_gender_Female column: a gender threshold needs the model's P(Female)")
     return frame["p_gender_Female"]

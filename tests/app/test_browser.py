@@ -292,8 +292,9 @@ def test_no_request_leaves_the_machine(browser_and_url):
 
 
 def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url):
-    """FairFace's test part (in-the-wild, never trained on): a tree's worst cohort opens in the gallery on the same bundle; a face marked
-    "label suspect" there is saved beside the bundle, then two more at once, and all can be left out of every page."""
+    """FairFace's test part (in the wild, never trained on): a tree's worst cohort opens in the gallery on the same
+    bundle; a face marked "label suspect" there is saved beside the bundle, then two more at once, and all can be
+    left out of every page."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     browser, url = browser_and_url
