@@ -141,7 +141,11 @@ class _Tree:
 
     def apply(self, design: np.ndarray) -> np.ndarray:
         """Each row's leaf."""
-        return np.argmax(self.visits(design) & (np.array(self.children_left) == -1), axis=1)
+        return self.leaves_of(self.visits(design))
+
+    def leaves_of(self, visits: np.ndarray) -> np.ndarray:
+        """Each row's leaf, from its `visits`."""
+        return np.argmax(visits & (np.array(self.children_left) == -1), axis=1)
 
 
 def grow_tree(design: np.ndarray, outcome: np.ndarray, max_depth: int, min_leaf: int) -> _Tree:
@@ -238,9 +242,8 @@ def _leaf_conditions(inner: _Tree, into: dict[int, Condition]) -> dict[int, tupl
     return paths
 
 
-def _nodes(inner: _Tree, into: dict[int, Condition], design: np.ndarray, outcome: np.ndarray) -> tuple[Node, ...]:
-    """Every node with the split that leads to it, and its faces and errors among the rows of `design`."""
-    visits = inner.visits(design)
+def _nodes(inner: _Tree, into: dict[int, Condition], visits: np.ndarray, outcome: np.ndarray) -> tuple[Node, ...]:
+    """Every node with the split that leads to it, and its faces and errors among the rows of `visits`."""
     n = visits.sum(axis=0)
     errors = (outcome @ visits).round().astype(int)
     nodes = [Node(0, None, "", int(n[0]), int(errors[0]), bool(inner.children_left[0] == -1))]
@@ -306,7 +309,8 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
     tree = grow_tree(design[grow], outcome[grow], max_depth, min_leaf)
     into = _conditions(tree, meaning)
     paths = _leaf_conditions(tree, into)
-    measured_leaf = tree.apply(design[~grow])
+    visits = tree.visits(design[~grow])  # the measuring half: its leaves, and every node's faces and errors
+    measured_leaf = tree.leaves_of(visits)
     measured = outcome[~grow]
     leaves = []
     for node, conditions in paths.items():
@@ -318,4 +322,4 @@ def error_tree(frame: pd.DataFrame, head: str, *, features: list[str] | None = N
         leaves.append(Leaf(Cohort(name, simple), n, wrong, wrong / n if n else np.nan, low, high))
     leaves.sort(key=lambda leaf: (-np.nan_to_num(leaf.rate, nan=-1.0), -leaf.n))
     return ErrorTree(head, leaves, float(measured.mean()), int(grow.sum()), int((~grow).sum()), features, sampled_from,
-                     _nodes(tree, into, design[~grow], measured))
+                     _nodes(tree, into, visits, measured))
