@@ -9,6 +9,8 @@ them is `core.audit.run_audit`.
     <bundle>/metrics.json         n, n_rejected, headline metrics (null where labels are absent), per group,
                                   and provenance: dataset, model card, mitigation, command, input kind, face rule
     <bundle>/rejects.csv          every image that produced no prediction, with the reason
+    <bundle>/overview.json        what the dashboard's Overview shows of all faces (`core.overview`), so its first
+                                  page needs no read of the predictions; optional, made again when stale
 
 Prediction columns: `file`, `path`, `source`, true labels (`age`, `age_bin`, `gender`, `race`),
 `pred_age`, `pred_age_std`, `pred_age_bin` (the bin holding the median age), `pred_gender`,
@@ -36,14 +38,17 @@ import pyarrow.parquet as pq
 from core import labels
 from core.config import REPO_ROOT
 from core.errors import FaceAuditError
-from core.fairness import grouping_columns, row_values
+from core.fairness import HEADLINE_METRICS, grouping_columns, headline_metrics, row_values
+from core.overview import CODE as OVERVIEW_CODE
+from core.overview import Overview, overview
 
 __all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
-           "read_bundle", "prediction_frame", "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
-           "imported_from",
-           "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe", "csv_bytes"]
+           "read_bundle", "read_bundle_metrics", "store_overview", "stored_overview", "OVERVIEW_FILE", "prediction_frame",
+           "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
+           "imported_from", "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe", "csv_bytes"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
+OVERVIEW_FILE = "overview.json"
 PREDICTIONS_PARTS = "predictions"  # the folder of a partitioned bundle's prediction files
 BUNDLE_FORMAT = "faceaudit-bundle/1"  # stamped into metrics.json by `write_bundle`, checked by `read_bundle`
 
@@ -94,9 +99,6 @@ PROVENANCE_KEYS = ("dataset", "model_id", "model", "model_backbone", "image_root
                    "input_kind", "face_rule", "training_overlap", "training_overlap_note", "multi_face_images",
                    "command", "created")
 
-# The metrics every bundle, page and report leads with.
-HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
-
 
 def _plain(means: pd.Series) -> dict[str, float | None]:
     """Metric means as JSON values: None where no row counts."""
@@ -111,7 +113,7 @@ def compute_metrics(frame: pd.DataFrame, n_images: int) -> dict[str, Any]:
     Each metric is a mean of per-row values (`row_values`), so a group's is its sum over its count: one pass over
     the rows, then per-group sums, whatever the number of rows.
     """
-    names = [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]
+    names = headline_metrics(frame)
     values = row_values(frame)[names]
     overall = _plain(values.mean()) if len(frame) else dict.fromkeys(HEADLINE_METRICS)
     found = len(frame) / n_images if n_images else None
@@ -311,7 +313,37 @@ def write_bundle(bundle: Bundle, folder: str | Path, *, part_rows: int | None = 
         bundle.predictions.to_parquet(single, index=False)
     (folder / METRICS_FILE).write_text(json.dumps(bundle.metrics | {"format": BUNDLE_FORMAT}, indent=2, default=float))
     csv_safe(bundle.rejects).to_csv(folder / REJECTS_FILE, index=False)
+    store_overview(folder, bundle.predictions)
     return folder
+
+
+def store_overview(folder: str | Path, predictions: pd.DataFrame) -> None:
+    """Store the Overview of all the faces of the bundle in `folder` (`predictions`, as its files hold them)."""
+    folder = Path(folder)
+    stored = {"made_from": _overview_stamp(folder), **overview(predictions).to_dict()}
+    (folder / OVERVIEW_FILE).write_text(json.dumps(stored, indent=1))
+
+
+def _overview_stamp(folder: Path) -> dict[str, Any]:
+    """What a stored Overview was made from: the code (`core.overview.CODE`), and the sizes of the files that
+    `read_bundle` checks beside metrics.json (prediction files, rejects)."""
+    predictions = ([folder / PREDICTIONS_FILE] if (folder / PREDICTIONS_FILE).is_file()
+                   else sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet")))
+    return {"code": OVERVIEW_CODE, "files": {path.name: path.stat().st_size for path in [*predictions, folder / REJECTS_FILE]}}
+
+
+def stored_overview(folder: str | Path) -> Overview | None:
+    """The Overview of all the bundle's faces as `write_bundle` stored it; None when the bundle has none, or one made
+    from other files, by other code, or of another number of faces than metrics.json states (then `read_bundle`
+    says what is wrong, or the Overview is computed again: `core.overview.overview`)."""
+    folder = Path(folder)
+    try:
+        stored = json.loads((folder / OVERVIEW_FILE).read_text())
+        if stored.get("made_from") != _overview_stamp(folder) or stored.get("faces") != read_bundle_metrics(folder).get("n"):
+            return None
+        return Overview.from_dict(stored)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, BundleError):
+        return None
 
 
 def _read_predictions(folder: Path) -> pd.DataFrame:
@@ -328,19 +360,16 @@ REQUIRED_COLUMNS = ("file", "path", *labels.CLASSES, "age", "pred_age", "pred_ag
                     "pred_race")
 
 
-def read_bundle(folder: str | Path) -> Bundle:
-    """Read a bundle folder, checked once: files present, format, JSON object, readable parquet, the columns
-    pages need, and metrics that describe these predictions.
+def read_bundle_metrics(folder: str | Path) -> dict[str, Any]:
+    """A bundle's metrics.json, checked: the bundle's files present, valid JSON, an object, this format.
 
     Raises:
-        BundleError: what is wrong, and the command that rebuilds the bundle when it recorded one.
+        BundleError: what is wrong.
     """
     folder = Path(folder)
     missing = [name for name in (PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE) if not (folder / name).is_file()]
-    stored = PREDICTIONS_FILE
     if PREDICTIONS_FILE in missing and any((folder / PREDICTIONS_PARTS).glob("part-*.parquet")):
         missing.remove(PREDICTIONS_FILE)
-        stored = f"{PREDICTIONS_PARTS}/"
     if missing:
         raise BundleError(f"{folder} is not an audit bundle: missing {', '.join(missing)}")
     try:
@@ -350,10 +379,23 @@ def read_bundle(folder: str | Path) -> Bundle:
                           "python -m training.evaluate") from error
     if not isinstance(metrics_json, dict):
         raise BundleError(f"{folder / METRICS_FILE} must hold a JSON object; rebuild the bundle with python -m training.evaluate")
-    rebuild = f"rebuild it with: {metrics_json['command']}" if metrics_json.get("command") else \
-        "rebuild it with python -m training.evaluate"
     if metrics_json.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{folder}: unknown bundle format {metrics_json.get('format')!r}; expected {BUNDLE_FORMAT!r}")
+    return metrics_json
+
+
+def read_bundle(folder: str | Path) -> Bundle:
+    """Read a bundle folder, checked once: files present, format, JSON object (`read_bundle_metrics`), readable
+    parquet, the columns pages need, and metrics that describe these predictions.
+
+    Raises:
+        BundleError: what is wrong, and the command that rebuilds the bundle when it recorded one.
+    """
+    folder = Path(folder)
+    metrics_json = read_bundle_metrics(folder)
+    stored = PREDICTIONS_FILE if (folder / PREDICTIONS_FILE).is_file() else f"{PREDICTIONS_PARTS}/"
+    rebuild = f"rebuild it with: {metrics_json['command']}" if metrics_json.get("command") else \
+        "rebuild it with python -m training.evaluate"
     try:
         predictions = _read_predictions(folder)
         rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))

@@ -26,8 +26,8 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
-           "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "value_order", "check_filters",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+           "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
 
@@ -130,6 +130,15 @@ def row_values(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(block.T, index=frame.index, columns=names, copy=False)
 
 
+# What an audit is summed up by: bundles' metrics.json, the Overview, reports
+HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "race_accuracy")
+
+
+def headline_metrics(frame: pd.DataFrame) -> list[str]:
+    """`HEADLINE_METRICS`, and race-7 accuracy from a model with a seven-class race head."""
+    return [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]
+
+
 def available_metrics(frame: pd.DataFrame) -> list[str]:
     """The names of `METRICS` a bundle can have: the race-7 ones only from a model with a seven-class race head."""
     return [name for name in METRICS if name not in RACE7_METRICS or "pred_race7" in frame]
@@ -161,6 +170,11 @@ def grouping_columns(frame: pd.DataFrame, max_values: int = MAX_GROUP_VALUES) ->
         if 0 < series.nunique(dropna=True) <= max_values:
             chosen.append(column)
     return chosen
+
+
+def filter_options(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """The columns that can group and filter `frame` (`grouping_columns`), each with its values (`value_order`)."""
+    return {column: value_order(frame[column]) for column in grouping_columns(frame)}
 
 
 def value_order(series: pd.Series) -> list[str]:

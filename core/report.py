@@ -45,6 +45,7 @@ from core.fairness import (
     confusion_heads,
     group_label,
     grouping_columns,
+    headline_metrics,
     interval_note,
     overall_metrics,
     subgroup_metrics,
@@ -125,7 +126,7 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
     """
     if frame.empty:
         return {}
-    tables = {"headline": overall_metrics(frame, [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])])}
+    tables = {"headline": overall_metrics(frame, headline_metrics(frame))}
     worst_rows = []
     for by in groupings(frame, group_by):
         table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,17 @@ import streamlit as st
 from PIL import Image
 
 from core import labels
-from core.bundle import Bundle, BundleError, bundle_model_dir, checkpoint_id, csv_bytes, discover_bundles, read_bundle
+from core.bundle import (
+    Bundle,
+    BundleError,
+    bundle_model_dir,
+    checkpoint_id,
+    csv_bytes,
+    discover_bundles,
+    read_bundle,
+    read_bundle_metrics,
+    stored_overview,
+)
 from core.bundle import audited_checkpoints as audited_checkpoints_of
 from core.calibration import calibration_table
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
@@ -23,14 +35,11 @@ from core.config import REPO_ROOT, Settings
 from core.fairness import (
     MAX_GROUP_VALUES,
     filter_frame,
-    grouping_columns,
-    overall_metrics,
     row_values,
-    subgroup_metrics,
-    value_order,
 )
-from core.findings import Gap, error_findings, largest_gaps
+from core.fairness import filter_options as filter_options_of
 from core.gallery import Mistakes, find_mistakes
+from core.overview import Overview, overview
 from core.suspects import SUSPECT_COLUMNS, SUSPECTS_FILE, read_suspects, with_and_without
 from core.view import parse_view, view_params
 
@@ -204,22 +213,52 @@ def current_bundle_name() -> str | None:
     return name if name in choices else next(iter(choices), None)
 
 
-def current_bundle() -> Bundle | None:
-    """The bundle picked in the sidebar, or None after showing why there is none."""
+def _current_path() -> Path | None:
+    """The folder of the bundle picked in the sidebar, or None after saying that there are no bundles."""
     choices = bundle_choices()
     if not choices:
         st.warning(f"No audit bundles found in {settings().model_dir / 'audits'}. Create one with "
                    "`python -m training.evaluate --dataset fairface-sample --out models/default/audits/fairface-sample`.")
         return None
-    bundle = load_bundle_at(choices[current_bundle_name()])
-    if bundle is None:
-        return None
+    return choices[current_bundle_name()]
+
+
+def _say_whose(metrics: dict[str, Any]) -> None:
+    """Say so when a bundle was made by another model than the loaded one."""
     meta = model_meta()
     model_id = checkpoint_id(meta) if meta else None
-    if model_id and bundle.metrics.get("model_id") not in (model_id, None):
-        st.info(f"This bundle was made by model {bundle.metrics.get('model_id')!r}, not the loaded model "
+    if model_id and metrics.get("model_id") not in (model_id, None):
+        st.info(f"This bundle was made by model {metrics.get('model_id')!r}, not the loaded model "
                 f"{model_id!r}: its metrics describe that model.")
+
+
+def current_bundle() -> Bundle | None:
+    """The bundle picked in the sidebar, or None after showing why there is none."""
+    path = _current_path()
+    bundle = load_bundle_at(path) if path else None
+    if bundle is not None:
+        _say_whose(bundle.metrics)
     return bundle
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _bundle_metrics(path: str, mtime: float) -> dict[str, Any]:
+    return read_bundle_metrics(path)
+
+
+def current_bundle_metrics() -> tuple[Path, dict[str, Any]] | None:
+    """The folder and metrics.json of the bundle picked in the sidebar, without reading its predictions; or None
+    after showing why there is none."""
+    path = _current_path()
+    if path is None:
+        return None
+    try:
+        metrics = _bundle_metrics(str(path), _mtime(path))
+    except BundleError as error:
+        st.error(str(error))
+        return None
+    _say_whose(metrics)
+    return path, metrics
 
 
 def filters() -> dict[str, list[str]]:
@@ -287,6 +326,9 @@ def leave_out_suspects() -> bool:
     return bool(st.session_state.get("leave_out_suspects"))
 
 
+WHOLE_BUNDLE = ((), None, ())  # `frozen_filters` with nothing chosen: every face
+
+
 def frozen_filters() -> tuple:
     """The sidebar's selection (filter, cohort, suspects left out) as a hashable value: cache keys, `select_frozen`."""
     cohort = current_cohort()
@@ -328,8 +370,8 @@ def filtered_predictions(bundle: Bundle) -> pd.DataFrame:
 
 @st.cache_data(max_entries=8)
 def _filter_options(path: str, mtime: float) -> dict[str, list[str]]:
-    frame = _load_bundle(path, mtime).predictions
-    return {column: value_order(frame[column]) for column in grouping_columns(frame)}
+    stored = _stored_overview(path, mtime)  # a stored Overview has them: no read of the predictions
+    return stored.filter_options if stored else filter_options_of(_load_bundle(path, mtime).predictions)
 
 
 def filter_options(bundle: Bundle) -> dict[str, list[str]]:
@@ -429,29 +471,44 @@ def _row_values(path: str, mtime: float, filters_items: tuple) -> pd.DataFrame:
     return row_values(_selected(path, mtime, filters_items))
 
 
-@st.cache_data(max_entries=16, show_spinner="Headline metrics…")
-def _overall(path: str, mtime: float, filters_items: tuple, metrics: tuple[str, ...]) -> pd.DataFrame:
-    return overall_metrics(_selected(path, mtime, filters_items), list(metrics),
-                           values=_row_values(path, mtime, filters_items))
+@st.cache_data(max_entries=16, show_spinner="Headline metrics, gaps and worst groups…")
+def _overview(path: str, mtime: float, filters_items: tuple) -> Overview:
+    return overview(_selected(path, mtime, filters_items), values=_row_values(path, mtime, filters_items))
 
 
-def overall(bundle: Bundle, metrics: list[str]) -> pd.DataFrame:
-    """`core.fairness.overall_metrics` of `bundle` under the sidebar's selection, cached."""
-    return _overall(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), tuple(metrics))
+@st.cache_data(max_entries=8, show_spinner=False)
+def _stored_overview(path: str, mtime: float) -> Overview | None:
+    return stored_overview(path)
 
 
-@st.cache_data(max_entries=16, show_spinner="Metrics per group…")
-def _group_table(path: str, mtime: float, filters_items: tuple, by: tuple[str, ...], metrics: tuple[str, ...],
-                 rounds: int) -> pd.DataFrame:
-    frame = _selected(path, mtime, filters_items)
-    return subgroup_metrics(frame, list(by), list(metrics), rounds=rounds,
-                            values=_row_values(path, mtime, filters_items)).table
+def page_overview(path: Path) -> Overview | None:
+    """`core.overview.overview` of the bundle at `path` under the sidebar's selection, cached: of every face, as the
+    bundle stored it when current (its predictions not read), else computed; None after showing why it cannot be."""
+    frozen = frozen_filters()
+    stored = _stored_overview(str(path), _mtime(path)) if frozen == WHOLE_BUNDLE else None
+    try:
+        return stored or _overview(str(path), _mtime(path), frozen)
+    except BundleError as error:
+        st.error(str(error))
+        return None
 
 
-def group_table(bundle: Bundle, by: list[str], metrics: list[str], rounds: int = 300) -> pd.DataFrame:
-    """`core.fairness.subgroup_metrics(...).table` of `bundle` under the sidebar's selection, cached."""
-    return _group_table(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), tuple(by), tuple(metrics),
-                        rounds)
+_prefetched: set[tuple[str, float]] = set()
+
+
+def prefetch_bundle(path: Path) -> None:
+    """Read the bundle at `path` into the cache on a thread of its own, once, for the pages that need its rows (one
+    asking for it meanwhile waits for this read instead of starting another)."""
+    key = (str(path), _mtime(path))
+    if key not in _prefetched:
+        _prefetched.add(key)
+        threading.Thread(target=_load_quietly, args=key, name="faceaudit-prefetch", daemon=True).start()
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)  # no spinner for the read inside: this thread has no page
+def _load_quietly(path: str, mtime: float) -> None:
+    with contextlib.suppress(BundleError):  # the page that needs the rows will say what is wrong
+        _load_bundle(path, mtime)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Finding the mistakes…")
@@ -465,17 +522,6 @@ def gallery_mistakes(bundle: Bundle, head: str, **options: Any) -> Mistakes:
     (paging and switching pages reuse it; a million-row bundle can have half a million mistakes)."""
     frozen = tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(options.items()))
     return _mistakes(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, frozen)
-
-
-@st.cache_data(max_entries=16, show_spinner="Finding the largest gaps…")
-def _findings(path: str, mtime: float, filters_items: tuple) -> tuple[list[Gap], list[str]]:
-    frame = _selected(path, mtime, filters_items)
-    return largest_gaps(frame, values=_row_values(path, mtime, filters_items)), error_findings(frame)
-
-
-def findings(bundle: Bundle) -> tuple[list[Gap], list[str]]:
-    """The largest gaps and most one-sided errors of `bundle` under the sidebar filter (`core.findings`)."""
-    return _findings(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters())
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing bundles…")

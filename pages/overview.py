@@ -1,16 +1,15 @@
 """Overview: which model, which audit dataset, headline metrics with intervals, worst groups."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.bundle import HEADLINE_METRICS, bundle_title, checkpoint_id, provenance
+from core.bundle import bundle_title, checkpoint_id, provenance
 from core.cohorts import face_keys
 from core.fairness import (
     METRICS,
     SHORT_NAMES,
     SMALL_N,
-    cluster_column,
-    group_label,
     interval_note,
 )
 from core.suspects import suspect_index
@@ -18,7 +17,6 @@ from pages import _cached
 
 st.title("Overview")
 meta = _cached.model_meta()
-bundle = _cached.current_bundle()
 if meta is None:
     st.error(f"No model at {_cached.settings().model_dir} (config.json missing): set FACEAUDIT_MODEL.")
 else:
@@ -27,11 +25,14 @@ else:
         f"Loaded model (live explanations on Inspect): **{model_config.get('backbone')}** at {model_config.get('input_size')} px · trained on "
         f"{meta.get('trained_on', 'unknown data')} ({training.get('train_images', '?')} images, epoch "
         f"{training.get('epoch', '?')}) · created {meta.get('created', '?')} · id `{checkpoint_id(meta)}`")
-if bundle is None:
+found = _cached.current_bundle_metrics()
+if found is None:
+    st.stop()
+path, m = found
+summary = _cached.page_overview(path)
+if summary is None:
     st.stop()
 
-frame = _cached.filtered_predictions(bundle)
-m = bundle.metrics
 st.subheader(f"Audit: {_cached.plain(bundle_title(m))}")
 origin = provenance(m)
 with st.expander("Provenance: what made these numbers"):
@@ -43,16 +44,13 @@ st.write(f"{m['n']:,} faces audited · {m['n_rejected']:,} image{'s' if m['n_rej
          + (f" · faces found in {100 * m['faces_found']:.1f} % of images" if m.get("faces_found") is not None else "")
          + (f" · {m['multi_face_images']:,} images with several faces (filter: multi_face)" if m.get("multi_face_images")
             else "")
-         + (f" · **filtered to {len(frame):,} faces**" if len(frame) != m["n"] else ""))
-if frame.empty:
+         + (f" · **filtered to {summary.faces:,} faces**" if summary.faces != m["n"] else ""))
+if not summary.faces:
     st.warning("The sidebar filter leaves no faces.")
     st.stop()
 
-headline = [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]  # a seven-class race head
-overall = _cached.overall(bundle, headline)
-intervals = interval_note(cluster_column(frame))
-for column, name in zip(st.columns(len(headline)), headline):
-    row = overall.loc[name]
+intervals = interval_note(summary.cluster)
+for column, (name, row) in zip(st.columns(len(summary.overall)), summary.overall.items()):
     if row["n"] == 0:
         column.metric(SHORT_NAMES[name], "n/a", help="no labels for this metric in this dataset")
         continue
@@ -62,8 +60,9 @@ for column, name in zip(st.columns(len(headline)), headline):
                        f"n={int(row['n'])}. {intervals}")
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
-suspects = _cached.suspects_at(bundle.path)
-if not suspects.empty:
+suspects = _cached.suspects_at(path)
+bundle = _cached.current_bundle() if not suspects.empty else None  # the rows, only to mark suspects among them
+if bundle is not None:
     selection = _cached.frozen_filters()[:2]  # filter and cohort, the suspects kept in
     with_suspects = _cached.select_frozen(bundle.predictions, (*selection, ()))
     marked = suspect_index(with_suspects, suspects)
@@ -82,25 +81,21 @@ if not suspects.empty:
         "change": [f"{change:+.3f}" for change in table["change"]]}), hide_index=True)
 
 st.subheader("Largest gaps")
-gaps, errors = _cached.findings(bundle)
-if gaps or errors:
-    st.markdown("\n".join(f"- {_cached.plain(text)}" for text in [gap.sentence() for gap in gaps] + errors))
+if summary.gaps or summary.errors:
+    st.markdown("\n".join(f"- {_cached.plain(text)}" for text in [gap.sentence() for gap in summary.gaps] + summary.errors))
     st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender) whose best and worst groups of at least "
                f"{SMALL_N} faces differ most; 95 % intervals of the gap combine the two groups' intervals. {intervals}")
 else:
     st.write(f"No two groups of at least {SMALL_N} labelled faces to compare in this selection.")
 
 st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")
-available = [name for name in ("gender_accuracy", "race_accuracy", "age_mae") if overall.loc[name, "n"] > 0]
-table = _cached.group_table(bundle, ["race", "gender"], available, rounds=200) if available else None
-if table is None or table[~table["small_n"]].empty:
+if summary.worst is None:
     st.write(f"No race × gender group in this selection has labels for {SMALL_N} or more faces.")
-    st.stop()
-table = table[~table["small_n"]]
-for column, name in zip(st.columns(len(available)), available):
-    worst = table[name].sort_values(ascending=METRICS[name][1]).head(3)
-    column.markdown(f"**{SHORT_NAMES[name]}** (overall {overall.loc[name, 'value']:.3f})")
-    low, high = table.loc[worst.index, f"{name}_ci_low"], table.loc[worst.index, f"{name}_ci_high"]
-    column.dataframe({"group": [group_label(key) for key in worst.index], "value": worst.round(3).to_numpy(),
-                      "95 % CI": [f"{a:.3f}–{b:.3f}" for a, b in zip(low, high)],
-                      "n": table.loc[worst.index, "n"].to_numpy()}, hide_index=True)
+else:
+    for column, (name, groups) in zip(st.columns(len(summary.worst)), summary.worst.items()):
+        column.markdown(f"**{SHORT_NAMES[name]}** (overall {summary.overall[name]['value']:.3f})")
+        column.dataframe({"group": [group["group"] for group in groups],
+                          "value": np.round([group["value"] for group in groups], 3),
+                          "95 % CI": [f"{group['ci_low']:.3f}–{group['ci_high']:.3f}" for group in groups],
+                          "n": [group["n"] for group in groups]}, hide_index=True)
+_cached.prefetch_bundle(path)  # last: the other pages need the rows, which this one did not read

@@ -9,9 +9,10 @@ import torch
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+import core.bundle
 from benchmarks._server import CHROMIUM
 from core import labels
-from core.bundle import checkpoint_id, compute_metrics, read_bundle, write_bundle
+from core.bundle import OVERVIEW_FILE, checkpoint_id, compute_metrics, read_bundle, write_bundle
 from core.config import REPO_ROOT
 from core.datasets import REJECT_COLUMNS, Dataset
 from core.imported import LabelMap, import_predictions
@@ -121,6 +122,39 @@ def test_overview_states_the_largest_gaps_in_words(app):
     said = [m.value.replace("\\", "") for m in test.markdown if "Gender accuracy by" in m.value]
     assert said and "Gender accuracy by race: Black 75.0 % (95 % CI 61.2–85.1, n = 48) vs White 100.0 %" in said[0]
     assert "12 of 120 faces of true gender Female (10.0 %) are predicted Male." in said[0]
+
+
+def _shown(test: AppTest) -> list:
+    """What a run shows in text, metric tiles and tables."""
+    return ([m.value for m in test.markdown] + [c.value for c in test.caption] + [(m.label, m.value) for m in test.metric]
+            + [frame.value.to_json() for frame in test.dataframe])
+
+
+def _model_folder_with(model_dir, folder, bundle_name: str):
+    """`folder` as a model folder with `model_dir`'s checkpoint and one synthetic bundle."""
+    folder.mkdir(exist_ok=True)
+    for file in model_dir.iterdir():
+        if file.is_file():
+            (folder / file.name).symlink_to(file)
+    return write_bundle(synthetic_bundle(), folder / "audits" / bundle_name)
+
+
+def test_the_overview_of_all_faces_shows_the_stored_one_without_reading_the_rows(app, model_dir, tmp_path, monkeypatch):
+    bundle = _model_folder_with(model_dir, tmp_path, "stored")
+    (bundle / OVERVIEW_FILE).unlink()
+    monkeypatch.setenv("FACEAUDIT_MODEL", str(tmp_path))
+    computed = _shown(app(None))  # no stored Overview: computed from the rows
+
+    def no_rows(folder):
+        raise OSError("the rows were read")
+    _model_folder_with(model_dir, tmp_path / "other", "stored")  # the same bundle, at a path no cache has seen
+    monkeypatch.setenv("FACEAUDIT_MODEL", str(tmp_path / "other"))
+    monkeypatch.setattr(core.bundle, "_read_predictions", no_rows)
+    test = app(None)
+    assert not test.exception and not test.error
+    assert _shown(test) == computed
+    test = app("pages/data.py")  # a page that needs the rows reads them (here: fails to, and says so)
+    assert "the rows were read" in test.error[0].value
 
 
 def test_subgroup_choice_changes_the_confusion_heatmap(app):

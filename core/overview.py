@@ -1,0 +1,93 @@
+"""What the Overview page shows of a selection of faces, as one value computed in one place.
+
+A bundle also stores the Overview of all its faces (`core.bundle.write_bundle`), so that the dashboard's first page
+of a million-row audit reads a few kilobytes instead of its rows; it is used only while `CODE` is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from core import fairness, findings, labels
+from core.fairness import (
+    METRICS,
+    cluster_column,
+    filter_options,
+    group_label,
+    headline_metrics,
+    overall_metrics,
+    row_values,
+    subgroup_metrics,
+)
+from core.findings import Gap, error_findings, largest_gaps
+
+__all__ = ["CODE", "WORST_BY", "WORST_METRICS", "Overview", "overview"]
+
+WORST_BY = ("race", "gender")  # the "worst groups at a glance" grouping
+WORST_METRICS = ("gender_accuracy", "race_accuracy", "age_mae")
+WORST_SHOWN = 3
+# Which code computed an Overview: a stored one made by other code is not used
+CODE = hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in (fairness, findings, labels))
+                       + Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class Overview:
+    """Headline metrics with intervals, the largest gaps, the most one-sided errors and the worst race × gender groups
+    of a selection; and the columns that can filter it, with their values (`core.fairness.filter_options`)."""
+
+    faces: int
+    overall: dict[str, dict[str, float]]  # metric -> value, ci_low, ci_high, n (NaN value: no labels for it)
+    cluster: str | None  # what the intervals resample (`core.fairness.cluster_column`)
+    gaps: list[Gap]
+    errors: list[str]
+    worst: dict[str, list[dict]] | None  # metric -> its worst groups of at least `SMALL_N` faces; None: no such group
+    filter_options: dict[str, list[str]]
+
+    def to_dict(self) -> dict:
+        """As JSON-ready values (NaN as None)."""
+        return _nan_to_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> Overview:
+        overall = {name: {key: math.nan if value is None else value for key, value in row.items()}
+                   for name, row in fields["overall"].items()}
+        gaps = [Gap(**gap | {"by": tuple(gap["by"])}) for gap in fields["gaps"]]
+        return cls(**{name: fields[name] for name in cls.__dataclass_fields__} | {"overall": overall, "gaps": gaps})
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(item) for item in value]
+    return value
+
+
+def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overview:
+    """The Overview of the faces in `frame`; `values`: `row_values(frame)`, when already at hand."""
+    values = row_values(frame) if values is None else values
+    table = overall_metrics(frame, headline_metrics(frame), values=values)
+    overall = {name: {key: float(row[key]) for key in ("value", "ci_low", "ci_high")} | {"n": int(row["n"])}
+               for name, row in table.iterrows()}
+    shown = [name for name in WORST_METRICS if overall.get(name, {"n": 0})["n"] > 0]
+    worst = None
+    if shown and all(column in frame for column in WORST_BY):
+        groups = subgroup_metrics(frame, list(WORST_BY), shown, rounds=200, values=values).table
+        groups = groups[~groups["small_n"]]
+        if not groups.empty:
+            worst = {name: [{"group": group_label(key), "value": float(groups.loc[key, name]),
+                             "ci_low": float(groups.loc[key, f"{name}_ci_low"]),
+                             "ci_high": float(groups.loc[key, f"{name}_ci_high"]), "n": int(groups.loc[key, "n"])}
+                            for key in groups[name].sort_values(ascending=METRICS[name][1]).head(WORST_SHOWN).index]
+                     for name in shown}
+    return Overview(faces=len(frame), overall=overall, cluster=cluster_column(frame),
+                    gaps=largest_gaps(frame, values=values), errors=error_findings(frame), worst=worst,
+                    filter_options=filter_options(frame))
