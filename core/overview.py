@@ -7,7 +7,6 @@ of a million-row audit reads a few kilobytes instead of its rows; it is used onl
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,25 +49,13 @@ class Overview:
     filter_options: dict[str, list[str]]
 
     def to_dict(self) -> dict:
-        """As JSON-ready values (NaN as None)."""
-        return _nan_to_none(asdict(self))
+        """As JSON values (NaN as JSON's NaN, which Python's json module reads back)."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, fields: dict) -> Overview:
-        overall = {name: {key: math.nan if value is None else value for key, value in row.items()}
-                   for name, row in fields["overall"].items()}
         gaps = [Gap(**gap | {"by": tuple(gap["by"])}) for gap in fields["gaps"]]
-        return cls(**{name: fields[name] for name in cls.__dataclass_fields__} | {"overall": overall, "gaps": gaps})
-
-
-def _nan_to_none(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(item) for item in value]
-    return value
+        return cls(**{name: fields[name] for name in cls.__dataclass_fields__} | {"gaps": gaps})
 
 
 def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overview:
@@ -77,7 +64,7 @@ def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overvie
     table = overall_metrics(frame, headline_metrics(frame), values=values)
     overall = {name: {key: float(row[key]) for key in ("value", "ci_low", "ci_high")} | {"n": int(row["n"])}
                for name, row in table.iterrows()}
-    shown = [name for name in WORST_METRICS if overall.get(name, {"n": 0})["n"] > 0]
+    shown = [name for name in WORST_METRICS if overall[name]["n"] > 0]
     worst = None
     if shown and all(column in frame for column in WORST_BY):
         groups = subgroup_metrics(frame, list(WORST_BY), shown, rounds=200, values=values).table

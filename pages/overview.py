@@ -61,7 +61,7 @@ for column, (name, row) in zip(st.columns(len(summary.overall)), summary.overall
     column.caption(f"95 % CI {scale * row['ci_low']:.1f}–{scale * row['ci_high']:.1f}{unit}")
 
 suspects = _cached.suspects_at(path)
-bundle = _cached.current_bundle() if not suspects.empty else None  # the rows, only to mark suspects among them
+bundle = _cached.load_bundle_at(path) if not suspects.empty else None  # the rows, only to mark suspects among them
 if bundle is not None:
     selection = _cached.frozen_filters()[:2]  # filter and cohort, the suspects kept in
     with_suspects = _cached.select_frozen(bundle.predictions, (*selection, ()))
