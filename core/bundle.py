@@ -42,7 +42,7 @@ from core.fairness import HEADLINE_METRICS, grouping_columns, headline_metrics, 
 from core.overview import CODE as OVERVIEW_CODE
 from core.overview import Overview, overview
 
-__all__ = ["Bundle", "BundleError", "HEADLINE_METRICS", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
+__all__ = ["Bundle", "BundleError", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
            "read_bundle", "read_bundle_metrics", "store_overview", "stored_overview", "OVERVIEW_FILE", "prediction_frame",
            "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
            "imported_from", "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe", "csv_bytes"]
@@ -327,9 +327,8 @@ def store_overview(folder: str | Path, predictions: pd.DataFrame) -> None:
 def _overview_stamp(folder: Path) -> dict[str, Any]:
     """What a stored Overview was made from: the code (`core.overview.CODE`), and the sizes of the files that
     `read_bundle` checks beside metrics.json (prediction files, rejects)."""
-    predictions = ([folder / PREDICTIONS_FILE] if (folder / PREDICTIONS_FILE).is_file()
-                   else sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet")))
-    return {"code": OVERVIEW_CODE, "files": {path.name: path.stat().st_size for path in [*predictions, folder / REJECTS_FILE]}}
+    files = [*_prediction_files(folder), folder / REJECTS_FILE]
+    return {"code": OVERVIEW_CODE, "files": {path.name: path.stat().st_size for path in files}}
 
 
 def stored_overview(folder: str | Path) -> Overview | None:
@@ -346,13 +345,19 @@ def stored_overview(folder: str | Path) -> Overview | None:
         return None
 
 
+def _prediction_files(folder: Path) -> list[Path]:
+    """`predictions.parquet`, or else the parts in `predictions/`, in order."""
+    single = folder / PREDICTIONS_FILE
+    return [single] if single.is_file() else sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet"))
+
+
 def _read_predictions(folder: Path) -> pd.DataFrame:
     """`predictions.parquet`, or the parts in `predictions/` joined in order."""
-    if (folder / PREDICTIONS_FILE).is_file():
-        return pd.read_parquet(folder / PREDICTIONS_FILE)
-    parts = sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet"))
+    files = _prediction_files(folder)
+    if files and files[0].name == PREDICTIONS_FILE:
+        return pd.read_parquet(files[0])
     # One read of the list: Arrow reads the parts in parallel and keeps the order of the list
-    return pq.read_table([str(part) for part in parts]).to_pandas()
+    return pq.read_table([str(part) for part in files]).to_pandas()
 
 
 # Columns every page and report reads; a bundle without them is refused when opened.

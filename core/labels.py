@@ -98,10 +98,7 @@ RACE_MAPPING_NOTE = (
     "Eastern become Others; White, Black and Indian map one to one. The map is lossy, and 'Others' is "
     "a catch-all of very different populations, so metrics for 'Others' describe no single group."
 )
-RACE7_NOTE = (
-    "This model predicts FairFace's seven races (White, Black, Latino_Hispanic, East Asian, Southeast Asian, Indian, "
-    "Middle Eastern) and derives the five from them."
-)
+RACE7_NOTE = f"This model predicts FairFace's seven races ({', '.join(FAIRFACE_RACES)}) and derives the five from them."
 
 
 def race_note(seven_classes: bool) -> str:

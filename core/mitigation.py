@@ -98,8 +98,9 @@ def fit_equal_error_threshold(frame: pd.DataFrame) -> float:
     Raises:
         MitigationError: `frame` has no P(Female), or no woman or no man with one.
     """
-    known = frame["gender"].notna() & _p_female(frame).notna()
-    p = frame.loc[known, "p_gender_Female"].to_numpy(dtype=float)
+    p_female = _p_female(frame)
+    known = frame["gender"].notna() & p_female.notna()
+    p = p_female[known].to_numpy(dtype=float)
     female = (frame.loc[known, "gender"].astype("string") == "Female").to_numpy()
     if female.all() or not female.any():
         raise MitigationError(f"fitting an equal-error threshold needs women and men with a P(Female); this bundle has "

@@ -20,7 +20,6 @@ from PIL import Image
 
 from core import labels
 from core.bundle import (
-    HEADLINE_METRICS,
     bundle_title,
     checkpoint_id,
     chosen_box,
@@ -36,6 +35,7 @@ from core.compare import Comparison, describe, verdict
 from core.fairness import (
     CONFUSION_TITLES,
     CONFUSIONS,
+    HEADLINE_METRICS,
     MAX_GROUP_VALUES,
     METRIC_TERMS,
     SMALL_N,

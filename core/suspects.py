@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.bundle import HEADLINE_METRICS
 from core.cohorts import CohortError, face_keys, write_beside
-from core.fairness import overall_metrics
+from core.fairness import HEADLINE_METRICS, overall_metrics
 
 __all__ = ["SUSPECTS_FILE", "SUSPECT_COLUMNS", "read_suspects", "mark_suspect", "mark_suspects", "suspect_index",
            "with_and_without"]

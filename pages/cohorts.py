@@ -5,7 +5,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.bundle import HEADLINE_METRICS
 from core.cohorts import (
     OPS,
     Cohort,
@@ -17,7 +16,7 @@ from core.cohorts import (
     save_cohort,
     side_by_side,
 )
-from core.fairness import PROPORTIONS, SHORT_NAMES, available_metrics, filter_frame
+from core.fairness import HEADLINE_METRICS, PROPORTIONS, SHORT_NAMES, available_metrics, filter_frame
 from pages import _cached
 
 st.title("Cohorts")
