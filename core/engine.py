@@ -12,6 +12,7 @@ Ray starts locally by default (this machine's cores, loopback only, no dashboard
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -175,12 +176,33 @@ class _ChunkActor:
         return {"chunk": batch["chunk"], "payload": np.array(payloads, dtype=object)}
 
 
+def _is_loopback(address: str) -> bool:
+    return address.removeprefix("ray://").rpartition(":")[0] in ("127.0.0.1", "localhost")
+
+
+def _connect(ray: Any, address: str) -> None:
+    """Join the Ray cluster at `address`, or say what to check."""
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise FaceAuditError(f"--ray-address {address} needs Ray Client: pip install 'ray[client]', or run the audit "
+                             "on the cluster's head node with --ray-address auto")
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={
+            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"]})
+    except ConnectionError as error:
+        if "AuthToken" in f"{error} {error.__cause__}":
+            raise FaceAuditError(f"the Ray cluster at {address} refused this process's authentication token: set "
+                                 "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file "
+                                 "~/.ray/auth_token) as on its nodes") from None
+        raise FaceAuditError(f"no Ray cluster answered at {address}: check the address (host:6379 on the head "
+                             "node, ray://host:10001 elsewhere) and that the cluster is up (ray status)") from None
+
+
 def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any], workers: int,
                 address: str | None) -> Iterator[tuple[int, bytes]]:
     """Each chunk as a Ray Data row, audited by `workers` actors; chunks come back as they finish."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not address:  # Ray's single-machine mode (its default on macOS and Windows): every port on 127.0.0.1, read at import
-        os.environ.setdefault(LOOPBACK_RAY, "0")
+    if not address or _is_loopback(address):  # Ray's single-machine mode (its default on macOS and Windows): every
+        os.environ.setdefault(LOOPBACK_RAY, "0")  # port on 127.0.0.1, read at import
     try:
         import ray
         import ray.data
@@ -188,8 +210,7 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
         raise FaceAuditError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
     started = not ray.is_initialized()
     if started and address:  # a cluster: ship FaceAudit's code (not its models, data or environment) to the nodes
-        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={
-            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"]})
+        _connect(ray, address)
     elif started:
         ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})

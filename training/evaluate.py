@@ -22,7 +22,7 @@ and it resumes (--restart starts over). `--engine ray` runs the chunks on Ray Da
 on this machine's cores or, with --ray-address, on a cluster whose nodes see the images at the same paths; its
 predictions are written as parts (<out>/predictions/part-*.parquet):
 
-    python -m training.evaluate --dataset fairface-val --engine ray --ray-address ray://head:10001 --out audits/ff
+    python -m training.evaluate --dataset fairface-val --engine ray --ray-address auto --out audits/ff  # on the head node
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """Audits in chunks: a stopped audit resumes where it stopped, and the Ray engine gives the same bundle."""
 
 import importlib.util
+import os
+import secrets
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,10 +20,16 @@ from core.engine import ChunkResult, ChunkStore, ResumeError, audit_key
 from training import evaluate
 
 
+def _needs_ray():
+    if importlib.util.find_spec("ray") is None:  # not imported here: the engine imports Ray after keeping it on loopback
+        pytest.skip("the Ray engine needs ray[data] (requirements.txt)")
+
+
 def _same_bundle(first, second):
     pd.testing.assert_frame_equal(first.predictions, second.predictions, check_exact=True)
     pd.testing.assert_frame_equal(first.rejects, second.rejects, check_exact=True)
-    assert first.metrics | {"created": None} == second.metrics | {"created": None}
+    how = {"created": None, "command": None}  # when and by which command line, not what
+    assert first.metrics | how == second.metrics | how
 
 
 def test_stopped_audit_resumes_without_redoing_finished_chunks(tiny_checkpoint, photo_manifest, tmp_path, monkeypatch):
@@ -65,8 +76,7 @@ def test_a_chunk_file_round_trips_without_pickle():
 
 
 def test_ray_engine_gives_the_same_bundle_as_one_process(tiny_checkpoint, photo_manifest, tmp_path, monkeypatch):
-    if importlib.util.find_spec("ray") is None:  # not imported here: the engine imports Ray after keeping it on loopback
-        pytest.skip("the Ray engine needs ray[data] (requirements.txt)")
+    _needs_ray()
     monkeypatch.setattr(engine, "CHUNK_ROWS", 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray actor: float sums in another order would differ in the last bits
@@ -94,3 +104,48 @@ def test_evaluate_cleans_up_refuses_foreign_chunks_and_restarts(model_dir, photo
     assert error.rstrip().endswith("pass --restart to discard them, or choose another --out")
     assert evaluate.main([*command, "--restart"]) == 0
     assert read_bundle(out).metrics["n"] == 3
+
+
+@pytest.fixture
+def loopback_ray_cluster():
+    """A one-node Ray cluster started as a user would (`ray start --head`), on 127.0.0.1 only, with its own token;
+    yields its address and the environment a driver needs to join it."""
+    _needs_ray()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if name != engine.LOOPBACK_RAY} | {
+        "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}  # the driver keeps to loopback by itself, from the address
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    subprocess.run([*ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--num-cpus={engine.CPUS}", "--include-dashboard=false", "--disable-usage-stats"],
+                   env=env | {engine.LOOPBACK_RAY: "0"}, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([*ray_cli, "stop"], env=env, capture_output=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, model_dir, photo_manifest, tmp_path):
+    address, env = loopback_ray_cluster
+    command = [sys.executable, "-m", "training.evaluate", "--manifest", str(photo_manifest), "--model", str(model_dir)]
+    cluster = subprocess.run([*command, "--engine", "ray", "--ray-address", address, "--workers", str(engine.CPUS),
+                              "--out", str(tmp_path / "cluster")], env=env, capture_output=True, text=True,
+                             timeout=600, cwd=engine.REPO_ROOT)
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    assert evaluate.main([*command[3:], "--threads", "1", "--out", str(tmp_path / "local")]) == 0
+    _same_bundle(read_bundle(tmp_path / "local"), read_bundle(tmp_path / "cluster"))
+
+
+@pytest.mark.slow
+def test_a_cluster_that_refuses_the_token_gets_a_clear_message(loopback_ray_cluster, model_dir, photo_manifest,
+                                                                tmp_path):
+    address, env = loopback_ray_cluster
+    result = subprocess.run([sys.executable, "-m", "training.evaluate", "--manifest", str(photo_manifest), "--model",
+                             str(model_dir), "--engine", "ray", "--ray-address", address, "--out", str(tmp_path)],
+                            env=env | {"RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True,
+                            timeout=600, cwd=engine.REPO_ROOT)
+    assert result.returncode == 2
+    assert f"the Ray cluster at {address} refused this process's authentication token" in result.stderr
