@@ -5,7 +5,9 @@ duplicate grouping and writing the bundle: the whole `training.evaluate` command
 
 Each run is a fresh `python -m training.evaluate` process; its peak memory is the largest sum, over the process and
 every process it started (Ray's raylet, object store and workers), of the proportional set size (shared pages split
-between the processes that map them), sampled every 0.5 s. The start-up cost of each engine is its time on 16 photos.
+between the processes that map them), sampled every 0.5 s. The start-up cost of each engine is its time on 16 photos;
+its steady rate counts the photos of the chunks written after every worker's first chunk, until the last
+(chunk files seen every 0.5 s).
 The projection for 1,000,000 photos assumes what the last lines print.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import REPO_ROOT, Settings, add_settings_arguments
+from core.engine import CHUNK_ROWS
 
 
 def _children() -> dict[int, list[int]]:
@@ -52,19 +55,22 @@ def _tree_pss_mb(pid: int) -> float:
     return total
 
 
-def run(arguments: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB) of one `training.evaluate` run."""
+def run(arguments: list[str], chunks: Path | None = None) -> tuple[float, float, list[float]]:
+    """Wall seconds, peak memory (MB) and, when `chunks` names its chunk folder, the second at which each chunk
+    was first seen there, of one `training.evaluate` run."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    start, peak = time.perf_counter(), 0.0
+    start, peak, seen = time.perf_counter(), 0.0, {}
     process = subprocess.Popen([sys.executable, "-m", "training.evaluate", *arguments], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while process.poll() is None:
         peak = max(peak, _tree_pss_mb(process.pid))
+        for chunk in chunks.glob("chunk-*.npz") if chunks else ():
+            seen.setdefault(chunk.name, time.perf_counter() - start)
         time.sleep(0.5)
     seconds = time.perf_counter() - start
     if process.returncode:
         raise SystemExit(f"training.evaluate {' '.join(arguments)} failed:\n{process.stderr.read()[-3000:]}")
-    return seconds, peak
+    return seconds, peak, sorted(seen.values())
 
 
 def _manifest(settings: Settings, rows: int, folder: Path) -> Path:
@@ -80,6 +86,14 @@ def _manifest(settings: Settings, rows: int, folder: Path) -> Path:
 def _engine_flags(spec: str) -> list[str]:
     engine, _, workers = spec.partition(":")
     return ["--engine", engine, *(["--workers", workers] if workers else [])]
+
+
+def _steady_rate(seen: list[float], images: int, workers: int) -> float:
+    """Photos per second once every worker has finished its first chunk, until the last chunk (NaN below 4 chunks
+    a worker: too few to tell from how Ray hands chunks back)."""
+    if len(seen) < 4 * workers or seen[-1] <= seen[workers - 1]:
+        return float("nan")
+    return (images - workers * CHUNK_ROWS) / (seen[-1] - seen[workers - 1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,32 +116,35 @@ def main(argv: list[str] | None = None) -> None:
         n = args.limit or len(pd.read_csv(settings.dataset_dir("fairface") / "fairface_label_val.csv"))
         small = ["--manifest", str(_manifest(settings, 16, folder))]
         results = {}
-        print("| engine | start-up (16 photos) | photos | wall | photos/s | peak memory |")
-        print("|---|---|---|---|---|---|")
+        print("| engine | start-up (16 photos) | photos | wall | photos/s | steady photos/s | first chunk "
+              "| peak memory |")
+        print("|---|---|---|---|---|---|---|---|")
         for spec in args.runs:
-            startup, _ = run([*small, *model, *_engine_flags(spec), "--out", str(folder / f"small-{spec}")])
-            seconds, peak = run([*images, *model, *_engine_flags(spec), "--out", str(folder / spec)])
-            results[spec] = (startup, seconds)
-            print(f"| {spec} | {startup:.1f} s | {n:,} | {seconds:.0f} s | {n / seconds:.1f} | {peak:,.0f} MB |",
-                  flush=True)
+            startup, _, _ = run([*small, *model, *_engine_flags(spec), "--out", str(folder / f"small-{spec}")])
+            seconds, peak, seen = run([*images, *model, *_engine_flags(spec), "--out", str(folder / spec)],
+                                      chunks=folder / spec / ".chunks")
+            steady = _steady_rate(seen, n, workers=int(spec.partition(":")[2] or (cores if spec == "ray" else 1)))
+            results[spec] = (startup, seconds, steady)
+            print(f"| {spec} | {startup:.1f} s | {n:,} | {seconds:.0f} s | {n / seconds:.1f} | {steady:.1f} | "
+                  f"{seen[0] if seen else float('nan'):.0f} s | {peak:,.0f} MB |", flush=True)
     if "local" in results:
-        for spec, (startup, seconds) in results.items():
+        for spec, (startup, seconds, _) in results.items():
             if spec != "local":
                 extra = seconds - results["local"][1]
                 print(f"{spec} vs local: {extra:+.1f} s over {n:,} photos (start-up difference "
                       f"{startup - results['local'][0]:+.1f} s)")
     ray_runs = {spec: value for spec, value in results.items() if spec.startswith("ray:")}
     if ray_runs:
-        spec, (startup, seconds) = max(ray_runs.items(), key=lambda item: int(item[0].split(":")[1]))
+        spec, (startup, seconds, steady) = max(ray_runs.items(), key=lambda item: int(item[0].split(":")[1]))
         workers = int(spec.split(":")[1])
-        per_core = n / (seconds - startup) / workers
-        print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per worker core (from {spec} here, "
-              f"start-up taken out); one worker per core, {args.cores_per_node} cores per node; images on storage "
-              "every node reads as fast as they are audited; duplicate grouping not included (it runs on the "
+        per_core = steady / workers
+        print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per worker core (from {spec}'s "
+              f"steady rate here); one worker per core, {args.cores_per_node} cores per node; images on storage every "
+              "node reads as fast as they are audited; duplicate grouping not included (it runs on the "
               "driver afterwards: about 24 s for a million images, benchmarks/duplicate_scaling.py)")
         for nodes in args.nodes:
             hours = 1_000_000 / (per_core * args.cores_per_node * nodes) / 3600
-            print(f"- {nodes} nodes ({nodes * args.cores_per_node} cores): {hours * 60:.0f} min + start-up")
+            print(f"- {nodes} nodes ({nodes * args.cores_per_node} cores): {hours * 60:.1f} min + start-up")
 
 
 if __name__ == "__main__":
