@@ -88,6 +88,12 @@ def _engine_flags(spec: str) -> list[str]:
     return ["--engine", engine, *(["--workers", workers] if workers else [])]
 
 
+def _workers(spec: str, cores: int) -> int:
+    """How many workers `engine[:workers]` runs (Ray's default: one per core)."""
+    engine, _, workers = spec.partition(":")
+    return int(workers or (cores if engine == "ray" else 1))
+
+
 def _steady_rate(seen: list[float], images: int, workers: int) -> float:
     """Photos per second once every worker has finished its first chunk, until the last chunk (NaN below 4 chunks
     a worker: too few to tell from how Ray hands chunks back)."""
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             startup, _, _ = run([*small, *model, *_engine_flags(spec), "--out", str(folder / f"small-{spec}")])
             seconds, peak, seen = run([*images, *model, *_engine_flags(spec), "--out", str(folder / spec)],
                                       chunks=folder / spec / ".chunks")
-            steady = _steady_rate(seen, n, workers=int(spec.partition(":")[2] or (cores if spec == "ray" else 1)))
+            steady = _steady_rate(seen, n, workers=_workers(spec, cores))
             results[spec] = (startup, seconds, steady)
             print(f"| {spec} | {startup:.1f} s | {n:,} | {seconds:.0f} s | {n / seconds:.1f} | {steady:.1f} | "
                   f"{seen[0] if seen else float('nan'):.0f} s | {peak:,.0f} MB |", flush=True)
@@ -133,11 +139,10 @@ def main(argv: list[str] | None = None) -> None:
                 extra = seconds - results["local"][1]
                 print(f"{spec} vs local: {extra:+.1f} s over {n:,} photos (start-up difference "
                       f"{startup - results['local'][0]:+.1f} s)")
-    ray_runs = {spec: value for spec, value in results.items() if spec.startswith("ray:")}
+    ray_runs = {spec: value for spec, value in results.items() if spec.startswith("ray")}
     if ray_runs:
-        spec, (startup, seconds, steady) = max(ray_runs.items(), key=lambda item: int(item[0].split(":")[1]))
-        workers = int(spec.split(":")[1])
-        per_core = steady / workers
+        spec, (_, _, steady) = max(ray_runs.items(), key=lambda item: _workers(item[0], cores))
+        per_core = steady / _workers(spec, cores)
         print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per worker core (from {spec}'s "
               f"steady rate here); one worker per core, {args.cores_per_node} cores per node; images on storage every "
               "node reads as fast as they are audited; duplicate grouping not included (it runs on the "

@@ -127,15 +127,20 @@ def loopback_ray_cluster():
         subprocess.run([*ray_cli, "stop"], env=env, capture_output=True, timeout=180)
 
 
+def _audit_on_cluster(address, env, arguments):
+    """`training.evaluate --engine ray --ray-address address` in its own process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "training.evaluate", *arguments, "--engine", "ray", "--ray-address",
+                           address, "--workers", str(engine.CPUS)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=engine.REPO_ROOT)
+
+
 @pytest.mark.slow
 def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, model_dir, photo_manifest, tmp_path):
     address, env = loopback_ray_cluster
-    command = [sys.executable, "-m", "training.evaluate", "--manifest", str(photo_manifest), "--model", str(model_dir)]
-    cluster = subprocess.run([*command, "--engine", "ray", "--ray-address", address, "--workers", str(engine.CPUS),
-                              "--out", str(tmp_path / "cluster")], env=env, capture_output=True, text=True,
-                             timeout=600, cwd=engine.REPO_ROOT)
+    arguments = ["--manifest", str(photo_manifest), "--model", str(model_dir)]
+    cluster = _audit_on_cluster(address, env, [*arguments, "--out", str(tmp_path / "cluster")])
     assert cluster.returncode == 0, cluster.stderr[-3000:]
-    assert evaluate.main([*command[3:], "--threads", "1", "--out", str(tmp_path / "local")]) == 0
+    assert evaluate.main([*arguments, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
     _same_bundle(read_bundle(tmp_path / "local"), read_bundle(tmp_path / "cluster"))
 
 
@@ -143,9 +148,7 @@ def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, 
 def test_a_cluster_that_refuses_the_token_gets_a_clear_message(loopback_ray_cluster, model_dir, photo_manifest,
                                                                 tmp_path):
     address, env = loopback_ray_cluster
-    result = subprocess.run([sys.executable, "-m", "training.evaluate", "--manifest", str(photo_manifest), "--model",
-                             str(model_dir), "--engine", "ray", "--ray-address", address, "--out", str(tmp_path)],
-                            env=env | {"RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True,
-                            timeout=600, cwd=engine.REPO_ROOT)
+    result = _audit_on_cluster(address, env | {"RAY_AUTH_TOKEN": "not-the-token"},
+                               ["--manifest", str(photo_manifest), "--model", str(model_dir), "--out", str(tmp_path)])
     assert result.returncode == 2
     assert f"the Ray cluster at {address} refused this process's authentication token" in result.stderr
