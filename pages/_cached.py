@@ -29,12 +29,15 @@ from core.bundle import (
 )
 from core.bundle import audited_checkpoints as audited_checkpoints_of
 from core.calibration import calibration_table
+from core.calibration import reliability_curves as reliability_curves_of
 from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
 from core.fairness import (
     MAX_GROUP_VALUES,
     filter_frame,
+    group_label,
+    group_members,
     row_values,
 )
 from core.fairness import filter_options as filter_options_of
@@ -309,6 +312,21 @@ def _calibration(path: str, mtime: float, filters_items: tuple, head: str, by: t
 def calibration(bundle: Bundle, head: str, by: list[str]) -> pd.DataFrame:
     """`core.calibration.calibration_table` of `bundle` under the sidebar's selection, cached."""
     return _calibration(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, tuple(by))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _reliability_curves(path: str, mtime: float, filters_items: tuple, head: str, by: tuple[str, ...],
+                        keys: tuple) -> dict[str, pd.DataFrame]:
+    frame = _selected(path, mtime, filters_items)
+    members = group_members(frame, list(by)) if by else {}
+    return reliability_curves_of(frame, head, {"all faces": None} | {group_label(key): members[key] for key in keys})
+
+
+def reliability_curves(bundle: Bundle, head: str, by: list[str], keys: list) -> dict[str, pd.DataFrame]:
+    """`core.calibration.reliability_curves` of all faces and of the groups `keys` of `by`, under the sidebar's
+    selection, cached."""
+    return _reliability_curves(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, tuple(by),
+                               tuple(keys))
 
 
 def current_cohort() -> Cohort | None:

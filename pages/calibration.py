@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.calibration import BINS, has_probabilities, reliability
+from core.calibration import BINS, has_probabilities
 from core.charts import reliability_chart
 from core.cohorts import CLASS_HEADS
-from core.fairness import group_label, group_members
+from core.fairness import group_label
 from pages import _cached
 
 st.title("Calibration")
@@ -32,18 +32,12 @@ st.write(f"**Expected calibration error (ECE)** of the {head} head over {int(ove
 st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted gap between confidence and the share "
            "right (0 is perfect). It is biased upward for small groups, so compare intervals, not points. 95 % "
            "intervals of an ECE: bootstrap, the photos of one person drawn together.")
+worst = table[~table["small_n"]].sort_values("ece", ascending=False).head(4).index.tolist() if by else []
+st.plotly_chart(reliability_chart(_cached.reliability_curves(bundle, head, by, worst), head), key="calibration_chart")
 if by:
-    shown = table[~table["small_n"]].sort_values("ece", ascending=False)
-    worst = shown.head(4).index.tolist()
-    curves, members = {"all faces": reliability(frame, head)}, group_members(frame, by)
-    for key in worst:
-        curves[group_label(key)] = reliability(frame, head, rows=members[key])
-    st.plotly_chart(reliability_chart(curves, head), key="calibration_chart")
     st.caption("The four groups (n ≥ 30) with the largest ECE, beside all faces; bars are 95 % Wilson intervals.")
     st.dataframe(table.assign(group=[group_label(key) for key in table.index]).reset_index(drop=True)[
         ["group", "n", "ece", "ece_ci_low", "ece_ci_high", "confidence", "accuracy", "overconfidence", "small_n"]].round(3),
         hide_index=True, key="calibration_table")
-else:
-    st.plotly_chart(reliability_chart({"all faces": reliability(frame, head)}, head), key="calibration_chart")
 st.caption("To recalibrate: `python -m training.calibrate --fit <validation bundle> --apply <bundle> --out <new bundle>` "
            "fits one temperature per head and writes a bundle to compare with this one.")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from core import labels
+from core import calibration, fairness, labels
 from core.bundle import bundle_model_dir, read_bundle, write_bundle
 from core.calibration import (
     calibration_table,
@@ -13,6 +13,7 @@ from core.calibration import (
     fit_temperatures,
     has_probabilities,
     reliability,
+    reliability_curves,
     with_temperatures,
 )
 from core.fairness import group_members
@@ -74,6 +75,8 @@ def test_reliability_bins_and_group_table():
     black_women = reliability(frame, "gender", rows=members[("Black", "Female")])
     assert black_women.equals(reliability(frame.iloc[members[("Black", "Female")]], "gender"))
     assert black_women["n"].sum() == table.loc[("Black", "Female"), "n"]
+    curves = reliability_curves(frame, "gender", {"all faces": None, "Black / Female": members[("Black", "Female")]})
+    assert curves["all faces"].equals(curve) and curves["Black / Female"].equals(black_women)
 
 
 def test_labels_without_probabilities_have_nothing_to_calibrate():
@@ -121,3 +124,25 @@ def test_a_checkpoints_temperatures_are_checked(tmp_path):
                     temperatures={"gender": 0.0})
     with pytest.raises(CheckpointError, match=r"temperatures \{'gender': 0.0\} must map heads of the network"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+
+def test_groups_beyond_the_bucket_count_keep_their_interval(monkeypatch):
+    rng = np.random.default_rng(0)
+    frame = synthetic_predictions(16_000)  # confidence 0.5-1; faces of women right 10 points less often than that
+    p_female = rng.uniform(0, 1, len(frame))
+    predicted = np.where(p_female > 0.5, "Female", "Male")
+    confidence = np.maximum(p_female, 1 - p_female)
+    right = rng.uniform(0, 1, len(frame)) < confidence - np.where(frame["gender"] == "Female", 0.1, 0.0)
+    frame["gender"] = pd.Categorical(np.where(right, predicted, np.where(predicted == "Male", "Female", "Male")),
+                                     categories=labels.GENDERS)
+    frame = frame.assign(pred_gender=pd.Categorical(predicted, categories=labels.GENDERS), p_gender_Female=p_female,
+                         p_gender_Male=1 - p_female)
+    exact = calibration_table(frame, "gender", ["pred_gender"])
+    for module in (calibration, fairness):  # ~8,000 faces into 1,000 buckets: both groups share one draw of weights
+        monkeypatch.setattr(module, "MAX_BOOTSTRAP_UNITS", 1_000)
+    bucketed = calibration_table(frame, "gender", ["pred_gender"])
+    assert bucketed["ece"].equals(exact["ece"])
+    width = lambda table: table["ece_ci_high"] - table["ece_ci_low"]
+    assert np.allclose(width(bucketed), width(exact), rtol=0.2)
+    assert ((bucketed["ece_ci_low"] < exact["ece"]) & (exact["ece"] < bucketed["ece_ci_high"])).all()
