@@ -30,7 +30,7 @@ from core.bundle import (
 from core.bundle import audited_checkpoints as audited_checkpoints_of
 from core.calibration import calibration_table
 from core.calibration import reliability_curves as reliability_curves_of
-from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select
+from core.cohorts import COHORTS_FILE, Cohort, CohortError, face_keys, read_cohorts, select, side_by_side
 from core.compare import Comparison, bundle_note, compare_bundles
 from core.config import REPO_ROOT, Settings
 from core.fairness import (
@@ -327,6 +327,24 @@ def reliability_curves(bundle: Bundle, head: str, by: list[str], keys: list) -> 
     selection, cached."""
     return _reliability_curves(str(bundle.path), _mtime(Path(bundle.path)), frozen_filters(), head, tuple(by),
                                tuple(keys))
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing the cohorts…")
+def _side_by_side(path: str, mtime: float, filters_items: tuple, a: Cohort | None, b: Cohort | None,
+                  metrics: tuple[str, ...]) -> tuple[pd.DataFrame, int]:
+    frame = filter_frame(_load_bundle(path, mtime).predictions, {column: list(values) for column, values in filters_items})
+    return side_by_side(frame, a, b, list(metrics))
+
+
+def cohorts_side_by_side(bundle: Bundle, a: Cohort | None, b: Cohort | None,
+                         metrics: list[str]) -> tuple[pd.DataFrame, int]:
+    """`core.cohorts.side_by_side` of `bundle` under the sidebar's filter (not its cohort: the page picks both), cached.
+
+    Raises:
+        CohortError: a cohort does not apply to this bundle.
+    """
+    filters_items = tuple((column, tuple(values)) for column, values in filters().items())
+    return _side_by_side(str(bundle.path), _mtime(Path(bundle.path)), filters_items, a, b, tuple(metrics))
 
 
 def current_cohort() -> Cohort | None:

@@ -14,7 +14,6 @@ from core.cohorts import (
     outcome_columns,
     parse_value,
     save_cohort,
-    side_by_side,
 )
 from core.fairness import HEADLINE_METRICS, PROPORTIONS, SHORT_NAMES, available_metrics, filter_frame
 from pages import _cached
@@ -83,7 +82,7 @@ metrics = st.multiselect("Metrics", available_metrics(frame), default=list(HEADL
 if not metrics:
     st.stop()
 try:
-    table, shared = side_by_side(frame, known.get(a_name), known.get(b_name), metrics)
+    table, shared = _cached.cohorts_side_by_side(bundle, known.get(a_name), known.get(b_name), metrics)
 except CohortError as error:
     st.error(str(error))
     st.stop()

@@ -511,6 +511,9 @@ def test_a_saved_cohort_applies_on_every_page_and_travels_in_the_url(app, clean_
     assert list(shown.columns) == ["metric", "A: all faces", "B: Black women", "B − A"]
     row = shown[shown["metric"] == "Gender accuracy"].iloc[0]
     assert row["B: Black women"].startswith("50.0 %") and row["B − A"].startswith("-45.0 %")
+    test.multiselect(key="filter_gender").set_value(["Female"]).run()  # the sidebar filter narrows "all faces"
+    row = test.dataframe[-1].value.set_index("metric").loc["Gender accuracy"]
+    assert row["A: all faces"].startswith("90.0 %") and row["B − A"].startswith("-40.0 %")
 
 
 def test_a_label_suspect_is_saved_beside_the_bundle_and_metrics_shown_without_it(app, clean_sidecars):
