@@ -42,10 +42,11 @@ from core.fairness import HEADLINE_METRICS, grouping_columns, headline_metrics, 
 from core.overview import CODE as OVERVIEW_CODE
 from core.overview import Overview, overview
 
-__all__ = ["Bundle", "BundleError", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "write_bundle",
-           "read_bundle", "read_bundle_metrics", "store_overview", "stored_overview", "OVERVIEW_FILE", "prediction_frame",
-           "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics", "bundle_title",
-           "imported_from", "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe", "csv_bytes"]
+__all__ = ["Bundle", "BundleError", "PROVENANCE_KEYS", "REQUIRED_COLUMNS", "UNSHOWN_COLUMNS", "write_bundle",
+           "read_bundle", "read_unshown", "read_bundle_metrics", "store_overview", "stored_overview", "OVERVIEW_FILE",
+           "prediction_frame", "resolve_image", "discover_bundles", "audited_checkpoints", "compute_metrics",
+           "bundle_title", "imported_from", "provenance", "bundle_model_dir", "checkpoint_id", "chosen_box", "csv_safe",
+           "csv_bytes"]
 
 PREDICTIONS_FILE, METRICS_FILE, REJECTS_FILE = "predictions.parquet", "metrics.json", "rejects.csv"
 OVERVIEW_FILE = "overview.json"
@@ -351,13 +352,30 @@ def _prediction_files(folder: Path) -> list[Path]:
     return [single] if single.is_file() else sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet"))
 
 
-def _read_predictions(folder: Path) -> pd.DataFrame:
-    """`predictions.parquet`, or the parts in `predictions/` joined in order."""
+def _read_predictions(folder: Path, leave_out: tuple[str, ...] = ()) -> pd.DataFrame:
+    """`predictions.parquet`, or the parts in `predictions/` joined in order; every column but `leave_out`."""
     files = _prediction_files(folder)
+    columns = [name for name in pq.read_schema(files[0]).names if name not in leave_out] if leave_out and files else None
     if files and files[0].name == PREDICTIONS_FILE:
-        return pd.read_parquet(files[0])
+        return pd.read_parquet(files[0], columns=columns)
     # One read of the list: Arrow reads the parts in parallel and keeps the order of the list
-    return pq.read_table([str(part) for part in files]).to_pandas()
+    return pq.read_table([str(part) for part in files], columns=columns).to_pandas()
+
+
+# Every detection of every image as JSON (`core.faces.face_record`): kept for whoever audits the detector, shown by no
+# page. At a million rows it is a third of the read and 257 MB, so the dashboard leaves it out.
+UNSHOWN_COLUMNS = ("faces",)
+
+
+def read_unshown(folder: str | Path, rows: pd.Index) -> pd.DataFrame:
+    """The `UNSHOWN_COLUMNS` of the predictions at `rows` (row labels of the predictions as `read_bundle` gives them),
+    for an export that promises every column; an empty frame on `rows` for a bundle without them."""
+    files = _prediction_files(Path(folder))
+    names = [name for name in UNSHOWN_COLUMNS if files and name in pq.read_schema(files[0]).names]
+    if not names:
+        return pd.DataFrame(index=rows)
+    table = pq.read_table([str(part) for part in files], columns=names)
+    return table.take(np.asarray(rows, dtype=np.int64)).to_pandas().set_axis(rows)
 
 
 # Columns every page and report reads; a bundle without them is refused when opened.
@@ -389,9 +407,10 @@ def read_bundle_metrics(folder: str | Path) -> dict[str, Any]:
     return metrics_json
 
 
-def read_bundle(folder: str | Path) -> Bundle:
+def read_bundle(folder: str | Path, leave_out: tuple[str, ...] = ()) -> Bundle:
     """Read a bundle folder, checked once: files present, format, JSON object (`read_bundle_metrics`), readable
-    parquet, the columns pages need, and metrics that describe these predictions.
+    parquet, the columns pages need, and metrics that describe these predictions. `leave_out`: prediction columns
+    not to read (not `REQUIRED_COLUMNS`), e.g. `UNSHOWN_COLUMNS`.
 
     Raises:
         BundleError: what is wrong, and the command that rebuilds the bundle when it recorded one.
@@ -402,7 +421,7 @@ def read_bundle(folder: str | Path) -> Bundle:
     rebuild = f"rebuild it with: {metrics_json['command']}" if metrics_json.get("command") else \
         "rebuild it with python -m training.evaluate"
     try:
-        predictions = _read_predictions(folder)
+        predictions = _read_predictions(folder, tuple(set(leave_out) - set(REQUIRED_COLUMNS)))
         rejects = _csv_unsafe(pd.read_csv(folder / REJECTS_FILE, dtype=str, keep_default_na=False))
     except Exception as error:  # noqa: BLE001 - pyarrow and pandas raise many types for damaged files
         raise BundleError(f"{folder}: a file of the bundle is damaged ({type(error).__name__}: {error}); {rebuild}") from error

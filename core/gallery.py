@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core.bundle import csv_bytes
+from core.bundle import csv_bytes, read_unshown
 from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
 from core.fairness import text_isin
 from core.images import load_image
@@ -125,9 +125,14 @@ def tile_caption(row: pd.Series, head: str) -> str:
     return text
 
 
-def mistakes_csv(wrong: Mistakes) -> bytes:
-    """The faces of a gallery view as CSV: one row per face, every column, spreadsheet-formula safe."""
-    return csv_bytes(wrong.take())
+def mistakes_csv(wrong: Mistakes, bundle_folder: str | Path | None = None) -> bytes:
+    """The faces of a gallery view as CSV: one row per face, every column, spreadsheet-formula safe. `bundle_folder`:
+    where the columns the dashboard leaves out of its read (`UNSHOWN_COLUMNS`) are read back from."""
+    chosen = wrong.take()
+    if bundle_folder is not None:
+        unshown = read_unshown(bundle_folder, chosen.index)
+        chosen = chosen.join(unshown.drop(columns=chosen.columns.intersection(unshown.columns)))  # once, if read already
+    return csv_bytes(chosen)
 
 
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from core import labels
 from core.bundle import (
+    UNSHOWN_COLUMNS,
     Bundle,
     BundleError,
     bundle_model_dir,
@@ -187,8 +188,9 @@ def detector() -> FaceDetector:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading audit bundle…")
 def _load_bundle(path: str, mtime: float) -> Bundle:
-    """One bundle shared by every session, read-only (st.cache_data would copy a million rows on every call)."""
-    return read_bundle(path)
+    """One bundle shared by every session, read-only (st.cache_data would copy a million rows on every call), without
+    the columns no page shows."""
+    return read_bundle(path, leave_out=UNSHOWN_COLUMNS)
 
 
 def bundle_choices() -> dict[str, Path]:

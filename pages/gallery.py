@@ -48,7 +48,7 @@ shown = wrong.page(page, PER_PAGE)
 first = (page - 1) * PER_PAGE
 counts.caption(f"{len(wrong):,} mistakes among {len(frame):,} faces"
                + (f" · showing {first + 1:,}–{first + len(shown):,}" if len(wrong) else ""))
-export.download_button(f"Download these {len(wrong):,} faces (CSV)", partial(mistakes_csv, wrong), mime="text/csv",
+export.download_button(f"Download these {len(wrong):,} faces (CSV)", partial(mistakes_csv, wrong, bundle.path), mime="text/csv",
                        file_name=f"{export_name(Path(bundle.path).name, _cached.selection_label(describe=False), head, 'mistakes')}.csv",
                        key="gallery_csv", disabled=not len(wrong), on_click="ignore",  # built on the click
                        help="One row per face with every column of the bundle, plus confidence and age error.")

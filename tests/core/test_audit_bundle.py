@@ -1,12 +1,15 @@
+import io
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from core import labels
 from core.audit import run_audit
-from core.bundle import BundleError, read_bundle, resolve_image, write_bundle
+from core.bundle import UNSHOWN_COLUMNS, BundleError, read_bundle, read_unshown, resolve_image, write_bundle
 from core.datasets import read_manifest
+from core.gallery import Mistakes, mistakes_csv
 from tests.conftest import LONDON_FIXTURES
 
 
@@ -30,6 +33,20 @@ def test_audit_predicts_faces_and_records_every_reject(tiny_checkpoint, photo_ma
     assert metrics["groups"]["identity"]["p025"]["n"] == 1
 
 
+def test_an_export_reads_back_the_columns_the_dashboard_leaves_out(tiny_checkpoint, photo_manifest, tmp_path):
+    bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
+    for folder in (write_bundle(bundle, tmp_path / "one"), write_bundle(bundle, tmp_path / "parts", part_rows=2)):
+        shown = read_bundle(folder, leave_out=UNSHOWN_COLUMNS).predictions.iloc[[2, 0]]  # rows of a filtered view
+        assert read_unshown(folder, shown.index)["faces"].tolist() == bundle.predictions["faces"].iloc[[2, 0]].tolist()
+        wrong = Mistakes(shown, rows=np.array([1, 0]), age_error=np.zeros(2), confidence=np.ones(2))
+        back = pd.read_csv(io.BytesIO(mistakes_csv(wrong, folder)))
+        assert back["file"].tolist() == ["004_03.jpg", "030_08.jpg"]
+        assert back["faces"].tolist() == bundle.predictions["faces"].iloc[[0, 2]].tolist()
+    assert read_unshown(folder, shown.index[:0]).empty
+    everything = Mistakes(bundle.predictions, rows=np.array([0]), age_error=np.zeros(1), confidence=np.ones(1))
+    assert pd.read_csv(io.BytesIO(mistakes_csv(everything, folder))).columns.tolist().count("faces") == 1
+
+
 def test_bundle_round_trip_and_errors(tiny_checkpoint, photo_manifest, tmp_path):
     bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
     folder = write_bundle(bundle, tmp_path / "bundle")
@@ -38,6 +55,10 @@ def test_bundle_round_trip_and_errors(tiny_checkpoint, photo_manifest, tmp_path)
     assert loaded.predictions["race"].cat.ordered
     assert loaded.metrics["n"] == 3 and loaded.metrics["groups"] == bundle.metrics["groups"]
     assert len(loaded.rejects) == 3
+    shown = read_bundle(folder, leave_out=(*UNSHOWN_COLUMNS, "file")).predictions  # a required column is read anyway
+    assert "faces" in loaded.predictions and list(shown.columns) == [c for c in loaded.predictions if c != "faces"]
+    parts = read_bundle(write_bundle(bundle, tmp_path / "parts", part_rows=2), leave_out=UNSHOWN_COLUMNS).predictions
+    pd.testing.assert_frame_equal(parts, shown)
     metrics_file = folder / "metrics.json"
     metrics_file.write_text(metrics_file.read_text().replace("faceaudit-bundle/1", "faceaudit-bundle/99"))
     with pytest.raises(BundleError, match="unknown bundle format 'faceaudit-bundle/99'"):
