@@ -9,6 +9,7 @@ import json
 import re
 from urllib.parse import urljoin, urlsplit
 
+import pandas as pd
 import pytest
 
 from benchmarks._server import CHROMIUM, dashboard, launch_chromium
@@ -388,4 +389,9 @@ def test_gallery_csv_is_built_on_the_click_with_every_mistake(browser_and_url, t
     download.value.save_as(path)
     lines = path.read_text().splitlines()
     assert count > 0 and len(lines) == count + 1 and lines[0].startswith("file,")
+    # every column of the bundle: also the detections the dashboard did not read, each row its own image's
+    detections = pd.read_parquet(REPO_ROOT / "models/default/audits/fairface-sample/predictions.parquet",
+                                 columns=["file", "faces"]).set_index("file")["faces"]
+    back = pd.read_csv(path)
+    assert back["faces"].tolist() == detections.loc[back["file"]].tolist()
     page.close()
