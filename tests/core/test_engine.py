@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,6 +56,22 @@ def test_stopped_audit_resumes_without_redoing_finished_chunks(tiny_checkpoint, 
     assert first_chunk not in calls and len(calls) == 2  # only the two unfinished chunks ran
     _same_bundle(resumed, run_audit(tiny_checkpoint, read_manifest(photo_manifest)))
     assert resumed.metrics["n"] == 3 and len(resumed.rejects) == 3
+
+
+def test_chunks_run_on_one_opencv_thread_and_leave_the_callers_setting(tiny_checkpoint, photo_manifest, monkeypatch):
+    real, seen = engine.audit_chunk, []
+    monkeypatch.setattr(engine, "audit_chunk", lambda model, paths, **options: (seen.append(cv2.getNumThreads()),
+                                                                              real(model, paths, **options))[1])
+    before, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(2)  # OpenCV's own pool, as on a 2-core machine
+    try:
+        run_audit(tiny_checkpoint, read_manifest(photo_manifest))
+        assert seen == [1] and cv2.getNumThreads() == 2
+        engine._ChunkActor(tiny_checkpoint, {"threads": 1})  # a Ray actor keeps its worker process at one
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+        torch.set_num_threads(torch_threads)  # the actor set this process's torch threads too
 
 
 def test_chunks_of_another_audit_are_refused(tmp_path):
