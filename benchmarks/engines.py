@@ -7,7 +7,8 @@ Each run is a fresh `python -m training.evaluate` process; its peak memory is th
 every process it started (Ray's raylet, object store and workers), of the proportional set size (shared pages split
 between the processes that map them), sampled every 0.5 s. The start-up cost of each engine is its time on 16 photos;
 its steady rate counts the photos of the chunks written after every worker's first chunk, until the last
-(chunk files seen every 0.5 s).
+(chunk files seen every 0.5 s); "after the last chunk" is what follows (shutting the engine down, duplicate grouping,
+writing the bundle). An engine named more than once in --runs is compared by the means of its turns.
 The projection for 1,000,000 photos assumes what the last lines print.
 """
 
@@ -121,25 +122,28 @@ def main(argv: list[str] | None = None) -> None:
                   else ["--dataset", "fairface-val"])
         n = args.limit or len(pd.read_csv(settings.dataset_dir("fairface") / "fairface_label_val.csv"))
         small = ["--manifest", str(_manifest(settings, 16, folder))]
-        results = {}
+        results: dict[str, list[tuple[float, float, float]]] = {}
         print("| engine | start-up (16 photos) | photos | wall | photos/s | steady photos/s | first chunk "
-              "| peak memory |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| after the last chunk | peak memory |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for spec in args.runs:
             startup, _, _ = run([*small, *model, *_engine_flags(spec), "--out", str(folder / f"small-{spec}")])
             seconds, peak, seen = run([*images, *model, *_engine_flags(spec), "--out", str(folder / spec)],
                                       chunks=folder / spec / ".chunks")
             steady = _steady_rate(seen, n, workers=_workers(spec, cores))
-            results[spec] = (startup, seconds, steady)
+            results.setdefault(spec, []).append((startup, seconds, steady))
+            first, last = (seen[0], seconds - seen[-1]) if seen else (float("nan"), float("nan"))
             print(f"| {spec} | {startup:.1f} s | {n:,} | {seconds:.0f} s | {n / seconds:.1f} | {steady:.1f} | "
-                  f"{seen[0] if seen else float('nan'):.0f} s | {peak:,.0f} MB |", flush=True)
-    if "local" in results:
-        for spec, (startup, seconds, _) in results.items():
+                  f"{first:.0f} s | {last:.1f} s | {peak:,.0f} MB |", flush=True)
+    means = {spec: [sum(values) / len(values) for values in zip(*turns)] for spec, turns in results.items()}
+    if "local" in means:
+        for spec, (startup, seconds, _) in means.items():
             if spec != "local":
-                extra = seconds - results["local"][1]
-                print(f"{spec} vs local: {extra:+.1f} s over {n:,} photos (start-up difference "
-                      f"{startup - results['local'][0]:+.1f} s)")
-    ray_runs = {spec: value for spec, value in results.items() if spec.startswith("ray")}
+                extra, extra_startup = seconds - means["local"][1], startup - means["local"][0]
+                print(f"{spec} vs local: {extra:+.1f} s over {n:,} photos, start-up difference {extra_startup:+.1f} s, "
+                      f"so {extra - extra_startup:+.1f} s beyond it (means of {len(results[spec])} and "
+                      f"{len(results['local'])} turns)")
+    ray_runs = {spec: value for spec, value in means.items() if spec.startswith("ray")}
     if ray_runs:
         spec, (_, _, steady) = max(ray_runs.items(), key=lambda item: _workers(item[0], cores))
         per_core = steady / _workers(spec, cores)
