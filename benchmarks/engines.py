@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     ray_runs = {spec: value for spec, value in means.items() if spec.startswith("ray")}
     if ray_runs:
         spec, (_, _, steady) = max(ray_runs.items(), key=lambda item: _workers(item[0], cores))
-        per_core = steady / _workers(spec, cores)
-        print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per worker core (from {spec}'s "
-              f"steady rate here); one worker per core, {args.cores_per_node} cores per node; images on storage every "
+        workers = _workers(spec, cores)
+        per_core = steady / (workers * max(1, cores // workers))  # each actor has the cores' share (core.engine)
+        print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per core (from {spec}'s steady rate "
+              f"here); every core audits at that rate, {args.cores_per_node} cores per node; images on storage every "
               "node reads as fast as they are audited; duplicate grouping not included (it runs on the "
               "driver afterwards: about 24 s for a million images, benchmarks/duplicate_scaling.py)")
         for nodes in args.nodes:
