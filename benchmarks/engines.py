@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import REPO_ROOT, Settings, add_settings_arguments
-from core.engine import CHUNK_ROWS
+from core.engine import CHUNK_ROWS, actor_threads
 
 
 def _children() -> dict[int, list[int]]:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     if ray_runs:
         spec, (_, _, steady) = max(ray_runs.items(), key=lambda item: _workers(item[0], cores))
         workers = _workers(spec, cores)
-        per_core = steady / (workers * max(1, cores // workers))  # each actor has the cores' share (core.engine)
+        per_core = steady / (workers * actor_threads(workers))
         print(f"\nProjection for 1,000,000 photos: {per_core:.1f} photos/s per core (from {spec}'s steady rate "
               f"here); every core audits at that rate, {args.cores_per_node} cores per node; images on storage every "
               "node reads as fast as they are audited; duplicate grouping not included (it runs on the "

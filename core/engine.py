@@ -36,7 +36,7 @@ from core.model import Checkpoint
 from core.trainer import CPU, predict
 
 __all__ = ["CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkStore", "ResumeError", "audit_chunk", "audit_key",
-           "run_chunks", "model_size"]
+           "run_chunks", "model_size", "actor_threads"]
 
 CHUNK_ROWS = 128  # images per chunk: the unit of work, of resuming, and of a Ray task
 ENGINES = ("local", "ray")
@@ -174,6 +174,11 @@ def _one_opencv_thread() -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
+def actor_threads(workers: int) -> int:
+    """Threads each of `workers` Ray actors runs on: its share of this machine's cores, at least one."""
+    return max(1, CPUS // workers)
+
+
 def _local_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any]) -> Iterator[tuple[int, bytes]]:
     with _one_opencv_thread():
         for index, paths in chunks.items():
@@ -271,7 +276,7 @@ def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: 
     todo = {index: list(paths[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]) for index in range(count)
             if index not in finished}
     workers = workers or (CPUS if engine == "ray" else 1)
-    threads = max(1, (torch.get_num_threads() if engine == "local" else CPUS // workers))
+    threads = torch.get_num_threads() if engine == "local" else actor_threads(workers)
     options = {"input_kind": input_kind, "face_rule": face_rule, "batch_size": batch_size, "threads": threads,
                **({"device": device} if engine == "local" else {})}
     results = (_ray_chunks(model, todo, options, workers, ray_address) if engine == "ray" and todo
