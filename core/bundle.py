@@ -352,10 +352,15 @@ def _prediction_files(folder: Path) -> list[Path]:
     return [single] if single.is_file() else sorted((folder / PREDICTIONS_PARTS).glob("part-*.parquet"))
 
 
+def _column_names(files: list[Path]) -> list[str]:
+    """The prediction columns, from the first file's schema (the parts share it); none without files."""
+    return pq.read_schema(files[0]).names if files else []
+
+
 def _read_predictions(folder: Path, leave_out: tuple[str, ...] = ()) -> pd.DataFrame:
     """`predictions.parquet`, or the parts in `predictions/` joined in order; every column but `leave_out`."""
     files = _prediction_files(folder)
-    columns = [name for name in pq.read_schema(files[0]).names if name not in leave_out] if leave_out and files else None
+    columns = [name for name in _column_names(files) if name not in leave_out] if leave_out and files else None
     if files and files[0].name == PREDICTIONS_FILE:
         return pd.read_parquet(files[0], columns=columns)
     # One read of the list: Arrow reads the parts in parallel and keeps the order of the list
@@ -371,7 +376,8 @@ def read_unshown(folder: str | Path, rows: pd.Index) -> pd.DataFrame:
     """The `UNSHOWN_COLUMNS` of the predictions at `rows` (row labels of the predictions as `read_bundle` gives them),
     for an export that promises every column; an empty frame on `rows` for a bundle without them."""
     files = _prediction_files(Path(folder))
-    names = [name for name in UNSHOWN_COLUMNS if files and name in pq.read_schema(files[0]).names]
+    present = _column_names(files)
+    names = [name for name in UNSHOWN_COLUMNS if name in present]
     if not names:
         return pd.DataFrame(index=rows)
     table = pq.read_table([str(part) for part in files], columns=names)
