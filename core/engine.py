@@ -200,7 +200,17 @@ class _ChunkActor:
 
 
 def _is_loopback(address: str) -> bool:
-    return address.removeprefix("ray://").rpartition(":")[0] in ("127.0.0.1", "localhost")
+    return _head_address(address).removeprefix("ray://").rpartition(":")[0] in ("127.0.0.1", "localhost")
+
+
+def _head_address(address: str) -> str:
+    """The cluster `auto` names, found as Ray finds it on a head node: `RAY_ADDRESS`, else the address the last
+    `ray start` left in Ray's temp folder; `auto` when neither is there, any other address as given."""
+    if address != "auto":
+        return address
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    left = Path(temp, "ray", "ray_current_cluster")
+    return os.environ.get("RAY_ADDRESS") or (left.read_text().strip() if left.is_file() else address)
 
 
 def _connect(ray: Any, address: str) -> None:

@@ -151,11 +151,26 @@ def _audit_on_cluster(address, env, arguments):
                           timeout=600, cwd=engine.REPO_ROOT)
 
 
+def test_auto_names_the_cluster_ray_would_join(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert engine._head_address("auto") == "auto"  # no `ray start` here: Ray looks further itself
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:6390\n")
+    assert engine._head_address("auto") == "127.0.0.1:6390" and engine._is_loopback("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert engine._head_address("auto") == "10.0.0.5:6379" and not engine._is_loopback("auto")
+    assert engine._head_address("localhost:6379") == "localhost:6379"
+
+
 @pytest.mark.slow
-def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, model_dir, photo_manifest, tmp_path):
+@pytest.mark.parametrize("named_as", ["host:port", "auto"])  # auto: as the README says to run it on the head node
+def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, model_dir, photo_manifest, tmp_path,
+                                                          named_as):
     address, env = loopback_ray_cluster
     arguments = ["--manifest", str(photo_manifest), "--model", str(model_dir)]
-    cluster = _audit_on_cluster(address, env, [*arguments, "--out", str(tmp_path / "cluster")])
+    cluster = _audit_on_cluster(address if named_as == "host:port" else "auto", env,
+                                [*arguments, "--out", str(tmp_path / "cluster")])
     assert cluster.returncode == 0, cluster.stderr[-3000:]
     assert evaluate.main([*arguments, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
     _same_bundle(read_bundle(tmp_path / "local"), read_bundle(tmp_path / "cluster"))
