@@ -97,6 +97,12 @@ def test_explanation_cache_is_safe_to_share_between_threads(model, chips, monkey
 def test_dashboard_sessions_get_a_detector_per_thread():
     from pages import _cached  # each session's script runs in its own thread
 
+    together = threading.Barrier(3)  # three threads at once: else a quick one may take a second call
+
+    def in_a_thread(_):
+        together.wait(timeout=60)
+        return _cached.detector()
+
     with ThreadPoolExecutor(3) as pool:
-        detectors = list(pool.map(lambda _: _cached.detector(), range(3)))
+        detectors = list(pool.map(in_a_thread, range(3)))
     assert len({id(detector) for detector in detectors}) == 3
