@@ -10,6 +10,7 @@ Table columns: `file` (path as the source names it, the row's stable id), `path`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -298,13 +299,37 @@ def read_london_set(folder: str | Path) -> Dataset:
     return _build("london_set", rows, table.rejects + rejects, extra, csv_path.parent, table.notes)
 
 
+def _seven_races(races: pd.Series, source: str) -> tuple[list[str | None] | None, list[str]]:
+    """A manifest's race labels as FairFace's seven classes (`fairface_race`), and notes.
+
+    Kept where the labels are written in them: some name a race the five merge (East Asian, Latino_Hispanic, ...)
+    and none names a race of the five only (Asian, Others), which would not say which of the seven it is.
+    """
+    seven, five_only = [], 0
+    for value in races:
+        try:
+            seven.append(None if _missing(value) else labels.parse_race7(value))
+        except labels.LabelError:
+            seven.append(None)
+            with contextlib.suppress(labels.LabelError):  # an unknown race is the row's reject, not counted here
+                labels.parse_race(value)
+                five_only += 1
+    if not set(seven) - {None, *labels.RACES}:  # no race the five merge: written in the five
+        return None, []
+    if five_only:
+        return None, [f"{source}: race uses FairFace's seven classes, but {five_only} labels name Asian or Others, "
+                      "which do not say which of the seven; race-7 metrics are left out"]
+    return seven, []
+
+
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     """Read any labeled image folder through a manifest CSV.
 
     The CSV has a `path` column (relative to the CSV's folder; absolute and `..` paths are opened too,
     and counted in the dataset's notes, which the bundle keeps) and any of `age`, `age_bin`,
-    `gender`, `race` (case-insensitive names; FairFace race names are accepted and mapped). Every
-    other column is kept as an extra grouping attribute, e.g. `skin` or `identity`.
+    `gender`, `race` (case-insensitive names; FairFace race names are accepted and mapped, and kept as
+    `fairface_race` when race is written in FairFace's seven classes). Every other column is kept as an
+    extra grouping attribute, e.g. `skin` or `identity`.
 
     Raises:
         ManifestError: the CSV is missing, cannot be read as a CSV, or has no `path` column.
@@ -314,7 +339,12 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     table = _read_csv(csv_path, ["path"], name)
     frame = table.frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in table.frame.columns})
     present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
+    seven, race_notes = None, []
+    if "race" in present and "fairface_race" not in frame:  # a column of that name in the manifest stays as given
+        seven, race_notes = _seven_races(frame["race"], name)
+    if seven is not None:
+        frame.insert(0, "fairface_race", seven)
     extra = [c for c in frame.columns if c != "path" and c not in present]
     rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    notes = table.notes + _outside_note(rows, csv_path.parent, name)
+    notes = table.notes + race_notes + _outside_note(rows, csv_path.parent, name)
     return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

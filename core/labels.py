@@ -38,6 +38,7 @@ __all__ = [
     "parse_age_bin",
     "parse_gender",
     "parse_race",
+    "parse_race7",
 ]
 
 AGE_MIN, AGE_MAX = 0, 116
@@ -140,6 +141,15 @@ def parse_race(value: object) -> str:
         LabelError: `value` is neither one of `RACES` nor of `FAIRFACE_RACES`.
     """
     return _lookup(value, RACES, "race", extra=FAIRFACE_TO_RACE)
+
+
+def parse_race7(value: object) -> str:
+    """Return the canonical name of one of FairFace's seven races for `value` (case-insensitive, `_` or space).
+
+    Raises:
+        LabelError: `value` is not one of `FAIRFACE_RACES`.
+    """
+    return _lookup(value, FAIRFACE_RACES, "FairFace race")
 
 
 def parse_age_bin(value: object) -> str:

@@ -33,6 +33,21 @@ def test_audit_predicts_faces_and_records_every_reject(tiny_checkpoint, photo_ma
     assert metrics["groups"]["identity"]["p025"]["n"] == 1
 
 
+def test_a_manifest_in_fairface_races_is_audited_on_the_seven(photo_manifest):
+    import torch
+
+    from core.model import Checkpoint, ModelConfig, create_model
+
+    torch.manual_seed(0)
+    seven = Checkpoint(model=create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)).eval(),
+                       meta={"weights_sha256": "0123456789abcdef"})
+    bundle = run_audit(seven, read_manifest(photo_manifest))  # its races: White, Black, East Asian
+    frame = bundle.predictions
+    assert frame["fairface_race"].tolist() == ["White", "Black", "East Asian"]
+    assert bundle.metrics["race7_accuracy"] == pytest.approx((frame["fairface_race"] == frame["pred_race7"]).mean())
+    assert set(bundle.metrics["groups"]["fairface_race"]) == {"White", "Black", "East Asian"}
+
+
 def test_an_export_reads_back_the_columns_the_dashboard_leaves_out(tiny_checkpoint, photo_manifest, tmp_path):
     bundle = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
     for folder in (write_bundle(bundle, tmp_path / "one"), write_bundle(bundle, tmp_path / "parts", part_rows=2)):

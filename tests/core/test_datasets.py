@@ -92,7 +92,7 @@ def test_manifest_keeps_extra_columns_and_checks_age_against_bin(tmp_path):
     )
     dataset = read_manifest(tmp_path / "manifest.csv")
     assert dataset.name == "manifest"
-    assert dataset.extra_columns == ["skin", "identity", "manifest_file"]
+    assert dataset.extra_columns == ["fairface_race", "skin", "identity", "manifest_file"]  # "east asian": the seven
     table = dataset.table.set_index("file")
     assert table.at["photos/b.png", "race"] == "Asian" and table.at["photos/b.png", "gender"] == "Male"
     assert table.at["photos/a.png", "age_bin"] == "30-39"
@@ -100,6 +100,31 @@ def test_manifest_keeps_extra_columns_and_checks_age_against_bin(tmp_path):
     assert table.at["photos/c.png", "skin"] == "II"
     assert dataset.rejects["file"].tolist() == ["photos/d.png"]
     assert dataset.rejects["reason"].iloc[0] == "age 'abc' is not a number"
+
+
+def test_manifest_written_in_fairface_races_keeps_the_seven(tmp_path):
+    _write_images(tmp_path, ["a.png", "b.png", "c.png", "d.png", "e.png"])
+    (tmp_path / "m.csv").write_text("path,race\na.png,latino_hispanic\nb.png,Middle Eastern\nc.png,white\n"
+                                    "d.png,unknown\ne.png,Martian\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    table = dataset.table.set_index("file")
+    assert table["fairface_race"].tolist()[:3] == ["Latino_Hispanic", "Middle Eastern", "White"]
+    assert pd.isna(table.at["d.png", "fairface_race"]) and table["race"].tolist()[:3] == ["Others", "Others", "White"]
+    assert dataset.rejects["file"].tolist() == ["e.png"] and dataset.notes == []  # its own reject, nothing more
+
+
+@pytest.mark.parametrize(("races", "note"), [
+    ("White,Asian", None),  # the five: nothing to keep
+    ("East Asian,Asian,Others", "m: race uses FairFace's seven classes, but 2 labels name Asian or Others, which do "
+                                "not say which of the seven; race-7 metrics are left out"),
+])
+def test_manifest_that_does_not_say_which_of_the_seven_keeps_the_five(tmp_path, races, note):
+    names = [f"{index}.png" for index, _ in enumerate(races.split(","))]
+    _write_images(tmp_path, names)
+    (tmp_path / "m.csv").write_text("path,race\n" + "".join(f"{n},{r}\n" for n, r in zip(names, races.split(","))))
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert "fairface_race" not in dataset.table and dataset.notes == ([note] if note else [])
+    assert len(dataset.table) == len(names)
 
 
 def test_manifest_age_outside_its_bin_is_rejected(tmp_path):
