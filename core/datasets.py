@@ -317,8 +317,8 @@ def _seven_races(races: pd.Series, source: str) -> tuple[list[str | None] | None
     if not set(seven) - {None, *labels.RACES}:  # no race the five merge: written in the five
         return None, []
     if five_only:
-        return None, [f"{source}: race uses FairFace's seven classes, but {five_only} labels name Asian or Others, "
-                      "which do not say which of the seven; race-7 metrics are left out"]
+        return None, [(f"{source}: race uses FairFace's seven classes, but {five_only} labels name Asian or Others, "
+                       "which do not say which of the seven; race-7 metrics are left out")]
     return seven, []
 
 

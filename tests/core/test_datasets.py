@@ -115,8 +115,8 @@ def test_manifest_written_in_fairface_races_keeps_the_seven(tmp_path):
 
 @pytest.mark.parametrize(("races", "note"), [
     ("White,Asian", None),  # the five: nothing to keep
-    ("East Asian,Asian,Others", "m: race uses FairFace's seven classes, but 2 labels name Asian or Others, which do "
-                                "not say which of the seven; race-7 metrics are left out"),
+    ("East Asian,Asian,Others", ("m: race uses FairFace's seven classes, but 2 labels name Asian or Others, which do "
+                                 "not say which of the seven; race-7 metrics are left out")),
 ])
 def test_manifest_that_does_not_say_which_of_the_seven_keeps_the_five(tmp_path, races, note):
     names = [f"{index}.png" for index, _ in enumerate(races.split(","))]
