@@ -10,6 +10,7 @@ catch-all, not an ethnicity. Pages and reports show `RACE_MAPPING_NOTE` wherever
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -39,6 +40,7 @@ __all__ = [
     "parse_gender",
     "parse_race",
     "parse_race7",
+    "race7_labels",
 ]
 
 AGE_MIN, AGE_MAX = 0, 116
@@ -150,6 +152,16 @@ def parse_race7(value: object) -> str:
         LabelError: `value` is not one of `FAIRFACE_RACES`.
     """
     return _lookup(value, FAIRFACE_RACES, "FairFace race")
+
+
+def race7_labels(names: Iterable[object]) -> list[str] | None:
+    """Race labels as FairFace's seven classes when they are written in them: each one of the seven and some a race
+    the five merge (East or Southeast Asian, Latino_Hispanic, Middle Eastern); None otherwise."""
+    try:
+        seven = [parse_race7(name) for name in names]
+    except LabelError:
+        return None
+    return seven if set(seven) - set(RACES) else None
 
 
 def parse_age_bin(value: object) -> str:

@@ -11,8 +11,9 @@ An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes a
 `outputs` says what each head's graph output is (the output of the same name, or the one `output_names`
 gives): `age` as logits over whole years 0-116 ("years-logits") or one value in years ("years"); `gender`
 and `race` as logits in the listed label order (any names that `core.labels` parses, FairFace's seven
-races included: their probabilities are summed onto FaceAudit's five). A head the spec leaves out is not
-predicted. `OnnxModel.predict` returns what `core.trainer.predict` returns.
+races included: their probabilities are summed onto FaceAudit's five and, when the list is FairFace's races,
+also kept as the seven-class `race7` head). A head the spec leaves out is not predicted. `OnnxModel.predict`
+returns what `core.trainer.predict` returns.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class OnnxModel:
                 except labels.LabelError as error:
                     raise OnnxModelError(f"{spec_path(self.path)}: {error}") from None
                 self.maps[head] = np.eye(len(labels.CLASSES[head]), dtype=np.float32)[ours]
+        seven = labels.race7_labels(self.heads["race"]) if "race" in self.heads else None
+        if seven is not None:  # FairFace's seven races: kept as the `race7` head beside their five-class sum
+            self.maps["race7"] = np.eye(len(labels.FAIRFACE_RACES), dtype=np.float32)[
+                [labels.FAIRFACE_RACES.index(name) for name in seven]]
 
     @property
     def model_id(self) -> str:
@@ -122,7 +127,7 @@ class OnnxModel:
 
     def logits(self, chips: np.ndarray) -> dict[str, torch.Tensor]:
         """The graph's outputs for uint8 `(n, S, S, 3)` chips by head: age as the spec says, gender and race as
-        log-probabilities over FaceAudit's classes."""
+        log-probabilities over FaceAudit's classes, and `race7` over FairFace's seven where the spec's races are them."""
         names = {head: self.spec.get("output_names", {}).get(head, head) for head in self.heads}
         values = self.session.run(list(names.values()), {self.session.get_inputs()[0].name: self._inputs(chips)})
         out = {}
@@ -132,8 +137,10 @@ class OnnxModel:
                 if value.ndim != 2 or value.shape[1] != len(self.maps[head]):
                     raise OnnxModelError(f"{self.path.name}: output {names[head]!r} has shape {tuple(value.shape)}, but the "
                                          f"spec lists {len(self.maps[head])} {head} labels")
-                value = (value.softmax(1) @ torch.from_numpy(self.maps[head])).clamp_min(1e-12).log()
-            out[head] = value.reshape(len(chips)) if head == "age" and self.heads["age"] == "years" else value
+                onto = [head, "race7"] if head == "race" and "race7" in self.maps else [head]
+                out |= {ours: (value.softmax(1) @ torch.from_numpy(self.maps[ours])).clamp_min(1e-12).log() for ours in onto}
+            else:
+                out[head] = value.reshape(len(chips)) if head == "age" and self.heads["age"] == "years" else value
         return out
 
     def predict(self, chips: np.ndarray, *, batch_size: int = 64, tta: bool = True,
@@ -149,7 +156,7 @@ class OnnxModel:
             both = self.logits(np.concatenate([batch, batch[:, :, ::-1]]) if tta else batch)
             years = both.pop("age") if self.heads.get("age") == "years" else None
             outputs = mirror_average({h: v[:n] for h, v in both.items()}, {h: v[n:] for h, v in both.items()}) if tta else both
-            result = {head: outputs[head].softmax(1) for head in ("gender", "race") if head in outputs}
+            result = {head: outputs[head].softmax(1) for head in ("gender", "race", "race7") if head in outputs}
             if "age" in outputs:
                 result |= age_summary(outputs["age"])
             elif years is not None:
@@ -162,7 +169,8 @@ class OnnxModel:
 class CallableModel:
     """A user's own Python function as a model: `function(chips) -> outputs`, uint8 `(n, S, S, 3)` FaceAudit-aligned
     chips in, any of `core.trainer.predict`'s outputs out (`age`, `age_std` (n,); `gender` (n, 2), `race` (n, 5),
-    `age_bin` (n, 9) probabilities in FaceAudit's class order). Importing it runs the user's code."""
+    `age_bin` (n, 9), `race7` (n, 7) probabilities in FaceAudit's class order; without `race`, the five are summed
+    from `race7`). Importing it runs the user's code."""
 
     def __init__(self, target: str, size: int) -> None:
         import importlib
@@ -187,7 +195,7 @@ class CallableModel:
     def predict(self, chips: np.ndarray, *, batch_size: int = 64, tta: bool = True,
                 progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, np.ndarray]:
         """The function's outputs, batch by batch, checked for shape (`tta` is the function's business)."""
-        expected = {"age": (), "age_std": (), **{head: (len(names),) for head, names in labels.CLASSES.items()}}
+        expected = {"age": (), "age_std": (), **{head: (len(names),) for head, names in labels.HEAD_CLASSES.items()}}
         parts: dict[str, list[np.ndarray]] = {}
         starts = range(0, len(chips), batch_size)
         for start in progress(starts) if progress else starts:
@@ -199,4 +207,7 @@ class CallableModel:
                     raise OnnxModelError(f"{self.target} returned {name!r} with shape {value.shape}; expected one of "
                                          f"{', '.join(f'{k} {(len(batch), *v)}' for k, v in expected.items())}")
                 parts.setdefault(name, []).append(value)
-        return {name: np.concatenate(values) for name, values in parts.items()}
+        result = {name: np.concatenate(values) for name, values in parts.items()}
+        if "race7" in result and "race" not in result:
+            result["race"] = result["race7"] @ np.eye(len(labels.RACES), dtype=np.float32)[list(labels.RACE7_TO_RACE)]
+        return result

@@ -39,7 +39,8 @@ def test_export_predicts_what_the_checkpoint_predicts(exported):
 
 
 def test_a_calibrated_seven_class_race_head_exports_its_seven_classes(tmp_path):
-    """The graph gives the seven FairFace classes (temperatures applied); onnxruntime sums them onto five."""
+    """The graph gives the seven FairFace classes (temperatures applied); through onnxruntime the audit keeps them
+    as the checkpoint does, beside their sum onto five."""
     from core.model import ModelConfig, create_model, save_checkpoint
 
     torch.manual_seed(1)
@@ -51,7 +52,8 @@ def test_a_calibrated_seven_class_race_head_exports_its_seven_classes(tmp_path):
     assert json.loads(spec_path(out).read_text())["outputs"]["race"][-1] == "Middle Eastern"
     chips = np.random.default_rng(2).integers(0, 256, (12, 48, 48, 3), dtype=np.uint8)
     ours, theirs = predict(checkpoint.model, chips), onnx.predict(chips)
-    assert "race7" in ours and "race7" not in theirs
+    assert set(theirs) == set(ours)
+    np.testing.assert_allclose(theirs["race7"], ours["race7"], atol=1e-4)
     np.testing.assert_allclose(theirs["race"], ours["race"], atol=1e-4)
     np.testing.assert_allclose(theirs["gender"], ours["gender"], atol=1e-4)
 
@@ -111,12 +113,15 @@ def test_an_outside_model_with_other_heads_and_labels(tmp_path):
     onnx = OnnxModel(_vendor_file(tmp_path))
     chips = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     outputs = onnx.predict(chips)
-    assert set(outputs) == {"age", "race"} and outputs["race"].shape == (6, 5)  # seven classes summed onto five
-    assert np.allclose(outputs["race"].sum(1), 1, atol=1e-5)
+    assert set(outputs) == {"age", "race", "race7"} and outputs["race"].shape == (6, 5)  # seven summed onto five
+    assert np.allclose(outputs["race"].sum(1), 1, atol=1e-5) and outputs["race7"].shape == (6, 7)  # and kept
     logits = onnx.logits(chips[:1])["race"].softmax(1).numpy()[0]  # un-mirrored: Asian = East + Southeast Asian
     x = (chips[:1].astype(np.float32) / 255 - 0.5) / 0.25
     raw = _Vendor()(torch.from_numpy(x.transpose(0, 3, 1, 2)))[1].softmax(1).detach().numpy()[0]
     assert logits[2] == pytest.approx(raw[3] + raw[4], abs=1e-5) and logits[4] == pytest.approx(raw[2] + raw[6], abs=1e-5)
+    np.testing.assert_allclose(onnx.logits(chips[:1])["race7"].softmax(1).numpy()[0], raw, atol=1e-5)
+    listed_backwards = OnnxModel(_vendor_file(tmp_path, {"outputs": {"age": "years", "race": FAIRFACE_7[::-1]}}))
+    np.testing.assert_allclose(listed_backwards.logits(chips[:1])["race7"].softmax(1).numpy()[0], raw[::-1], atol=1e-5)
     with pytest.raises(ExplainError, match="does not predict gender"):
         explain_outputs(onnx, chips[0], head="gender", target="Male", samples=10)
 
@@ -153,6 +158,18 @@ def constant_model(chips: np.ndarray) -> dict[str, np.ndarray]:
     """A user's own model for `--predictor tests.core.test_onnx:constant_model`: everyone is a 30-year-old woman."""
     n = len(chips)
     return {"age": np.full(n, 30.0), "gender": np.tile([0.2, 0.8], (n, 1))}
+
+
+def seven_race_model(chips: np.ndarray) -> dict[str, np.ndarray]:
+    return {"race7": np.tile([0.1, 0.1, 0.2, 0.3, 0.1, 0.1, 0.1], (len(chips), 1))}  # FairFace's order
+
+
+def test_a_users_function_may_give_the_seven_races_alone():
+    from core.onnx_model import CallableModel
+
+    outputs = CallableModel("tests.core.test_onnx:seven_race_model", 32).predict(np.zeros((3, 32, 32, 3), np.uint8))
+    np.testing.assert_allclose(outputs["race"], np.tile([0.1, 0.1, 0.4, 0.1, 0.3], (3, 1)), atol=1e-6)  # Asian: 0.3 + 0.1
+    assert outputs["race7"].shape == (3, 7)
 
 
 def wrong_shape_model(chips: np.ndarray) -> dict[str, np.ndarray]:
