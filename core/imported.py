@@ -7,9 +7,11 @@ dataset does (its `file` as written in the manifest or label CSV, or its full `p
     age_bin        a FairFace age bin ("20-29", "70+", ...)
     gender, race   a label
     p_gender_<label>, p_race_<label>, p_age_bin_<bin>   probabilities (several labels onto one class are summed)
+    p_race7_<FairFace race>                            FairFace's seven races, as FaceAudit's bundles write them
 
-Labels are read as FaceAudit's names (FairFace's seven race names are mapped onto its five) or through a
-declared label map (JSON), which can also rename the file's columns:
+Labels are read as FaceAudit's names (FairFace's seven race names are mapped onto its five, and kept as the
+seven-class `pred_race7` when every race label is one of the seven) or through a declared label map (JSON),
+which can also rename the file's columns:
 
     {"columns": {"predicted_age": "age", "image": "file"},
      "gender": {"Man": "Male", "Woman": "Female"},
@@ -44,7 +46,7 @@ UNMATCHED_FILE = "unmatched_predictions.csv"
 KEYS = ("file", "path")  # how a prediction names its image, tried in this order
 OUTPUTS = ("age", "age_bin", "gender", "race")
 _PARSERS = {"gender": labels.parse_gender, "race": labels.parse_race, "age_bin": labels.parse_age_bin}
-_PROBABILITY = re.compile(r"^p_(gender|race|age_bin)_(.+)$")
+_PROBABILITY = re.compile(r"^p_(gender|race7|race|age_bin)_(.+)$")
 NOT_DETECTED = "imported predictions: faces were found by the model's owner, not by FaceAudit"
 
 
@@ -72,15 +74,19 @@ class LabelMap:
             raise PredictionsError(f"label map {path}: unknown key(s) {unknown}; valid: columns, {', '.join(_PARSERS)}")
         return cls(columns=dict(raw.get("columns", {})), values={head: dict(raw[head]) for head in _PARSERS if head in raw})
 
+    def declared(self, head: str, value: object) -> object:
+        """The model's label `value` of `head` as the map names it (itself where the map does not)."""
+        declared = {str(key).strip().lower(): ours for key, ours in self.values.get(head, {}).items()}
+        return declared.get(str(value).strip().lower(), value)
+
     def label(self, head: str, value: object) -> str:
         """FaceAudit's class for the model's label `value` of `head`.
 
         Raises:
             PredictionsError: a label neither FaceAudit's nor in the map.
         """
-        declared = {str(key).strip().lower(): ours for key, ours in self.values.get(head, {}).items()}
         try:
-            return _PARSERS[head](declared.get(str(value).strip().lower(), value))
+            return _PARSERS[head](self.declared(head, value))
         except labels.LabelError as error:
             raise PredictionsError(f"{head} label {str(value)!r} is not mapped: add it to the label map's "
                                    f"\"{head}\" table ({error})") from None
@@ -122,23 +128,47 @@ def _empty(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
+def _given(head: str) -> str:
+    """The label column `head` is read from: FairFace's seven races come from the model's race labels."""
+    return "race" if head == "race7" else head
+
+
 def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: list[str]) -> np.ndarray | None:
-    """`(n, classes)` probabilities of `head` from its p_ columns (mapped and summed), or None without any."""
-    columns = [c for c in frame.columns if (m := _PROBABILITY.match(str(c))) and m.group(1) == head]
-    if not columns:
+    """`(n, classes)` probabilities of `head` from its p_ columns (mapped and summed), or None without any; `race7`'s
+    are its own columns, else the race columns where they name FairFace's seven races."""
+    def columns_of(name: str) -> list[str]:
+        return [c for c in frame.columns if (m := _PROBABILITY.match(str(c))) and m.group(1) == name]
+
+    columns = columns_of(head) or (columns_of("race") if head == "race7" else [])
+    theirs = [_PROBABILITY.match(column).group(2) for column in columns]
+    ours = (labels.race7_labels(label_map.declared("race", name) for name in theirs) if head == "race7"
+            else [label_map.label(head, name) for name in theirs])
+    if not columns or ours is None:
         return None
-    names = labels.CLASSES[head]
+    names = labels.HEAD_CLASSES[head]
     probs = np.zeros((len(frame), len(names)))
-    for column in columns:
-        ours = label_map.label(head, _PROBABILITY.match(column).group(2))
-        probs[:, names.index(ours)] += pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    for column, name in zip(columns, ours):
+        probs[:, names.index(name)] += pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     sums = probs.sum(axis=1)
     if np.nanmax(np.abs(sums - 1), initial=0) > 1e-3:
-        notes.append(f"{head} probabilities did not sum to 1 (row sums {np.nanmin(sums):.3f}–{np.nanmax(sums):.3f}); "
-                     "they were divided by their sum")
+        if head != "race7":  # the race columns' note says it
+            notes.append(f"{head} probabilities did not sum to 1 (row sums {np.nanmin(sums):.3f}–{np.nanmax(sums):.3f}); "
+                         "they were divided by their sum")
         with np.errstate(invalid="ignore", divide="ignore"):
             probs = probs / sums[:, None]
     return probs
+
+
+def _labels(values: pd.Series, head: str, label_map: LabelMap) -> list[str | None] | None:
+    """The model's labels of `head` as FaceAudit's classes (None where empty); for `race7`, None unless its race
+    labels are FairFace's seven races."""
+    given = [value for value in values if not _empty(value)]
+    if head != "race7":
+        ours = [label_map.label(head, value) for value in given]
+    elif (ours := labels.race7_labels(label_map.declared("race", value) for value in given)) is None:
+        return None
+    by_label = dict(zip(given, ours))
+    return [None if _empty(value) else by_label[value] for value in values]
 
 
 def _outputs(frame: pd.DataFrame, label_map: LabelMap, notes: list[str]) -> pd.DataFrame:
@@ -149,8 +179,8 @@ def _outputs(frame: pd.DataFrame, label_map: LabelMap, notes: list[str]) -> pd.D
         raise PredictionsError(f"age {bad.iloc[0]!r} is not a number ({len(bad)} such rows)")
     out["pred_age"] = age.astype(float) if age is not None else np.nan
     out["pred_age_std"] = np.nan  # a spread only FaceAudit's own models give
-    for head in ("gender", "race", "age_bin"):
-        names = labels.CLASSES[head]
+    for head in ("gender", "race", "age_bin", "race7"):
+        names, ordered = labels.HEAD_CLASSES[head], head != "race7"  # as `core.bundle.prediction_frame` writes them
         probs = _probabilities(frame, head, label_map, notes)
         if probs is not None:
             for index, name in enumerate(names):
@@ -158,10 +188,11 @@ def _outputs(frame: pd.DataFrame, label_map: LabelMap, notes: list[str]) -> pd.D
             known = ~np.isnan(probs).any(axis=1)
             codes = np.where(known, np.nan_to_num(probs).argmax(1) if head != "age_bin"
                              else labels.median_bin_index(np.nan_to_num(probs)), -1)
-            predicted = pd.Categorical.from_codes(codes, categories=list(names), ordered=True)
-        elif head in frame:
-            predicted = pd.Categorical([None if _empty(v) else label_map.label(head, v) for v in frame[head]],
-                                       categories=list(names), ordered=True)
+            predicted = pd.Categorical.from_codes(codes, categories=list(names), ordered=ordered)
+        elif _given(head) in frame and (given := _labels(frame[_given(head)], head, label_map)) is not None:
+            predicted = pd.Categorical(given, categories=list(names), ordered=ordered)
+        elif head == "race7":  # a model of five races, or none: no seven-class column
+            continue
         elif head == "age_bin" and age is not None:  # a bin from the predicted age
             predicted = pd.Categorical(labels.bins_of_ages(out["pred_age"].to_numpy(dtype=float)), categories=list(names),
                                        ordered=True)

@@ -51,6 +51,23 @@ def test_probabilities_of_several_labels_sum_onto_one_class():
     bundle, _ = import_predictions(_dataset(table), outputs, source="x.csv")
     assert (bundle.predictions["pred_race"] == "Asian").all()
     assert np.allclose(bundle.predictions["p_race_Asian"], 0.6)
+    # FairFace's races: also kept as the seven, where White wins
+    assert (bundle.predictions["pred_race7"] == "White").all()
+    assert np.allclose(bundle.predictions["p_race7_East Asian"], 0.3) and (bundle.predictions["p_race7_Indian"] == 0).all()
+
+
+def test_a_model_of_fairface_races_is_audited_on_the_seven():
+    table = synthetic_predictions(4)[["file", "path", "source", "age", "age_bin", "gender", "race"]].assign(
+        fairface_race=["White", "Latino_Hispanic", "East Asian", "Middle Eastern"])
+    outputs = pd.DataFrame({"file": table["file"], "race": ["White", "Hispanic", "Southeast Asian", ""]})
+    seven, _ = import_predictions(_dataset(table), outputs, source="x.csv",
+                                  label_map=LabelMap(values={"race": {"Hispanic": "Latino_Hispanic"}}))
+    frame = seven.predictions
+    assert frame["pred_race7"].tolist() == ["White", "Latino_Hispanic", "Southeast Asian"]  # the 4th: no output
+    assert frame["pred_race"].tolist() == ["White", "Others", "Asian"]
+    assert seven.metrics["race7_accuracy"] == pytest.approx(2 / 3)
+    five, _ = import_predictions(_dataset(table), outputs.assign(race=["White", "Others", "Asian", ""]), source="x.csv")
+    assert "pred_race7" not in five.predictions and five.metrics.get("race7_accuracy") is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -94,5 +111,5 @@ def test_our_own_fairface_predictions_imported_give_the_same_metrics(tmp_path, s
     bundle, unmatched = import_predictions(dataset, read_predictions(tmp_path / "ours.parquet"), source="ours.parquet")
     assert unmatched.empty and bundle.metrics["n"] == shipped.metrics["n"]
     assert bundle.metrics["n_rejected"] == shipped.metrics["n_rejected"]  # the photo without a face has no row
-    for name in ("gender_accuracy", "race_accuracy"):
+    for name in ("gender_accuracy", "race_accuracy", "race7_accuracy"):
         assert bundle.metrics[name] == pytest.approx(shipped.metrics[name])
