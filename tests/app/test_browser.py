@@ -177,6 +177,8 @@ def test_report_downloads(browser_page, tmp_path):
 
 
 def test_auditors_own_column_and_the_audited_face(browser_page):
+    from playwright.sync_api import expect
+
     page = browser_page
     _open(page, "Error gallery")  # the FairFace sample: in-the-wild photos, the audited face outlined
     page.get_by_text(re.compile(r"mistakes among")).first.wait_for()
@@ -185,6 +187,11 @@ def test_auditors_own_column_and_the_audited_face(browser_page):
     picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Audit dataset")
     picker.click()
     page.get_by_role("option", name="london-set", exact=True).click()
+    box = picker.get_by_role("combobox")
+    expect(box).to_have_value("london-set")
+    box.blur()  # while its list is open, react-aria hides the rest of the page (the page links) from roles
+    expect(box).to_have_attribute("aria-expanded", "false")
+    _wait_for_run(page)
     _open(page, "Subgroup metrics")
     group_by = page.locator("[data-testid='stMultiSelect']").filter(has_text="Group by")
     group_by.locator("input").fill("expression")  # a column of the London set's own labels file
