@@ -10,11 +10,10 @@ Table columns: `file` (path as the source names it, the row's stable id), `path`
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,27 +298,31 @@ def read_london_set(folder: str | Path) -> Dataset:
     return _build("london_set", rows, table.rejects + rejects, extra, csv_path.parent, table.notes)
 
 
-def _seven_races(races: pd.Series, source: str) -> tuple[list[str | None] | None, list[str]]:
+def _parses(parse: Callable[[object], str], value: object) -> bool:
+    try:
+        parse(value)
+    except labels.LabelError:
+        return False
+    return True
+
+
+def _seven_races(races: pd.Series, source: str) -> tuple[pd.Series | None, list[str]]:
     """A manifest's race labels as FairFace's seven classes (`fairface_race`), and notes.
 
-    Kept where the labels are written in them: some name a race the five merge (East Asian, Latino_Hispanic, ...)
-    and none names a race of the five only (Asian, Others), which would not say which of the seven it is.
+    Kept where the labels are written in them (`labels.race7_labels`) and none names a race of the five only
+    (Asian, Others), which would not say which of the seven it is.
     """
-    seven, five_only = [], 0
-    for value in races:
-        try:
-            seven.append(None if _missing(value) else labels.parse_race7(value))
-        except labels.LabelError:
-            seven.append(None)
-            with contextlib.suppress(labels.LabelError):  # an unknown race is the row's reject, not counted here
-                labels.parse_race(value)
-                five_only += 1
-    if not set(seven) - {None, *labels.RACES}:  # no race the five merge: written in the five
+    known = [value for value in races.dropna().unique()  # an unknown race is its row's reject, not counted here
+             if not _missing(value) and _parses(labels.parse_race, value)]
+    named = [value for value in known if _parses(labels.parse_race7, value)]
+    seven = labels.race7_labels(named)
+    if seven is None:  # no race the five merge: written in the five
         return None, []
-    if five_only:
+    if len(named) < len(known):
+        five_only = int(races.isin(set(known) - set(named)).sum())
         return None, [(f"{source}: race uses FairFace's seven classes, but {five_only} labels name Asian or Others, "
                        "which do not say which of the seven; race-7 metrics are left out")]
-    return seven, []
+    return races.map(dict(zip(named, seven))), []
 
 
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:

@@ -139,9 +139,9 @@ def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: l
     def columns_of(name: str) -> list[str]:
         return [c for c in frame.columns if (m := _PROBABILITY.match(str(c))) and m.group(1) == name]
 
-    columns = columns_of(head) or (columns_of("race") if head == "race7" else [])
+    columns = columns_of(head) or columns_of(_given(head))
     theirs = [_PROBABILITY.match(column).group(2) for column in columns]
-    ours = (labels.race7_labels(label_map.declared("race", name) for name in theirs) if head == "race7"
+    ours = (labels.race7_labels(label_map.declared(_given(head), name) for name in theirs) if head == "race7"
             else [label_map.label(head, name) for name in theirs])
     if not columns or ours is None:
         return None
@@ -165,7 +165,7 @@ def _labels(values: pd.Series, head: str, label_map: LabelMap) -> list[str | Non
     given = [value for value in values if not _empty(value)]
     if head != "race7":
         ours = [label_map.label(head, value) for value in given]
-    elif (ours := labels.race7_labels(label_map.declared("race", value) for value in given)) is None:
+    elif (ours := labels.race7_labels(label_map.declared(_given(head), value) for value in given)) is None:
         return None
     by_label = dict(zip(given, ours))
     return [None if _empty(value) else by_label[value] for value in values]

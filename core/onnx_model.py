@@ -28,7 +28,7 @@ import torch
 
 from core import labels
 from core.errors import FaceAuditError
-from core.model import age_summary, file_sha256, mirror_average
+from core.model import age_summary, file_sha256, mirror_average, race7_to_race
 
 __all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "CallableModel", "spec_path"]
 
@@ -209,5 +209,5 @@ class CallableModel:
                 parts.setdefault(name, []).append(value)
         result = {name: np.concatenate(values) for name, values in parts.items()}
         if "race7" in result and "race" not in result:
-            result["race"] = result["race7"] @ np.eye(len(labels.RACES), dtype=np.float32)[list(labels.RACE7_TO_RACE)]
+            result["race"] = race7_to_race(torch.from_numpy(result["race7"]).log()).exp().numpy()
         return result
