@@ -6,7 +6,8 @@ and hashed for duplicate grouping (`audit_chunk`). Both engines run `audit_chunk
 the same bundle; `core.audit.run_audit` joins the chunks into it.
 
 Ray starts locally by default (this machine's cores, loopback only, no dashboard, no usage reporting); with
-`ray_address` the chunks run on that cluster, whose nodes must see the images at the same paths.
+`ray_address` the chunks run on that cluster, whose nodes must see the images at the same paths. Ray's workers get
+FaceAudit's code, and a user's `--predictor` module when it is neither in FaceAudit's folder nor installed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import io
 import json
 import os
 import shutil
+import site
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cv2
@@ -33,6 +36,7 @@ from core.config import REPO_ROOT
 from core.dedup import HASH_COLUMNS, image_hashes
 from core.errors import FaceAuditError
 from core.model import Checkpoint
+from core.onnx_model import CallableModel
 from core.trainer import CPU, predict
 
 __all__ = ["CHUNK_ROWS", "ENGINES", "ChunkResult", "ChunkStore", "ResumeError", "audit_chunk", "audit_key",
@@ -213,14 +217,26 @@ def _head_address(address: str) -> str:
     return os.environ.get("RAY_ADDRESS") or (left.read_text().strip() if left.is_file() else address)
 
 
-def _connect(ray: Any, address: str) -> None:
-    """Join the Ray cluster at `address`, or say what to check."""
+def _modules_to_ship(model: Any) -> list[ModuleType]:
+    """A user's `--predictor` module, for Ray to send to its workers, unless they import it already: from
+    FaceAudit's folder (theirs too) or from the installed packages (each node's environment)."""
+    if not isinstance(model, CallableModel):
+        return []
+    module = model.top_module
+    source = Path(module.__file__ or next(iter(module.__path__))).resolve()
+    shared = [REPO_ROOT, *map(Path, site.getsitepackages()), Path(site.getusersitepackages())]
+    return [] if any(source.is_relative_to(folder.resolve()) for folder in shared) else [module]
+
+
+def _connect(ray: Any, address: str, modules: list[ModuleType]) -> None:
+    """Join the Ray cluster at `address` (its workers get FaceAudit's code and `modules`), or say what to check."""
     if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
         raise FaceAuditError(f"--ray-address {address} needs Ray Client: pip install 'ray[client]', or run the audit "
                              "on the cluster's head node with --ray-address auto")
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={
-            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"]})
+            "working_dir": str(REPO_ROOT), "excludes": [".git", ".venv", "runs", "artifacts", "models", "samples"],
+            **({"py_modules": modules} if modules else {})})
     except ConnectionError as error:
         if "AuthToken" in f"{error} {error.__cause__}":
             raise FaceAuditError(f"the Ray cluster at {address} refused this process's authentication token: set "
@@ -241,12 +257,13 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
         import ray.data
     except ImportError:
         raise FaceAuditError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
-    started = not ray.is_initialized()
+    started, modules = not ray.is_initialized(), _modules_to_ship(model)
     if started and address:  # a cluster: ship FaceAudit's code (not its models, data or environment) to the nodes
-        _connect(ray, address)
+        _connect(ray, address, modules)
     elif started:
         ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)},
+                              **({"py_modules": modules} if modules else {})})
         if (node := ray.util.get_node_ip_address()) != "127.0.0.1":  # Ray was imported before it could be kept local
             ray.shutdown()
             raise FaceAuditError(f"a local Ray would listen on {node}, beyond this machine: set {LOOPBACK_RAY}=0 "

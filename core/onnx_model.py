@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -187,6 +189,11 @@ class CallableModel:
 
     def __reduce__(self) -> tuple:  # a Ray worker imports the function again
         return CallableModel, (self.target, self.size)
+
+    @property
+    def top_module(self) -> ModuleType:
+        """The top-level module or package the function was imported from (what a Ray worker must import)."""
+        return sys.modules[self.target.partition(":")[0].partition(".")[0]]
 
     @property
     def model_id(self) -> str:

@@ -144,11 +144,12 @@ def loopback_ray_cluster():
         subprocess.run([*ray_cli, "stop"], env=env, capture_output=True, timeout=180)
 
 
-def _audit_on_cluster(address, env, arguments):
-    """`training.evaluate --engine ray --ray-address address` in its own process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "training.evaluate", *arguments, "--engine", "ray", "--ray-address",
-                           address, "--workers", str(engine.CPUS)], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=engine.REPO_ROOT)
+def _audit_on_ray(address, env, arguments):
+    """`training.evaluate --engine ray --ray-address address` in its own process, as a user runs it (a local Ray
+    when `address` is empty)."""
+    return subprocess.run([sys.executable, "-m", "training.evaluate", *arguments, "--engine", "ray",
+                           *(["--ray-address", address] if address else []), "--workers", str(engine.CPUS)], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=engine.REPO_ROOT, check=False)
 
 
 def test_auto_names_the_cluster_ray_would_join(tmp_path, monkeypatch):
@@ -169,7 +170,7 @@ def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, 
                                                           named_as):
     address, env = loopback_ray_cluster
     arguments = ["--manifest", str(photo_manifest), "--model", str(model_dir)]
-    cluster = _audit_on_cluster(address if named_as == "host:port" else "auto", env,
+    cluster = _audit_on_ray(address if named_as == "host:port" else "auto", env,
                                 [*arguments, "--out", str(tmp_path / "cluster")])
     assert cluster.returncode == 0, cluster.stderr[-3000:]
     assert evaluate.main([*arguments, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
@@ -180,7 +181,48 @@ def test_an_audit_on_a_ray_cluster_gives_the_local_bundle(loopback_ray_cluster, 
 def test_a_cluster_that_refuses_the_token_gets_a_clear_message(loopback_ray_cluster, model_dir, photo_manifest,
                                                                 tmp_path):
     address, env = loopback_ray_cluster
-    result = _audit_on_cluster(address, env | {"RAY_AUTH_TOKEN": "not-the-token"},
+    result = _audit_on_ray(address, env | {"RAY_AUTH_TOKEN": "not-the-token"},
                                ["--manifest", str(photo_manifest), "--model", str(model_dir), "--out", str(tmp_path)])
     assert result.returncode == 2
     assert f"the Ray cluster at {address} refused this process's authentication token" in result.stderr
+
+
+THEIR_PREDICTOR = '''import numpy as np
+
+
+def predict(chips):
+    brightness = chips.reshape(len(chips), -1).mean(1) / 255
+    return {"age": 20 + 40 * brightness, "gender": np.stack([brightness, 1 - brightness], 1)}
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ray_runs", ["here", "on a cluster"])
+def test_a_users_function_from_outside_faceaudit_runs_on_ray(request, photo_manifest, tmp_path, monkeypatch, ray_runs):
+    """`--predictor` from the user's own folder (on their PYTHONPATH, not FaceAudit's): Ray's workers import it too."""
+    _needs_ray()
+    package = f"their_models_{secrets.token_hex(4)}"  # a fresh name: no earlier import stands in for the shipped one
+    (tmp_path / "code" / package).mkdir(parents=True)
+    (tmp_path / "code" / package / "__init__.py").write_text("")
+    (tmp_path / "code" / package / "vendor.py").write_text(THEIR_PREDICTOR)
+    monkeypatch.syspath_prepend(tmp_path / "code")
+    arguments = ["--manifest", str(photo_manifest), "--predictor", f"{package}.vendor:predict", "--run-my-code"]
+    address, env = (request.getfixturevalue("loopback_ray_cluster") if ray_runs == "on a cluster"
+                    else ("", os.environ | {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}))
+    ray = _audit_on_ray(address, env | {"PYTHONPATH": str(tmp_path / "code")},
+                        [*arguments, "--out", str(tmp_path / "ray")])
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert evaluate.main([*arguments, "--out", str(tmp_path / "local")]) == 0
+    _same_bundle(read_bundle(tmp_path / "local"), read_bundle(tmp_path / "ray"))
+
+
+def test_only_a_users_own_module_is_sent_to_rays_workers(tiny_checkpoint, tmp_path, monkeypatch):
+    from core.onnx_model import CallableModel
+
+    (tmp_path / "their_vendor.py").write_text(THEIR_PREDICTOR)
+    monkeypatch.syspath_prepend(tmp_path)
+    theirs = CallableModel("their_vendor:predict", 32)
+    assert engine._modules_to_ship(theirs) == [theirs.top_module]
+    assert engine._modules_to_ship(CallableModel("tests.core.test_onnx:constant_model", 32)) == []  # FaceAudit's folder
+    assert engine._modules_to_ship(CallableModel("numpy:zeros", 32)) == []  # installed: every node has it
+    assert engine._modules_to_ship(tiny_checkpoint) == []
