@@ -18,6 +18,7 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import shutil
 import site
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -190,17 +191,33 @@ def _local_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, A
 
 
 class _ChunkActor:
-    """A Ray Data actor holding one copy of the model; audits one chunk per call."""
+    """A Ray Data actor holding one copy of the model; audits one chunk per call.
 
-    def __init__(self, model: Any, options: dict[str, Any]) -> None:
+    What one process would refuse with a `FaceAuditError` (a model this worker cannot load, such as an ONNX file
+    missing on its node; a user's function that returns the wrong shapes) comes back as the chunk's `refusal`, for
+    the driver to stop with that message instead of Ray's traceback of it.
+    """
+
+    def __init__(self, model: bytes, options: dict[str, Any]) -> None:
         torch.set_num_threads(options["threads"])
         cv2.setNumThreads(1)  # as `_one_opencv_thread`, for the life of this worker process (it holds only this actor)
-        self.model, self.options = model, options
+        self.model, self.options, self.refusal = None, options, ""
+        try:  # loaded here rather than by Ray as an argument, where its refusal would kill the actor
+            self.model = pickle.loads(model)  # the driver's own model, pickled by `_ray_chunks`
+        except FaceAuditError as error:
+            self.refusal = str(error)
+
+    def _audit(self, paths: Sequence[str]) -> tuple[bytes, str]:
+        if self.refusal:
+            return b"", self.refusal
+        try:
+            return audit_chunk(self.model, [str(path) for path in paths], **self.options).to_bytes(), ""
+        except FaceAuditError as error:
+            return b"", str(error)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        payloads = [audit_chunk(self.model, [str(path) for path in paths], **self.options).to_bytes()
-                    for paths in batch["paths"]]
-        return {"chunk": batch["chunk"], "payload": np.array(payloads, dtype=object)}
+        payloads, refusals = zip(*(self._audit(paths) for paths in batch["paths"]), strict=True)
+        return {"chunk": batch["chunk"], "payload": np.array(payloads, dtype=object), "refusal": np.array(refusals)}
 
 
 def _is_loopback(address: str) -> bool:
@@ -254,6 +271,7 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
         os.environ.setdefault(LOOPBACK_RAY, "0")  # port on 127.0.0.1, read at import
     try:
         import ray
+        import ray.cloudpickle
         import ray.data
     except ImportError:
         raise FaceAuditError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
@@ -277,8 +295,10 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
         # when the last returns (an actor idled 0.15-0.18 s between 128-photo chunks, 3 %; now 0.01 s)
         audited = items.map_batches(_ChunkActor, batch_size=1, num_cpus=options["threads"],  # Ray sets OMP threads by it
                                     compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
-                                    fn_constructor_kwargs={"model": model, "options": options})
+                                    fn_constructor_kwargs={"model": ray.cloudpickle.dumps(model), "options": options})
         for row in audited.iter_rows():
+            if row["refusal"]:
+                raise FaceAuditError(row["refusal"])
             yield int(row["chunk"]), row["payload"]
     finally:
         if started:

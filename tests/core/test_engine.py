@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import pickle
 import secrets
 import socket
 import subprocess
@@ -67,7 +68,7 @@ def test_chunks_run_on_one_opencv_thread_and_leave_the_callers_setting(tiny_chec
     try:
         run_audit(tiny_checkpoint, read_manifest(photo_manifest))
         assert seen == [1] and cv2.getNumThreads() == 2
-        engine._ChunkActor(tiny_checkpoint, {"threads": 1})  # a Ray actor keeps its worker process at one
+        engine._ChunkActor(pickle.dumps(tiny_checkpoint), {"threads": 1})  # a Ray actor keeps its worker at one
         assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)
@@ -226,3 +227,25 @@ def test_only_a_users_own_module_is_sent_to_rays_workers(tiny_checkpoint, tmp_pa
     assert engine._modules_to_ship(CallableModel("tests.core.test_onnx:constant_model", 32)) == []  # FaceAudit's folder
     assert engine._modules_to_ship(CallableModel("numpy:zeros", 32)) == []  # installed: every node has it
     assert engine._modules_to_ship(tiny_checkpoint) == []
+
+
+@pytest.mark.slow
+def test_what_one_process_refuses_ray_refuses_with_the_same_message(photo_manifest, tmp_path):
+    """A user's function that returns the wrong shapes, and an ONNX file the workers cannot open (missing on their
+    node): Ray stops with FaceAudit's one-line message, not with Ray's traceback of it."""
+    _needs_ray()
+    from core.errors import FaceAuditError
+    from core.onnx_model import CallableModel, OnnxModel
+    from tests.core.test_onnx import _vendor_file
+
+    dataset = read_manifest(photo_manifest)
+    wrong = CallableModel("tests.core.test_onnx:wrong_shape_model", 32)
+    with pytest.raises(FaceAuditError) as here:
+        run_audit(wrong, dataset)
+    with pytest.raises(FaceAuditError) as on_ray:
+        run_audit(wrong, dataset, engine="ray", workers=engine.CPUS)
+    assert str(on_ray.value) == str(here.value) and "returned 'gender' with shape" in str(here.value)
+    onnx = OnnxModel(_vendor_file(tmp_path))
+    onnx.path.unlink()  # opened here, then gone before the workers open it
+    with pytest.raises(FaceAuditError, match=f"^{onnx.path} is missing"):
+        run_audit(onnx, dataset, engine="ray", workers=engine.CPUS)
