@@ -213,8 +213,22 @@ class CallableModel:
                 if name not in expected or value.shape != (len(batch), *expected[name]):
                     raise OnnxModelError(f"{self.target} returned {name!r} with shape {value.shape}; expected one of "
                                          f"{', '.join(f'{k} {(len(batch), *v)}' for k, v in expected.items())}")
+                self._check_values(name, value)
                 parts.setdefault(name, []).append(value)
         result = {name: np.concatenate(values) for name, values in parts.items()}
         if "race7" in result and "race" not in result:
             result["race"] = race7_to_race(torch.from_numpy(result["race7"]).log()).exp().numpy()
         return result
+
+    def _check_values(self, name: str, value: np.ndarray) -> None:
+        """Refuse what would be audited as something else: NaN or infinite values, and class scores that are not
+        probabilities (logits, say, whose negative values would be written as probabilities)."""
+        if not np.isfinite(value).all():
+            raise OnnxModelError(f"{self.target} returned {name!r} with {int((~np.isfinite(value)).sum())} of "
+                                 f"{value.size} values NaN or infinite; FaceAudit audits a value for every face")
+        if name in labels.HEAD_CLASSES and len(value):
+            sums = value.sum(1)
+            if value.min() < -1e-6 or np.abs(sums - 1).max() > 1e-3:
+                raise OnnxModelError(f"{self.target} returned {name!r} scores that are not probabilities (values "
+                                     f"{value.min():.3g} to {value.max():.3g}, rows summing to {sums.min():.3g} to "
+                                     f"{sums.max():.3g}); give softmax probabilities in FaceAudit's class order")

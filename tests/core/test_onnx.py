@@ -176,6 +176,26 @@ def wrong_shape_model(chips: np.ndarray) -> dict[str, np.ndarray]:
     return {"gender": np.zeros((len(chips), 3))}
 
 
+def logits_model(chips: np.ndarray) -> dict[str, np.ndarray]:
+    return {"gender": np.tile([2.0, -1.0], (len(chips), 1))}
+
+
+def nan_age_model(chips: np.ndarray) -> dict[str, np.ndarray]:
+    return {"age": np.where(np.arange(len(chips)) % 2, np.nan, 30.0)}
+
+
+def test_a_users_function_must_give_probabilities_and_finite_values():
+    from core.onnx_model import CallableModel
+
+    chips = np.zeros((4, 32, 32, 3), np.uint8)
+    with pytest.raises(OnnxModelError, match=r"returned 'gender' scores that are not probabilities \(values -1 to 2, "
+                                             r"rows summing to 1 to 1\)"):  # logits that happen to sum to 1
+        CallableModel("tests.core.test_onnx:logits_model", 32).predict(chips)
+    with pytest.raises(OnnxModelError, match="returned 'age' with 2 of 4 values NaN or infinite"):
+        CallableModel("tests.core.test_onnx:nan_age_model", 32).predict(chips)
+    assert CallableModel("tests.core.test_onnx:constant_model", 32).predict(chips)["gender"].shape == (4, 2)
+
+
 def test_a_users_own_function_is_audited_only_with_the_explicit_flag(tmp_path, capsys):
     from core.bundle import read_bundle
     from training import evaluate
