@@ -135,6 +135,7 @@ class OnnxModel:
         out = {}
         for head, value in zip(names, values):
             value = torch.from_numpy(np.asarray(value, np.float32))
+            _refuse_nonfinite(f"{self.path.name}: output {names[head]!r}", value.numpy())
             if head in self.maps:  # their classes' probabilities summed onto ours
                 if value.ndim != 2 or value.shape[1] != len(self.maps[head]):
                     raise OnnxModelError(f"{self.path.name}: output {names[head]!r} has shape {tuple(value.shape)}, but the "
@@ -166,6 +167,12 @@ class OnnxModel:
             for name, value in result.items():
                 parts.setdefault(name, []).append(value.float().numpy())
         return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _refuse_nonfinite(what: str, value: np.ndarray) -> None:
+    if bad := int((~np.isfinite(value)).sum()):
+        raise OnnxModelError(f"{what} with {bad} of {value.size} values NaN or infinite; FaceAudit audits a value "
+                             "for every face")
 
 
 class CallableModel:
@@ -223,9 +230,7 @@ class CallableModel:
     def _check_values(self, name: str, value: np.ndarray) -> None:
         """Refuse what would be audited as something else: NaN or infinite values, and class scores that are not
         probabilities (logits, say, whose negative values would be written as probabilities)."""
-        if not np.isfinite(value).all():
-            raise OnnxModelError(f"{self.target} returned {name!r} with {int((~np.isfinite(value)).sum())} of "
-                                 f"{value.size} values NaN or infinite; FaceAudit audits a value for every face")
+        _refuse_nonfinite(f"{self.target} returned {name!r}", value)
         if name in labels.HEAD_CLASSES and len(value):
             sums = value.sum(1)
             if value.min() < -1e-6 or np.abs(sums - 1).max() > 1e-3:

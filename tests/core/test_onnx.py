@@ -196,6 +196,14 @@ def test_a_users_function_must_give_probabilities_and_finite_values():
     assert CallableModel("tests.core.test_onnx:constant_model", 32).predict(chips)["gender"].shape == (4, 2)
 
 
+
+def test_an_onnx_model_that_gives_nan_is_refused(tmp_path):
+    spec = {"input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3, "std": [0.0] * 3}}
+    onnx = OnnxModel(_vendor_file(tmp_path, spec))  # a spec's std of 0: every input value infinite
+    with pytest.raises(OnnxModelError, match=r"^vendor.onnx: output 'years' with 4 of 4 values NaN or infinite"):
+        onnx.predict(np.zeros((2, 32, 32, 3), np.uint8))
+
+
 def test_a_users_own_function_is_audited_only_with_the_explicit_flag(tmp_path, capsys):
     from core.bundle import read_bundle
     from training import evaluate
