@@ -91,6 +91,10 @@ class OnnxModel:
         self.margin = float(self.spec.get("margin", 0.25)) if geometry == "crop" else None
         if self.dtype == "float32" and not ({"mean", "std"} <= set(given)):
             raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
+        std = _channel_values(given.get("std"))
+        if self.dtype == "float32" and not (_channel_values(given["mean"]) and std and min(std) > 0):
+            raise OnnxModelError(f"{spec_path(self.path)}: input \"mean\" and \"std\" need one number per channel "
+                                 f"(3, or 1 for all), std above 0; got mean {given['mean']!r}, std {given['std']!r}")
         outputs = {output.name for output in self.session.get_outputs()}
         self.heads: dict[str, object] = dict(self.spec.get("outputs", {}))
         unknown = [name for name in self.heads if name not in ("age", "gender", "race")]
@@ -167,6 +171,13 @@ class OnnxModel:
             for name, value in result.items():
                 parts.setdefault(name, []).append(value.float().numpy())
         return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _channel_values(given: object) -> list[float]:
+    """A spec's per-channel numbers (3, or 1 for all channels), or [] when they are not that."""
+    values = given if isinstance(given, list) else [given]
+    ok = len(values) in (1, 3) and all(isinstance(v, int | float) and np.isfinite(v) for v in values)
+    return [float(v) for v in values] if ok else []
 
 
 def _refuse_nonfinite(what: str, value: np.ndarray) -> None:

@@ -198,8 +198,13 @@ def test_a_users_function_must_give_probabilities_and_finite_values():
 
 
 def test_an_onnx_model_that_gives_nan_is_refused(tmp_path):
-    spec = {"input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3, "std": [0.0] * 3}}
-    onnx = OnnxModel(_vendor_file(tmp_path, spec))  # a spec's std of 0: every input value infinite
+    def given(std):
+        return {"input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3, "std": std}}
+
+    for std in ([0.0] * 3, [1.0, 1.0], "0.25"):
+        with pytest.raises(OnnxModelError, match='input "mean" and "std" need one number per channel'):
+            OnnxModel(_vendor_file(tmp_path, given(std)))
+    onnx = OnnxModel(_vendor_file(tmp_path, given([1e-40] * 3)))  # above 0, but every input value overflows
     with pytest.raises(OnnxModelError, match=r"^vendor.onnx: output 'years' with 4 of 4 values NaN or infinite"):
         onnx.predict(np.zeros((2, 32, 32, 3), np.uint8))
 
