@@ -149,6 +149,10 @@ def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: l
     probs = np.zeros((len(frame), len(names)))
     for column, name in zip(columns, ours):
         probs[:, names.index(name)] += pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    if (negative := (probs < 0).any(axis=1)).any():
+        example = pd.to_numeric(frame.loc[frame.index[np.flatnonzero(negative)[0]], columns]).tolist()
+        raise PredictionsError(f"{head} probabilities are negative in {int(negative.sum())} rows (e.g. {example} in "
+                               f"{', '.join(columns)}): logits? give each class's probability (softmax)")
     sums = probs.sum(axis=1)
     if np.nanmax(np.abs(sums - 1), initial=0) > 1e-3:
         if head != "race7":  # the race columns' note says it

@@ -1,6 +1,7 @@
 """Auditing a model from its predictions alone (`core.imported`), on synthetic and on real outside outputs."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -76,11 +77,13 @@ def test_a_model_of_fairface_races_is_audited_on_the_seven():
     (lambda o: pd.concat([o, o.iloc[:1]]), "have more than one prediction, e.g. 'img_0002.jpg'"),
     (lambda o: o.drop(columns="image"), "has no image column"),
     (lambda o: o[["image"]], "has no prediction column"),
+    (lambda o: o.assign(p_race_White=2.5, p_race_Black=-1.0),  # the 28 that name an image of the dataset
+     "race probabilities are negative in 28 rows (e.g. [2.5, -1.0] in p_race_White, p_race_Black): logits?"),
 ])
 def test_a_malformed_predictions_file_is_refused_with_the_reason(tmp_path, change, message):
     table, outputs = vendor_predictions(30)
     path, label_map = _vendor_files(tmp_path, change(outputs))
-    with pytest.raises(PredictionsError, match=message.replace("(", r"\(")):
+    with pytest.raises(PredictionsError, match=re.escape(message)):
         import_predictions(_dataset(table), read_predictions(path, label_map), source="vendor.csv", label_map=label_map)
 
 
