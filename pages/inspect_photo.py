@@ -9,6 +9,7 @@ import streamlit as st
 from core import labels
 from core.chips import faces_for_model
 from core.config import REPO_ROOT
+from core.errors import FaceAuditError
 from core.explain import BASELINES, stability, valid_targets
 from core.faces import MIN_FACE_PX, choose_face, crop_face, draw_faces
 from core.heatmap import colour_bar
@@ -79,7 +80,11 @@ if flags != "none":
     right.warning(f"Less reliable: {flags} (a batch audit records this in `face_flags`). Faces should be upright, "
                   f"at least {MIN_FACE_PX} px wide and clearly visible; turn the photo above if it is sideways or upside down.")
 
-outputs = onnx.predict(np.stack([chip])) if onnx else predict(checkpoint.model, np.stack([chip]))
+try:
+    outputs = onnx.predict(np.stack([chip])) if onnx else predict(checkpoint.model, np.stack([chip]))
+except FaceAuditError as error:  # another model's outputs that cannot be shown as predictions (NaN, say)
+    st.error(f"{picked} gives no usable prediction for this face: {error}")
+    st.stop()
 if "age" in outputs:
     age = float(outputs["age"][0])
     right.metric("Age", f"{age:.0f}", help="expected age under the predicted distribution")

@@ -295,6 +295,21 @@ def test_inspect_predicts_and_explains_an_onnx_model_with_lime_only(app):
     assert _explained(test)  # the value LIME explained, as shown in the bars
 
 
+def test_inspect_says_when_an_onnx_model_gives_no_usable_prediction(app, monkeypatch):
+    from core.onnx_model import OnnxModel, OnnxModelError
+
+    refusal = "vendor.onnx: output 'age' with 2 of 2 values NaN or infinite"
+
+    def nan_outputs(self, chips, **options):
+        raise OnnxModelError(refusal)
+
+    monkeypatch.setattr(OnnxModel, "predict", nan_outputs)
+    test = _inspect_sample(app, "030_08.jpg")
+    test.selectbox(key="inspect_model").set_value("vendor.onnx").run()
+    assert not test.exception
+    assert [e.value for e in test.error] == [f"vendor.onnx gives no usable prediction for this face: {refusal}"]
+
+
 def test_inspect_offers_another_checkpoint_audited_beside_the_model_with_its_seven_races(app, monkeypatch, tmp_path):
     torch.manual_seed(0)
     main = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48)), tmp_path / "main")
