@@ -19,7 +19,6 @@ returns what `core.trainer.predict` returns.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -50,7 +49,8 @@ def spec_path(model_path: str | Path) -> Path:
 
 
 class OnnxModel:
-    """An ONNX face-attribute model and its spec, run on the CPU by onnxruntime."""
+    """An ONNX face-attribute model and its spec, run on the CPU by onnxruntime on `threads` threads (by default
+    torch's, the process's one thread setting: a Ray actor's share of the cores, `--threads` elsewhere)."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         try:
@@ -68,7 +68,7 @@ class OnnxModel:
         if not isinstance(self.spec, dict) or self.spec.get("format") != SPEC_FORMAT:
             raise OnnxModelError(f"{spec_path(self.path)}: expected a JSON object with \"format\": \"{SPEC_FORMAT}\"")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         try:
             self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])

@@ -197,6 +197,18 @@ def test_a_users_function_must_give_probabilities_and_finite_values():
 
 
 
+def test_an_onnx_model_runs_on_the_processs_torch_threads_unless_told(tmp_path):
+    """One thread setting for the process: `--threads`, or a Ray actor's share of the cores (before, every session
+    took every core, whatever `--threads` said)."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert OnnxModel(_vendor_file(tmp_path)).session.get_session_options().intra_op_num_threads == 1
+        assert OnnxModel(_vendor_file(tmp_path), threads=3).session.get_session_options().intra_op_num_threads == 3
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_an_onnx_model_that_gives_nan_is_refused(tmp_path):
     def given(std):
         return {"input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3, "std": std}}
