@@ -76,8 +76,8 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path} is not a usable ONNX model: {error}") from None
         self._check()
 
-    def __reduce__(self) -> tuple:  # an onnxruntime session cannot be pickled: a Ray worker opens the file again
-        return OnnxModel, (self.path, self.threads)
+    def __reduce__(self) -> tuple:  # an onnxruntime session cannot be pickled: a Ray worker opens the file again,
+        return OnnxModel, (self.path,)  # on its own thread setting (its share of the cores)
 
     def _check(self) -> None:
         given = self.spec.get("input", {})

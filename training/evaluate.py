@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.predictor:
         checkpoint = CallableModel(args.predictor, args.input_size)
     elif args.onnx:
-        checkpoint = OnnxModel(args.onnx, threads=args.threads)
+        checkpoint = OnnxModel(args.onnx)  # on --threads, set above
     else:
         checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
     dataset = dataset_from_args(args, settings)

@@ -1,6 +1,7 @@
 """ONNX models through onnxruntime (`core.onnx_model`): FaceAudit's own export and an outside model's spec."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -204,7 +205,10 @@ def test_an_onnx_model_runs_on_the_processs_torch_threads_unless_told(tmp_path):
     try:
         torch.set_num_threads(1)
         assert OnnxModel(_vendor_file(tmp_path)).session.get_session_options().intra_op_num_threads == 1
-        assert OnnxModel(_vendor_file(tmp_path), threads=3).session.get_session_options().intra_op_num_threads == 3
+        given = OnnxModel(_vendor_file(tmp_path), threads=3)
+        assert given.session.get_session_options().intra_op_num_threads == 3
+        shipped = pickle.loads(pickle.dumps(given))  # as a Ray worker opens it: on that worker's own setting
+        assert shipped.session.get_session_options().intra_op_num_threads == 1
     finally:
         torch.set_num_threads(threads)
 
