@@ -57,7 +57,7 @@ class OnnxModel:
             import onnxruntime
         except ImportError:
             raise OnnxModelError("ONNX models need onnxruntime: pip install onnxruntime") from None
-        self.path, self.threads = Path(path), threads
+        self.path = Path(path)
         for file in (self.path, spec_path(self.path)):
             if not file.is_file():
                 raise OnnxModelError(f"{file} is missing (an ONNX model needs its spec, <model>.onnx.json, beside it)")
@@ -91,10 +91,12 @@ class OnnxModel:
         self.margin = float(self.spec.get("margin", 0.25)) if geometry == "crop" else None
         if self.dtype == "float32" and not ({"mean", "std"} <= set(given)):
             raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
-        std = _channel_values(given.get("std"))
-        if self.dtype == "float32" and not (_channel_values(given["mean"]) and std and min(std) > 0):
-            raise OnnxModelError(f"{spec_path(self.path)}: input \"mean\" and \"std\" need one number per channel "
-                                 f"(3, or 1 for all), std above 0; got mean {given['mean']!r}, std {given['std']!r}")
+        if self.dtype == "float32":
+            mean, std = _channel_values(given["mean"]), _channel_values(given["std"])
+            if not (mean and std and min(std) > 0):
+                raise OnnxModelError(f"{spec_path(self.path)}: input \"mean\" and \"std\" need one number per "
+                                     f"channel (3, or 1 for all), std above 0; got mean {given['mean']!r}, std "
+                                     f"{given['std']!r}")
         outputs = {output.name for output in self.session.get_outputs()}
         self.heads: dict[str, object] = dict(self.spec.get("outputs", {}))
         unknown = [name for name in self.heads if name not in ("age", "gender", "race")]
