@@ -197,10 +197,9 @@ def test_a_users_function_must_give_probabilities_and_finite_values():
     assert CallableModel("tests.core.test_onnx:constant_model", 32).predict(chips)["gender"].shape == (4, 2)
 
 
-
 def test_an_onnx_model_runs_on_the_processs_torch_threads_unless_told(tmp_path):
-    """One thread setting for the process: `--threads`, or a Ray actor's share of the cores (before, every session
-    took every core, whatever `--threads` said)."""
+    """One thread setting for the process: `--threads`, or a Ray actor's share of the cores (before, a Ray worker's
+    copy took the driver's threads: both cores for each of two actors here)."""
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -213,7 +212,7 @@ def test_an_onnx_model_runs_on_the_processs_torch_threads_unless_told(tmp_path):
         torch.set_num_threads(threads)
 
 
-def test_an_onnx_model_that_gives_nan_is_refused(tmp_path):
+def test_an_unusable_mean_or_std_and_outputs_with_nan_are_refused(tmp_path):
     def given(std):
         return {"input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": [0.5] * 3, "std": std}}
 
