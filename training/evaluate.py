@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_args(args)
     if args.predictor and not args.run_my_code:
         parser.error("--predictor imports and runs the named Python code: add --run-my-code to allow it")
+    device = resolve_device(settings.device)
+    if args.engine == "ray" and device.type != "cpu":  # Ray's actors ask for CPUs only: their model is on the CPU
+        if settings.device != "auto":
+            parser.error(f"--engine ray runs its actors on CPUs; device {settings.device} (--device or "
+                         "FACEAUDIT_DEVICE) needs --engine local")
+        device = torch.device("cpu")
     if args.peer:
         checkpoint = PeerModel(args.input_size)
     elif args.predictor:
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.onnx:
         checkpoint = OnnxModel(args.onnx)  # on --threads, set above
     else:
-        checkpoint = load_checkpoint(settings.model_dir, device=resolve_device(settings.device))
+        checkpoint = load_checkpoint(settings.model_dir, device=device)
     dataset = dataset_from_args(args, settings)
     input_kind = args.input or (DATASETS[args.dataset] if args.dataset else "photos")
     command = shlex.join(["python", "-m", "training.evaluate", *(sys.argv[1:] if argv is None else argv)])
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work_dir, ignore_errors=True)
     bundle = run_audit(checkpoint, dataset, input_kind=input_kind, face_rule=args.face_rule,
                        allow_training_images=args.allow_training_images, command=command,
-                       batch_size=args.batch_size, device=resolve_device(settings.device), engine=args.engine,
+                       batch_size=args.batch_size, device=device, engine=args.engine,
                        workers=args.workers, ray_address=args.ray_address, work_dir=work_dir,
                        progress=lambda it, desc, total: tqdm(it, desc=desc, total=total, unit="img"))
     if dataset.root is not None and settings.data_dir is not None and dataset.root.is_relative_to(settings.data_dir):

@@ -249,3 +249,20 @@ def test_what_one_process_refuses_ray_refuses_with_the_same_message(photo_manife
     onnx.path.unlink()  # opened here, then gone before the workers open it
     with pytest.raises(FaceAuditError, match=f"^{onnx.path} is missing"):
         run_audit(onnx, dataset, engine="ray", workers=engine.CPUS)
+
+
+@pytest.mark.slow
+def test_ray_audits_on_cpus_where_auto_would_pick_a_gpu(model_dir, photo_manifest, tmp_path, monkeypatch, capsys):
+    """Ray's actors ask for CPUs only: `auto` on a GPU machine gives them the model on the CPU (a CUDA model could
+    not be opened there), and an explicit cuda is refused with what to do."""
+    _needs_ray()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    real, loaded = evaluate.load_checkpoint, []
+    monkeypatch.setattr(evaluate, "load_checkpoint",
+                        lambda folder, device: (loaded.append(device), real(folder, device=device))[1])
+    command = ["--manifest", str(photo_manifest), "--model", str(model_dir), "--engine", "ray", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        evaluate.main([*command, "--device", "cuda"])
+    assert "--engine ray runs its actors on CPUs; device cuda (--device or FACEAUDIT_DEVICE) needs --engine local" in (
+        capsys.readouterr().err)
+    assert evaluate.main(command) == 0 and loaded == [torch.device("cpu")]
