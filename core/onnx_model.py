@@ -89,14 +89,16 @@ class OnnxModel:
         if geometry not in GEOMETRIES:
             raise OnnxModelError(f"{spec_path(self.path)}: geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
         self.margin = float(self.spec.get("margin", 0.25)) if geometry == "crop" else None
-        if self.dtype == "float32" and not ({"mean", "std"} <= set(given)):
-            raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
+        self.mean = self.std = None  # a float32 input's normalisation, read from the spec once
         if self.dtype == "float32":
+            if not ({"mean", "std"} <= set(given)):
+                raise OnnxModelError(f"{spec_path(self.path)}: a float32 input needs its \"mean\" and \"std\"")
             mean, std = _channel_values(given["mean"]), _channel_values(given["std"])
             if not (mean and std and min(std) > 0):
                 raise OnnxModelError(f"{spec_path(self.path)}: input \"mean\" and \"std\" need one number per "
                                      f"channel (3, or 1 for all), std above 0; got mean {given['mean']!r}, std "
                                      f"{given['std']!r}")
+            self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         outputs = {output.name for output in self.session.get_outputs()}
         self.heads: dict[str, object] = dict(self.spec.get("outputs", {}))
         unknown = [name for name in self.heads if name not in ("age", "gender", "race")]
@@ -126,11 +128,7 @@ class OnnxModel:
     def _inputs(self, chips: np.ndarray) -> np.ndarray:
         if chips.shape[1:3] != (self.size, self.size):
             raise OnnxModelError(f"{self.path.name} takes {self.size} px chips, got {chips.shape[1]}×{chips.shape[2]}")
-        x = chips
-        if self.dtype == "float32":
-            mean = np.asarray(self.spec["input"]["mean"], np.float32)
-            std = np.asarray(self.spec["input"]["std"], np.float32)
-            x = (chips.astype(np.float32) / 255.0 - mean) / std
+        x = chips if self.mean is None else (chips.astype(np.float32) / 255.0 - self.mean) / self.std
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if self.layout == "NCHW" else x)
 
     def logits(self, chips: np.ndarray) -> dict[str, torch.Tensor]:
