@@ -27,6 +27,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,11 @@ class LabelMap:
         """The model's label `value` of `head` as the map names it (itself where the map does not)."""
         declared = {str(key).strip().lower(): ours for key, ours in self.values.get(head, {}).items()}
         return declared.get(str(value).strip().lower(), value)
+
+    def race7(self, values: Iterable[object]) -> list[str] | None:
+        """The model's race labels `values` as FairFace's seven races (`labels.race7_labels`), or None when they are
+        not written in them."""
+        return labels.race7_labels(self.declared("race", value) for value in values)
 
     def label(self, head: str, value: object) -> str:
         """FaceAudit's class for the model's label `value` of `head`.
@@ -141,8 +147,7 @@ def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: l
 
     columns = columns_of(head) or columns_of(_given(head))
     theirs = [_PROBABILITY.match(column).group(2) for column in columns]
-    ours = (labels.race7_labels(label_map.declared(_given(head), name) for name in theirs) if head == "race7"
-            else [label_map.label(head, name) for name in theirs])
+    ours = label_map.race7(theirs) if head == "race7" else [label_map.label(head, name) for name in theirs]
     if not columns or ours is None:
         return None
     names = labels.HEAD_CLASSES[head]
@@ -169,7 +174,7 @@ def _labels(values: pd.Series, head: str, label_map: LabelMap) -> list[str | Non
     given = [value for value in values if not _empty(value)]
     if head != "race7":
         ours = [label_map.label(head, value) for value in given]
-    elif (ours := labels.race7_labels(label_map.declared(_given(head), value) for value in given)) is None:
+    elif (ours := label_map.race7(given)) is None:
         return None
     by_label = dict(zip(given, ours))
     return [None if _empty(value) else by_label[value] for value in values]
