@@ -72,7 +72,8 @@ for name in metric_names:
     if table[name].notna().any():
         st.plotly_chart(forest_plot(table, name, overall=float(result.overall[name])), key=f"forest_{name}")
     else:
-        st.write(f"**{plain_name(name)}**: no labels for it in this selection.")
+        st.write(f"**{plain_name(name)}**: nothing to measure in this selection (no labels for it, or the model "
+                 "does not predict it).")
 
 shown = table.reset_index()
 shown.insert(0, "group", [group_label(k) for k in table.index])
