@@ -109,11 +109,17 @@ def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "ag
     return find_mistakes(frame, head, **options).take()
 
 
+def _known(*values: object) -> str:
+    """The values a label or a model gives, leaving out those it does not (a model of gender alone has no race)."""
+    return " · ".join(str(value) for value in values if not pd.isna(value))
+
+
 def tile_caption(row: pd.Series, head: str) -> str:
     """What a gallery tile says: truth → prediction, how sure the model was, which face, and any flags."""
     true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
-    text = (f"true {true_age} · {row['gender']} · {row['race']} → predicted {row['pred_age']:.0f} · "
-            f"{row['pred_gender']} · {row['pred_race']}")
+    predicted_age = None if pd.isna(row["pred_age"]) else f"{row['pred_age']:.0f}"
+    text = (f"true {_known(true_age, row['gender'], row['race'])} → predicted "
+            f"{_known(predicted_age, row['pred_gender'], row['pred_race'])}")
     if head == "age":
         text += f" · age error {row['age_error']:.0f} y, predicted spread ± {row['pred_age_std']:.0f} y"
     else:

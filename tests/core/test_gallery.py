@@ -73,6 +73,14 @@ def test_tile_caption_labels_the_confidence_and_the_age_error():
     assert "age error 10 y, predicted spread ± 3 y" in tile_caption(row, "age")
 
 
+def test_tile_caption_leaves_out_what_the_labels_or_the_model_do_not_give():
+    row = mistakes(synthetic_predictions(60), "gender").iloc[0].copy()
+    row[["age", "race", "pred_race", "pred_age"]] = [np.nan, None, None, np.nan]  # a user's model of gender alone
+    caption = tile_caption(row, "gender")
+    assert caption.startswith(f"true {row['age_bin']} · {row['gender']} → predicted {row['pred_gender']} · confidence")
+    assert "nan" not in caption and "None" not in caption
+
+
 def test_export_names_say_bundle_and_filter():
     assert export_name("fairface-sample", {}) == "faceaudit-fairface-sample"
     assert (export_name("utkface-test", {"race": ["Black"], "gender": ["Female", "Male"], "age_bin": []}, "gender")
