@@ -121,13 +121,14 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
         allow_training_images: Audit even if the dataset holds images the checkpoint trained on.
         command: The command line that made the bundle, recorded for provenance.
         engine, workers, ray_address: Who runs the chunks (`core.engine.run_chunks`): this process, or Ray Data
-            actors, locally or on the cluster at `ray_address`.
+            actors, locally or on the cluster at `ray_address`; Ray's actors run on CPUs, so with "ray" the
+            checkpoint must be loaded on the CPU and `device` be the CPU.
         work_dir: Keep finished chunks here, and resume from those already there (`core.engine.ChunkStore`).
         progress: Optional `(iterable, description, total) -> iterable` wrapper (e.g. tqdm).
 
     Raises:
         TrainingOverlapError: the dataset holds training images and `allow_training_images` is False.
-        ValueError: an unknown `input_kind`, `face_rule` or `engine`.
+        ValueError: an unknown `input_kind`, `face_rule` or `engine`; "ray" with a model or `device` off the CPU.
         core.engine.ResumeError: `work_dir` holds chunks of another audit.
     """
     if input_kind not in INPUT_KINDS:

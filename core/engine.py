@@ -305,6 +305,11 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
             ray.shutdown()
 
 
+def _parameter_devices(model: Any) -> set[str]:
+    """The device types a checkpoint's weights are on (none for an ONNX model or a user's function)."""
+    return {p.device.type for p in model.model.parameters()} if isinstance(model, Checkpoint) else set()
+
+
 def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: str, batch_size: int = 64,
                device: torch.device = CPU, engine: str = "local", workers: int | None = None,
                ray_address: str | None = None, store: ChunkStore | None = None,
@@ -312,12 +317,16 @@ def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: 
     """Every image of `paths` through `audit_chunk`, by `engine`, as one `ChunkResult` in the order of `paths`.
 
     Args:
-        engine: "local" (this process) or "ray" (Ray Data actors, `workers` of them; all cores by default).
+        engine: "local" (this process) or "ray" (Ray Data actors, `workers` of them; all cores by default), which
+            run on CPUs: a checkpoint on another device, or another `device`, is refused (ValueError).
         store: Where finished chunks are kept; those already there are not audited again.
         progress: Optional `(iterable, description, total) -> iterable` wrapper, moved one step per image.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "ray" and (devices := {device.type} | _parameter_devices(model)) != {"cpu"}:
+        raise ValueError(f"engine 'ray' runs its actors on CPUs, so the model must be on the CPU and the device "
+                         f"'cpu'; got {', '.join(sorted(devices))}: load the checkpoint with device=torch.device('cpu')")
     count = -(-len(paths) // CHUNK_ROWS)
     finished = store.done(count) if store else {}
     todo = {index: list(paths[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]) for index in range(count)

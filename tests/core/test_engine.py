@@ -1,5 +1,6 @@
 """Audits in chunks: a stopped audit resumes where it stopped, and the Ray engine gives the same bundle."""
 
+import copy
 import importlib.util
 import os
 import pickle
@@ -266,3 +267,15 @@ def test_ray_audits_on_cpus_where_auto_would_pick_a_gpu(model_dir, photo_manifes
     assert "--engine ray runs its actors on CPUs; device cuda (--device or FACEAUDIT_DEVICE) needs --engine local" in (
         capsys.readouterr().err)
     assert evaluate.main(command) == 0 and loaded == [torch.device("cpu")]
+
+
+def test_ray_refuses_a_model_or_device_off_the_cpu_before_it_starts(tiny_checkpoint, photo_manifest):
+    """A Python caller of `run_audit(engine="ray")` learns at once that Ray's actors run on CPUs (a CUDA model would
+    fail inside every actor); a meta-device copy stands in for a GPU here."""
+    dataset = read_manifest(photo_manifest)
+    with pytest.raises(ValueError, match="engine 'ray' runs its actors on CPUs.*got cpu, cuda"):
+        run_audit(tiny_checkpoint, dataset, engine="ray", device=torch.device("cuda"))
+    elsewhere = copy.deepcopy(tiny_checkpoint)
+    elsewhere.model.to("meta")
+    with pytest.raises(ValueError, match="got cpu, meta: load the checkpoint with device=torch.device"):
+        run_audit(elsewhere, dataset, engine="ray")
