@@ -17,8 +17,12 @@ which can also rename the file's columns:
      "gender": {"Man": "Male", "Woman": "Female"},
      "race": {"Asian (East)": "Asian", "Hispanic": "Others"}}
 
-A label found in neither is an error naming it. Dataset images without a prediction become rejects with the
-reason; predictions that name no dataset image are listed in the bundle (`unmatched_predictions.csv`).
+A label found in neither is an error naming it. A file with FaceAudit's own output names (`pred_age`, `pred_gender`,
+`pred_race`, `pred_age_bin`: a bundle's predictions) is read from those; its other label columns are the truth.
+Each head's probabilities must sum to 1 per row (rounding and percentages are divided by their sum; one class left
+out gets the rest); other sums and negative values (logits) are refused. Dataset images without a prediction
+become rejects with the reason; predictions that name no dataset image are listed in the bundle
+(`unmatched_predictions.csv`).
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ __all__ = ["PredictionsError", "LabelMap", "read_predictions", "import_predictio
 UNMATCHED_FILE = "unmatched_predictions.csv"
 KEYS = ("file", "path")  # how a prediction names its image, tried in this order
 OUTPUTS = ("age", "age_bin", "gender", "race")
+BUNDLE_OUTPUTS = {f"pred_{name}": name for name in OUTPUTS}  # the same outputs as FaceAudit's bundles name them
 _PARSERS = {"gender": labels.parse_gender, "race": labels.parse_race, "age_bin": labels.parse_age_bin}
 _PROBABILITY = re.compile(r"^p_(gender|race7|race|age_bin)_(.+)$")
+SUM_ROUNDING = 0.05  # row sums this far from 1 (or 100) are rounding: divided by their sum; further off, refused
 NOT_DETECTED = "imported predictions: faces were found by the model's owner, not by FaceAudit"
 
 
@@ -115,14 +121,29 @@ def read_predictions(path: str | Path, label_map: LabelMap | None = None) -> pd.
     if key is None:
         raise PredictionsError(f"{path.name} has no image column: name it one of {', '.join(KEYS)} "
                                f"(or map yours in the label map's \"columns\"); columns: {', '.join(map(str, frame.columns))}")
-    if not any(column in OUTPUTS or _PROBABILITY.match(str(column)) for column in frame.columns):
-        raise PredictionsError(f"{path.name} has no prediction column: expected any of {', '.join(OUTPUTS)} or "
-                               f"p_<head>_<label>; columns: {', '.join(map(str, frame.columns))}")
+    if not any(column in OUTPUTS or column in BUNDLE_OUTPUTS or _PROBABILITY.match(str(column))
+               for column in frame.columns):
+        raise PredictionsError(f"{path.name} has no prediction column: expected any of {', '.join(OUTPUTS)} (or "
+                               f"{', '.join(BUNDLE_OUTPUTS)}) or p_<head>_<label>; columns: "
+                               f"{', '.join(map(str, frame.columns))}")
     keys = frame[key].astype(str).map(_normal)
     twice = keys[keys.duplicated()].unique()
     if len(twice):
         raise PredictionsError(f"{path.name}: {len(twice)} image(s) have more than one prediction, e.g. {twice[0]!r}")
     return frame.assign(**{key: keys})
+
+
+def _outputs_as_named(predictions: pd.DataFrame, source: str, notes: list[str]) -> pd.DataFrame:
+    """A file with FaceAudit's own `pred_*` columns (a bundle's predictions, or written like one) gives its outputs
+    there: its `age`, `gender`, `race`, `age_bin` columns are the dataset's labels, never read as predictions."""
+    named = [column for column in BUNDLE_OUTPUTS if column in predictions.columns]
+    if not named:
+        return predictions
+    labels_there = [column for column in OUTPUTS if column in predictions.columns]
+    if labels_there:
+        notes.append(f"{source} names its outputs as FaceAudit's bundles do ({', '.join(named)}): they were read "
+                     f"from those, and its {', '.join(labels_there)} column(s) taken as labels, not predictions")
+    return predictions.drop(columns=labels_there).rename(columns=BUNDLE_OUTPUTS)
 
 
 def _normal(name: str) -> str:
@@ -155,17 +176,41 @@ def _probabilities(frame: pd.DataFrame, head: str, label_map: LabelMap, notes: l
     for column, name in zip(columns, ours):
         probs[:, names.index(name)] += pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     if (negative := (probs < 0).any(axis=1)).any():
-        example = pd.to_numeric(frame.loc[frame.index[np.flatnonzero(negative)[0]], columns]).tolist()
+        example = _example(frame, int(np.flatnonzero(negative)[0]), columns)
         raise PredictionsError(f"{head} probabilities are negative in {int(negative.sum())} rows (e.g. {example} in "
                                f"{', '.join(columns)}): logits? give each class's probability (softmax)")
     sums = probs.sum(axis=1)
-    if np.nanmax(np.abs(sums - 1), initial=0) > 1e-3:
-        if head != "race7":  # the race columns' note says it
-            notes.append(f"{head} probabilities did not sum to 1 (row sums {np.nanmin(sums):.3f}–{np.nanmax(sums):.3f}); "
+    given = sums[~np.isnan(sums)]
+    if not given.size or np.abs(given - 1).max() <= 1e-3:
+        return probs
+    low, high = given.min(), given.max()
+    said = head != "race7"  # the race columns' notes say it
+    missing = [name for name in names if name not in ours]
+    if len(missing) == 1 and high <= 1 + SUM_ROUNDING:  # e.g. P(Female) alone: the one class left out has the rest
+        probs[:, names.index(missing[0])] = np.clip(1 - sums, 0, None)
+        sums = probs.sum(axis=1)
+        if said:
+            notes.append(f"{head}: no probability of {missing[0]} given; taken as 1 minus the others "
+                         f"({', '.join(columns)})")
+    elif max(abs(low - 100), abs(high - 100)) <= 100 * SUM_ROUNDING:
+        if said:
+            notes.append(f"{head} probabilities are percentages (row sums {low:.1f}–{high:.1f}); divided by their sum")
+    elif max(abs(low - 1), abs(high - 1)) <= SUM_ROUNDING:
+        if said:
+            notes.append(f"{head} probabilities did not sum to 1 (row sums {low:.3f}–{high:.3f}, rounding); "
                          "they were divided by their sum")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            probs = probs / sums[:, None]
-    return probs
+    else:
+        row = int(np.nanargmax(np.abs(sums - 1)))
+        raise PredictionsError(f"{head} probabilities sum to {low:.3g}–{high:.3g} per row, not 1 (e.g. "
+                               f"{_example(frame, row, columns)} in {', '.join(columns)}): give every class's "
+                               "probability (a softmax; logits are not probabilities), or only the labels")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return probs / sums[:, None]
+
+
+def _example(frame: pd.DataFrame, row: int, columns: list[str]) -> list[float]:
+    """One row's values of `columns`, to 4 significant digits, for an error message."""
+    return [float(f"{value:.4g}") for value in pd.to_numeric(frame.loc[frame.index[row], columns])]
 
 
 def _labels(values: pd.Series, head: str, label_map: LabelMap) -> list[str | None] | None:
@@ -222,6 +267,7 @@ def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: s
         model_name: What the model is, in words (default: "imported from <source>").
     """
     label_map, notes = label_map or LabelMap(), list(dataset.notes)
+    predictions = _outputs_as_named(predictions, source, notes)
     key = next(key for key in KEYS if key in predictions.columns)
     table = dataset.table.reset_index(drop=True)
     names = table[key].astype(str).map(_normal)

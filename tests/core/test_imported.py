@@ -116,3 +116,46 @@ def test_our_own_fairface_predictions_imported_give_the_same_metrics(tmp_path, s
     assert bundle.metrics["n_rejected"] == shipped.metrics["n_rejected"]  # the photo without a face has no row
     for name in ("gender_accuracy", "race_accuracy", "race7_accuracy"):
         assert bundle.metrics[name] == pytest.approx(shipped.metrics[name])
+
+
+def test_a_bundles_own_predictions_are_read_from_its_pred_columns_never_from_its_labels():
+    """A FaceAudit bundle's predictions.parquet holds the truth as `age`, `gender`, ... beside `pred_*`: imported as
+    it is, the true ages were taken for the model's (age MAE 0.0 on the shipped UTKFace test bundle)."""
+    frame = synthetic_predictions(40)
+    table = frame[["file", "path", "source", "age", "age_bin", "gender", "race"]]
+    outputs = frame.drop(columns=[c for c in frame.columns if c.startswith("p_")])  # labels only: pred_* and the truth
+    bundle, _ = import_predictions(_dataset(table), outputs, source="predictions.parquet")
+    assert bundle.metrics["age_mae"] == pytest.approx((frame["pred_age"] - frame["age"]).abs().mean(), rel=1e-6)
+    assert bundle.metrics["age_mae"] > 0
+    assert bundle.metrics["gender_accuracy"] == pytest.approx((frame["pred_gender"] == frame["gender"]).mean())
+    assert any("taken as labels, not predictions" in note for note in bundle.metrics["notes"])
+
+
+def _gender_table(n=6):
+    return synthetic_predictions(n)[["file", "path", "source", "age", "age_bin", "gender", "race"]]
+
+
+def test_a_probability_of_one_class_alone_gives_the_other_the_rest():
+    """P(Female) alone, as a binary classifier gives it: it was divided by itself, and every face called a woman."""
+    table = _gender_table()
+    p_female = np.array([0.9, 0.1, 0.6, 0.2, 0.0004, 1.0])
+    bundle, _ = import_predictions(_dataset(table), pd.DataFrame({"file": table["file"], "p_gender_Female": p_female}),
+                                   source="binary.csv")
+    assert bundle.predictions["pred_gender"].astype(str).tolist() == ["Female", "Male", "Female", "Male", "Male", "Female"]
+    assert np.allclose(bundle.predictions["p_gender_Male"], 1 - p_female)
+    assert any("no probability of Male given; taken as 1 minus the others" in note for note in bundle.metrics["notes"])
+
+
+def test_percentages_are_read_as_shares_and_other_sums_are_refused():
+    table = _gender_table(2)
+    percent = pd.DataFrame({"file": table["file"], "p_gender_Male": [80.0, 30.0], "p_gender_Female": [20.0, 70.0]})
+    bundle, _ = import_predictions(_dataset(table), percent, source="percent.csv")
+    assert np.allclose(bundle.predictions["p_gender_Female"], [0.2, 0.7])
+    assert any("percentages" in note for note in bundle.metrics["notes"])
+    logits = percent.assign(p_gender_Male=[3.2, 1.5], p_gender_Female=[0.4, 2.5])  # not negative, not shares
+    with pytest.raises(PredictionsError, match=re.escape("gender probabilities sum to 3.6–4 per row, not 1 (e.g. "
+                                                         "[1.5, 2.5] in p_gender_Male, p_gender_Female)")):
+        import_predictions(_dataset(table), logits, source="logits.csv")
+    some = pd.DataFrame({"file": table["file"], "p_race_White": [0.5, 0.1], "p_race_Black": [0.2, 0.1]})  # top two
+    with pytest.raises(PredictionsError, match="race probabilities sum to 0.2–0.7 per row, not 1"):
+        import_predictions(_dataset(table), some, source="top2.csv")
