@@ -127,31 +127,39 @@ def _lookup(value: object, names: tuple[str, ...], kind: str, extra: dict[str, s
         raise LabelError(f"unknown {kind} {str(value)!r}; valid: {', '.join(valid)}") from None
 
 
+# FairFace's Latino_Hispanic as label files also write it
+RACE7_ALIASES = {"Latino": "Latino_Hispanic", "Hispanic": "Latino_Hispanic"}
+# How auditors' own label files write the two genders; a number (0/1) is left out: datasets code it both ways
+GENDER_ALIASES = {"M": "Male", "F": "Female", "man": "Male", "woman": "Female"}
+
+
 def parse_gender(value: object) -> str:
-    """Return the canonical gender name for `value` (case-insensitive).
+    """Return the canonical gender name for `value` (case-insensitive; `GENDER_ALIASES` too).
 
     Raises:
-        LabelError: `value` is not one of `GENDERS`.
+        LabelError: `value` is not one of `GENDERS` or their aliases.
     """
-    return _lookup(value, GENDERS, "gender")
+    return _lookup(value, GENDERS, "gender", extra=GENDER_ALIASES)
 
 
 def parse_race(value: object) -> str:
-    """Return the canonical race for `value`; FairFace's seven names are accepted and mapped.
+    """Return the canonical race for `value`; FairFace's seven names (and `RACE7_ALIASES`) are accepted and mapped.
 
     Raises:
         LabelError: `value` is neither one of `RACES` nor of `FAIRFACE_RACES`.
     """
-    return _lookup(value, RACES, "race", extra=FAIRFACE_TO_RACE)
+    return _lookup(value, RACES, "race", extra=FAIRFACE_TO_RACE | {alias: FAIRFACE_TO_RACE[name]
+                                                                  for alias, name in RACE7_ALIASES.items()})
 
 
 def parse_race7(value: object) -> str:
-    """Return the canonical name of one of FairFace's seven races for `value` (case-insensitive, `_` or space).
+    """Return the canonical name of one of FairFace's seven races for `value` (case-insensitive, `_` or space;
+    `RACE7_ALIASES` too).
 
     Raises:
         LabelError: `value` is not one of `FAIRFACE_RACES`.
     """
-    return _lookup(value, FAIRFACE_RACES, "FairFace race")
+    return _lookup(value, FAIRFACE_RACES, "FairFace race", extra=RACE7_ALIASES)
 
 
 def race7_labels(names: Iterable[object]) -> list[str] | None:

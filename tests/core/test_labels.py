@@ -30,7 +30,14 @@ def test_every_fairface_race_maps_to_a_race():
     assert set(labels.FAIRFACE_TO_RACE.values()) <= set(labels.RACES)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("male", "Male"), ("FEMALE", "Female"), ("Female ", "Female")])
+@pytest.mark.parametrize("value", ["Hispanic", "latino", "Latino_Hispanic", "latino hispanic"])
+def test_latino_and_hispanic_name_fairfaces_latino_hispanic(value):
+    assert labels.parse_race7(value) == "Latino_Hispanic" and labels.parse_race(value) == "Others"
+    assert labels.race7_labels([value, "White"]) == ["Latino_Hispanic", "White"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("male", "Male"), ("FEMALE", "Female"), ("Female ", "Female"),
+                                                 ("F", "Female"), ("m", "Male"), ("Woman", "Female"), ("man", "Male")])
 def test_parse_gender(value, expected):
     assert labels.parse_gender(value) == expected
 
@@ -55,5 +62,7 @@ def test_unknown_label_message_lists_valid_names():
     with pytest.raises(labels.LabelError) as error:
         labels.parse_race("Martian")
     assert str(error.value).startswith("unknown race 'Martian'; valid: White, Black, Asian, Indian, Others, East Asian")
-    with pytest.raises(labels.LabelError, match="unknown gender 'x'; valid: Male, Female"):
+    with pytest.raises(labels.LabelError, match="unknown gender 'x'; valid: Male, Female, M, F, man, woman"):
         labels.parse_gender("x")
+    with pytest.raises(labels.LabelError, match="unknown gender '1'"):  # 0/1 mean either, dataset by dataset
+        labels.parse_gender("1")
