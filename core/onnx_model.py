@@ -12,8 +12,9 @@ An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes a
 gives): `age` as logits over whole years 0-116 ("years-logits") or one value in years ("years"); `gender`
 and `race` as logits in the listed label order (any names that `core.labels` parses, FairFace's seven
 races included: their probabilities are summed onto FaceAudit's five and, when the list is FairFace's races,
-also kept as the seven-class `race7` head). A head the spec leaves out is not predicted. `OnnxModel.predict`
-returns what `core.trainer.predict` returns.
+also kept as the seven-class `race7` head). A gender list of one label, `["Female"]`, is one sigmoid logit of
+that gender. A head the spec leaves out is not predicted. `OnnxModel.predict` returns what
+`core.trainer.predict` returns.
 """
 
 from __future__ import annotations
@@ -109,12 +110,19 @@ class OnnxModel:
         if "age" in self.heads and self.heads["age"] not in AGE_KINDS:
             raise OnnxModelError(f"{spec_path(self.path)}: age must be one of {', '.join(AGE_KINDS)}")
         self.maps = {}  # head -> (their classes, ours) matrix summing their logits' probabilities onto our classes
+        self.sigmoid = "gender" in self.heads and len(self.heads["gender"]) == 1  # one logit: the listed gender's
         for head, parse in (("gender", labels.parse_gender), ("race", labels.parse_race)):
             if head in self.heads:
                 try:
                     ours = [labels.CLASSES[head].index(parse(name)) for name in self.heads[head]]
                 except labels.LabelError as error:
                     raise OnnxModelError(f"{spec_path(self.path)}: {error}") from None
+                if head == "gender" and self.sigmoid:  # as the logits [0, x] of [the other gender, the listed one]
+                    ours = [1 - ours[0], ours[0]]
+                if len(set(ours)) < 2:
+                    raise OnnxModelError(f"{spec_path(self.path)}: {head} lists {self.heads[head]}, which name one "
+                                         f"{head} class: a class head needs at least two (gender: one label names a "
+                                         "single sigmoid logit of that gender)")
                 self.maps[head] = np.eye(len(labels.CLASSES[head]), dtype=np.float32)[ours]
         seven = labels.race7_labels(self.heads["race"]) if "race" in self.heads else None
         if seven is not None:  # FairFace's seven races: kept as the `race7` head beside their five-class sum
@@ -140,6 +148,8 @@ class OnnxModel:
         for head, value in zip(names, values):
             value = torch.from_numpy(np.asarray(value, np.float32))
             _refuse_nonfinite(f"{self.path.name}: output {names[head]!r}", value.numpy())
+            if head == "gender" and self.sigmoid and value.numel() == len(chips):  # P = sigmoid(x) = softmax([0, x])
+                value = torch.cat([torch.zeros(len(chips), 1), value.reshape(len(chips), 1)], dim=1)
             if head in self.maps:  # their classes' probabilities summed onto ours
                 if value.ndim != 2 or value.shape[1] != len(self.maps[head]):
                     raise OnnxModelError(f"{self.path.name}: output {names[head]!r} has shape {tuple(value.shape)}, but the "

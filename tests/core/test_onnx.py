@@ -138,6 +138,29 @@ def test_a_spec_that_does_not_fit_is_refused_with_the_reason(tmp_path, changes, 
         OnnxModel(_vendor_file(tmp_path, changes))
 
 
+class _Binary(nn.Module):
+    """A binary gender model's one logit of Female: the chip's brightness, centred."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(dim=(1, 2, 3)) - 0.5).unsqueeze(1) * 8
+
+
+def test_a_gender_of_one_sigmoid_logit(tmp_path):
+    """A binary model's one logit of P(Female): before, its softmax over one class called every face a woman."""
+    path = tmp_path / "binary.onnx"
+    torch.onnx.export(_Binary(), (torch.zeros(2, 3, 32, 32),), str(path), input_names=["image"], output_names=["female"],
+                      dynamic_axes={"image": {0: "n"}, "female": {0: "n"}}, dynamo=False)
+    spec = {"format": SPEC_FORMAT, "input": {"size": 32, "dtype": "float32", "layout": "NCHW", "mean": 0, "std": 1},
+            "outputs": {"gender": ["Female"]}, "output_names": {"gender": "female"}}
+    spec_path(path).write_text(json.dumps(spec))
+    chips = np.stack([np.full((32, 32, 3), value, np.uint8) for value in (20, 100, 120, 160, 240)])
+    female = OnnxModel(path).predict(chips, tta=False)["gender"][:, 1]
+    np.testing.assert_allclose(female, torch.sigmoid(torch.tensor((chips[:, 0, 0, 0] / 255 - 0.5) * 8)), atol=1e-5)
+    assert (female < 0.5).sum() == 3 and (female > 0.5).sum() == 2  # both genders, as the logit says
+    with pytest.raises(OnnxModelError, match=r"race lists \['White', 'white'\], which name one race class"):
+        OnnxModel(_vendor_file(tmp_path, {"outputs": {"race": ["White", "white"]}, "output_names": {"race": "years"}}))
+
+
 def test_labels_that_do_not_fit_the_output_are_named(tmp_path):
     onnx = OnnxModel(_vendor_file(tmp_path, {"outputs": {"race": FAIRFACE_7[:5]}, "output_names": {"race": "ethnicity"}}))
     with pytest.raises(OnnxModelError, match="output 'ethnicity' has shape \\(1, 7\\), but the spec lists 5 race labels"):
