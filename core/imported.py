@@ -82,9 +82,10 @@ class LabelMap:
         return cls(columns=dict(raw.get("columns", {})), values={head: dict(raw[head]) for head in _PARSERS if head in raw})
 
     def declared(self, head: str, value: object) -> object:
-        """The model's label `value` of `head` as the map names it (itself where the map does not)."""
-        declared = {str(key).strip().lower(): ours for key, ours in self.values.get(head, {}).items()}
-        return declared.get(str(value).strip().lower(), value)
+        """The model's label `value` of `head` as the map names it (itself where the map does not); a whole number
+        read as a float (1.0: a column of codes with gaps, in parquet) is the map's "1"."""
+        declared = {_label_text(key): ours for key, ours in self.values.get(head, {}).items()}
+        return declared.get(_label_text(value), value)
 
     def race7(self, values: Iterable[object]) -> list[str] | None:
         """The model's race labels `values` as FairFace's seven races (`labels.race7_labels`), or None when they are
@@ -144,6 +145,12 @@ def _outputs_as_named(predictions: pd.DataFrame, source: str, notes: list[str]) 
         notes.append(f"{source} names its outputs as FaceAudit's bundles do ({', '.join(named)}): they were read "
                      f"from those, and its {', '.join(labels_there)} column(s) taken as labels, not predictions")
     return predictions.drop(columns=labels_there).rename(columns=BUNDLE_OUTPUTS)
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    return str(value).strip().lower()
 
 
 def _normal(name: str) -> str:

@@ -159,3 +159,16 @@ def test_percentages_are_read_as_shares_and_other_sums_are_refused():
     some = pd.DataFrame({"file": table["file"], "p_race_White": [0.5, 0.1], "p_race_Black": [0.2, 0.1]})  # top two
     with pytest.raises(PredictionsError, match="race probabilities sum to 0.2–0.7 per row, not 1"):
         import_predictions(_dataset(table), some, source="top2.csv")
+
+
+def test_label_codes_read_as_floats_still_match_the_label_map(tmp_path):
+    """0/1 codes with a gap are floats in parquet (1.0): the map's "1" was not found and the import stopped."""
+    table = _gender_table(4)
+    codes = pd.DataFrame({"file": table["file"], "gender": [1.0, 0.0, np.nan, 1.0]})
+    codes.to_parquet(tmp_path / "codes.parquet")
+    (tmp_path / "map.json").write_text(json.dumps({"gender": {"0": "Male", "1": "Female"}}))
+    label_map = LabelMap.read(tmp_path / "map.json")
+    bundle, _ = import_predictions(_dataset(table), read_predictions(tmp_path / "codes.parquet", label_map),
+                                   source="codes.parquet", label_map=label_map)
+    assert bundle.predictions["pred_gender"].astype(str).tolist() == ["Female", "Male", "Female"]
+    assert bundle.rejects["reason"].str.contains("has no output").sum() == 1  # the gap: a reject, not a guess
