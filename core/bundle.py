@@ -150,7 +150,11 @@ def imported_from(metrics: dict[str, Any]) -> str | None:
     """'<model name>, predictions imported from <file>' for a bundle of imported predictions (`core.imported`), else
     None: such a model is not here, so nothing that needs it (explanations, saliency) can be made."""
     card = metrics.get("model") or {}
-    return f"{card.get('name')}, predictions imported from {card['imported_from']}" if card.get("imported_from") else None
+    if not card.get("imported_from"):
+        return None
+    source = f"predictions imported from {card['imported_from']}"
+    name = card.get("name")  # `core.imported`'s default name says no more than `source`
+    return source if not name or name == f"imported from {card['imported_from']}" else f"{name}, {source}"
 
 
 def bundle_title(metrics: dict[str, Any]) -> str:
@@ -178,7 +182,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
         "dataset": str(metrics.get("dataset")),
         "model id": str(metrics.get("model_id")),
         "model": model,
-        "trained on": str(card.get("trained_on") or "not recorded (bundle made before FaceAudit recorded it)"),
+        "trained on": str(card.get("trained_on") or ("not recorded by the model's maker" if "trained_on" in card
+                                                     else "not recorded (bundle made before FaceAudit recorded it)")),
         "mitigation": str(metrics.get("mitigation") or "none"),
         "input": {"photos": "photos: faces detected, the labelled face chosen, then aligned",
                   "aligned-chips": "aligned face chips (re-aligned where a face is found)",
@@ -186,7 +191,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
                       metrics.get("input_kind"), "not recorded"),
         "face rule": {"center": "center: in a multi-face photo, the most central face (weighted by size and score)",
                       "largest": "largest: in a multi-face photo, the largest face"}.get(
-                          metrics.get("face_rule"), "not recorded (largest face)"),
+                          metrics.get("face_rule"), "the model's owner chose the faces" if metrics.get("input_kind") ==
+                          "imported-predictions" else "not recorded (largest face)"),
         "training images audited": str(metrics.get("training_overlap_note") or "not checked"),
         "created": str(metrics.get("created")),
         "command": str(metrics.get("command") or "not recorded"),

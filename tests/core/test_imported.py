@@ -172,3 +172,20 @@ def test_label_codes_read_as_floats_still_match_the_label_map(tmp_path):
                                    source="codes.parquet", label_map=label_map)
     assert bundle.predictions["pred_gender"].astype(str).tolist() == ["Female", "Male", "Female"]
     assert bundle.rejects["reason"].str.contains("has no output").sum() == 1  # the gap: a reject, not a guess
+
+
+def test_an_imported_bundle_says_what_is_unknown_about_its_model_and_why():
+    """Its provenance read "trained on: not recorded (bundle made before FaceAudit recorded it)", "face rule: not
+    recorded (largest face)" and its title "imported from x.csv, predictions imported from x.csv"."""
+    from core.bundle import bundle_title, provenance
+
+    table = _gender_table(3)
+    outputs = pd.DataFrame({"file": table["file"], "gender": ["Male", "Female", "Male"]})
+    metrics = import_predictions(_dataset(table), outputs, source="x.csv")[0].metrics
+    rows = provenance(metrics)
+    assert rows["trained on"] == "not recorded by the model's maker"
+    assert rows["face rule"] == "the model's owner chose the faces"
+    assert bundle_title(metrics).endswith("(predictions imported from x.csv)")
+    named = import_predictions(_dataset(table), outputs, source="x.csv", model_name="Vendor API")[0].metrics
+    assert bundle_title(named).endswith("(Vendor API, predictions imported from x.csv)")
+    assert provenance({"model": {}})["trained on"] == "not recorded (bundle made before FaceAudit recorded it)"
