@@ -32,6 +32,7 @@ __all__ = [
     "read_fairface",
     "read_london_set",
     "read_manifest",
+    "read_label_csv",
 ]
 
 LABEL_COLUMNS = ("age", "age_bin", "gender", "race")
@@ -181,7 +182,7 @@ def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
         raise ManifestError(f"{csv_path} line {reader.line_num}: {error}") from None
 
 
-def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
+def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = ()) -> _Csv:
     """Read a label CSV robustly: UTF-8 (or Latin-1, noted), any of , ; tab | as delimiter, header names
     case-insensitive; a row with the wrong number of fields is a reject naming its line, never a shifted row.
 
@@ -218,7 +219,7 @@ def _read_csv(csv_path: Path, required: Iterable[str], source: str) -> _Csv:
         raise ManifestError(f"{csv_path}: missing column(s) {missing}; found {header}"
                             + ("" if delimiter == "," else f" (read with delimiter {delimiter!r})"))
     records, rejects = [], []
-    key = header.index(next(iter(required)))
+    key = header.index(next(iter(required))) if required else 0
     for row in _rows(reader, csv_path):
         if not any(cell.strip() for cell in row):
             continue  # blank line
@@ -274,7 +275,7 @@ def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, na
         name: Name of the dataset in tables and reports.
     """
     csv_path = Path(csv_path)
-    table = _read_csv(csv_path, ["file", "age", "gender", "race"], name)
+    table = read_label_csv(csv_path, name, ["file", "age", "gender", "race"])
     frame = table.frame
     frame["fairface_race"] = frame["race"]
     extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
@@ -289,7 +290,7 @@ def read_london_set(folder: str | Path) -> Dataset:
     `ethnicity` maps to race through `labels.LONDON_TO_RACE` and is kept as an extra column.
     """
     csv_path = Path(folder) / "labels.csv"
-    table = _read_csv(csv_path, ["file", "age", "gender", "ethnicity"], "london_set")
+    table = read_label_csv(csv_path, "london_set", ["file", "age", "gender", "ethnicity"])
     frame = table.frame
     frame["race"] = [labels.LONDON_TO_RACE.get(value.strip().lower(), value) for value in frame["ethnicity"]]
     extra = [c for c in frame.columns if c not in ("file", "age", "gender", "race")]
@@ -339,7 +340,7 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     """
     csv_path = Path(csv_path)
     name = name or csv_path.stem
-    table = _read_csv(csv_path, ["path"], name)
+    table = read_label_csv(csv_path, name, ["path"])
     frame = table.frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in table.frame.columns})
     present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
     seven, race_notes = None, []

@@ -40,7 +40,7 @@ import pandas as pd
 
 from core import labels
 from core.bundle import Bundle, compute_metrics
-from core.datasets import REJECT_COLUMNS, Dataset
+from core.datasets import REJECT_COLUMNS, Dataset, read_label_csv
 from core.dedup import with_duplicate_groups
 from core.errors import FaceAuditError
 from core.faces import FACE_RECORD_COLUMNS
@@ -111,13 +111,20 @@ def read_predictions(path: str | Path, label_map: LabelMap | None = None) -> pd.
     Raises:
         PredictionsError: unreadable, no key column, no output column, or a key listed twice.
     """
-    path, label_map = Path(path), label_map or LabelMap()
+    path, label_map, notes = Path(path), label_map or LabelMap(), []
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str,
-                                                                                                keep_default_na=False)
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:  # read as manifests are: any of , ; tab | as delimiter, UTF-8 or Latin-1, malformed rows set aside
+            table = read_label_csv(path, path.name)
+            frame, notes = table.frame, table.notes
+            if table.rejects:
+                notes.append(f"{len(table.rejects)} row(s) of {path.name} could not be read, e.g. "
+                             f"{table.rejects[0]['reason']}: their images count as without a prediction")
     except (OSError, ValueError, ImportError) as error:
         raise PredictionsError(f"cannot read predictions {path}: {error}") from None
     frame = frame.rename(columns=label_map.columns)
+    frame = frame.rename(columns=_canonical_column)  # header names are case-insensitive, as in manifests
     key = next((key for key in KEYS if key in frame.columns), None)
     if key is None:
         raise PredictionsError(f"{path.name} has no image column: name it one of {', '.join(KEYS)} "
@@ -131,7 +138,18 @@ def read_predictions(path: str | Path, label_map: LabelMap | None = None) -> pd.
     twice = keys[keys.duplicated()].unique()
     if len(twice):
         raise PredictionsError(f"{path.name}: {len(twice)} image(s) have more than one prediction, e.g. {twice[0]!r}")
-    return frame.assign(**{key: keys})
+    frame = frame.assign(**{key: keys})
+    frame.attrs["notes"] = notes  # how the file was read: `import_predictions` records them in the bundle
+    return frame
+
+
+def _canonical_column(name: object) -> object:
+    """FaceAudit's spelling of a column it reads (`File`, `Gender`, `P_Gender_Female`); other names as they are."""
+    text = str(name).strip()
+    if text.lower() in (*KEYS, *OUTPUTS, *BUNDLE_OUTPUTS):
+        return text.lower()
+    match = re.match(r"^p_(gender|race7|race|age_bin)_(.+)$", text, flags=re.IGNORECASE)
+    return f"p_{match.group(1).lower()}_{match.group(2)}" if match else name
 
 
 def _outputs_as_named(predictions: pd.DataFrame, source: str, notes: list[str]) -> pd.DataFrame:
@@ -273,7 +291,7 @@ def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: s
         source: Where the predictions came from (a file name), recorded as the model's identity.
         model_name: What the model is, in words (default: "imported from <source>").
     """
-    label_map, notes = label_map or LabelMap(), list(dataset.notes)
+    label_map, notes = label_map or LabelMap(), list(dataset.notes) + list(predictions.attrs.get("notes", []))
     predictions = _outputs_as_named(predictions, source, notes)
     key = next(key for key in KEYS if key in predictions.columns)
     table = dataset.table.reset_index(drop=True)

@@ -189,3 +189,20 @@ def test_an_imported_bundle_says_what_is_unknown_about_its_model_and_why():
     named = import_predictions(_dataset(table), outputs, source="x.csv", model_name="Vendor API")[0].metrics
     assert bundle_title(named).endswith("(Vendor API, predictions imported from x.csv)")
     assert provenance({"model": {}})["trained on"] == "not recorded (bundle made before FaceAudit recorded it)"
+
+
+def test_a_predictions_csv_is_read_as_a_manifest_is(tmp_path):
+    """Semicolons (a European spreadsheet), capitalised headers, Latin-1 and a malformed row: before, the file was
+    refused for having no image column (`File`), or read as one column."""
+    table = _gender_table(3)
+    files = table["file"].tolist()
+    text = (f"File;Gender;P_Gender_Female;Kommentar\n{files[0]};Male;0.2;Köln\n{files[1]};Female;0.9;ok\n"
+            f"{files[2]};Male;0.1;zu;viele\n")
+    (tmp_path / "vendor.csv").write_bytes(text.encode("latin-1"))
+    predictions = read_predictions(tmp_path / "vendor.csv")
+    bundle, _ = import_predictions(_dataset(table), predictions, source="vendor.csv")
+    assert bundle.predictions["file"].tolist() == files[:2]
+    assert np.allclose(bundle.predictions["p_gender_Female"], [0.2, 0.9])
+    notes = " ".join(bundle.metrics["notes"])
+    assert "read as Latin-1" in notes and "1 row(s) of vendor.csv could not be read" in notes
+    assert bundle.rejects["file"].tolist() == [files[2]]
