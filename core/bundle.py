@@ -208,11 +208,13 @@ def provenance(metrics: dict[str, Any]) -> dict[str, str]:
 
 def checkpoint_id(meta: dict[str, Any]) -> str:
     """The id bundles record for a checkpoint with this `config.json`: its weights' hash, and its calibration
-    temperatures where it has them (`core.model.Checkpoint.model_id`)."""
+    temperatures and age estimate where it has them (`core.model.Checkpoint.model_id`)."""
     weights = str(meta.get("weights_sha256", ""))
-    if not meta.get("temperatures"):
+    estimate = meta.get("age_estimate", "mean")
+    if not meta.get("temperatures") and estimate == "mean":
         return weights[:12]
-    return hashlib.sha256(f"{weights} {json.dumps(meta['temperatures'], sort_keys=True)}".encode()).hexdigest()[:12]
+    text = f"{weights} {json.dumps(meta.get('temperatures') or {}, sort_keys=True)}"
+    return hashlib.sha256((text if estimate == "mean" else f"{text} age={estimate}").encode()).hexdigest()[:12]
 
 
 def bundle_model_dir(metrics: dict[str, Any], *candidates: Path | None) -> Path | None:

@@ -7,7 +7,7 @@ with an attribution map the size of the chip and an overlay image. Targets:
 |---|---|
 | gender | a gender name (its probability) |
 | race | a race name (its probability) |
-| age | an age-bin name (the bin's probability) or "expected" (the expected age in years) |
+| age | an age-bin name (the bin's probability) or "expected" (the predicted age in years: the mean of the age distribution, or its median for a checkpoint whose `age_estimate` is "median") |
 
 Like `core.trainer.predict`, the explained function averages the chip with its mirror image
 (`core.model.mirror_average`; `mirror=False` explains the bare chip), so an explained value is the
@@ -39,7 +39,7 @@ from core import labels
 from core.errors import FaceAuditError
 from core.heatmap import overlay
 from core.memory import release_freed_memory
-from core.model import AGES, MultiTaskNet, mirror_average
+from core.model import MultiTaskNet, age_estimate, mirror_average
 
 if TYPE_CHECKING:
     from core.onnx_model import CallableModel, OnnxModel
@@ -65,7 +65,7 @@ class Explanation:
     Attributes:
         attribution: `(H, W)` float map; positive = evidence for the target.
         overlay: `(H, W, 3)` uint8 chip with the positive attributions as a heat map.
-        value: The target's value on the chip (a probability, or years for the expected age).
+        value: The target's value on the chip (a probability, or years for the predicted age).
         delta: Integrated Gradients' convergence delta (sum of attributions minus the output
             difference to the baseline); None for other methods.
     """
@@ -107,8 +107,8 @@ class _Target(nn.Module):
         probs = logits[self.head].float().softmax(dim=1)
         if self.head != "age":
             return probs[:, self.index]
-        if self.target == "expected":
-            return probs @ AGES.to(probs.device)
+        if self.target == "expected":  # the age the model predicts: its distribution's mean, or its median
+            return age_estimate(probs, self.model.age_estimate)
         return probs[:, self.indices].sum(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

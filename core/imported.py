@@ -148,7 +148,7 @@ def _canonical_column(name: object) -> object:
     text = str(name).strip()
     if text.lower() in (*KEYS, *OUTPUTS, *BUNDLE_OUTPUTS):
         return text.lower()
-    match = re.match(r"^p_(gender|race7|race|age_bin)_(.+)$", text, flags=re.IGNORECASE)
+    match = re.match(_PROBABILITY.pattern, text, flags=re.IGNORECASE)
     return f"p_{match.group(1).lower()}_{match.group(2)}" if match else name
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "create_model",
     "resolve_device",
     "age_summary",
+    "age_estimate",
+    "AGE_ESTIMATES",
     "mirror_average",
     "Checkpoint",
     "save_checkpoint",
@@ -44,6 +46,7 @@ __all__ = [
     "file_sha256",
 ]
 
+AGE_ESTIMATES = ("mean", "median")  # the age a checkpoint reports from its year distribution (config "age_estimate")
 AGES = torch.arange(labels.AGE_MIN, labels.AGE_MAX + 1, dtype=torch.float32)  # the age head's classes
 # (117, 9) one-hot: which age bin each year of the age head belongs to
 AGE_BIN_MATRIX = torch.tensor([[float(labels.age_to_bin(int(age)) == name) for name in labels.AGE_BINS]
@@ -132,6 +135,7 @@ class MultiTaskNet(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Linear(self.backbone.num_features, size)
                                     for name, size in head_sizes(config).items()})
         self.temperatures: dict[str, float] = {}  # per head, logits are divided by it (calibration; not weights)
+        self.age_estimate = "mean"  # which age the year distribution predicts (`age_estimate`; not weights)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.from_features(self.backbone.forward_features(x))
@@ -173,17 +177,33 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def age_summary(age_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Turn age logits into the expected age, its spread and the nine age-bin probabilities.
+def age_estimate(probs: torch.Tensor, estimate: str = "mean") -> torch.Tensor:
+    """The age `(b,)` a year distribution `(b, 117)` predicts: its mean, or its median (the estimate of least expected
+    absolute error; each year's mass spread evenly over the year around it, so it is continuous and always lies in
+    the age bin the median rule predicts). Differentiable, for the explanations."""
+    ages = AGES.to(probs.device)
+    if estimate == "mean":
+        return probs @ ages
+    cumulative = probs.cumsum(dim=1)
+    year = (cumulative < 0.5).sum(dim=1, keepdim=True).clamp_max(probs.shape[1] - 1)  # first year reaching 0.5
+    below = (cumulative.gather(1, year) - probs.gather(1, year)).squeeze(1)  # mass of the years before it
+    inside = (0.5 - below) / probs.gather(1, year).squeeze(1).clamp_min(1e-12)  # share of that year's mass needed
+    return (ages[year.squeeze(1)] - 0.5 + inside).clamp(labels.AGE_MIN, labels.AGE_MAX)
+
+
+def age_summary(age_logits: torch.Tensor, estimate: str = "mean") -> dict[str, torch.Tensor]:
+    """Turn age logits into the predicted age (`age_estimate`), the distribution's spread and the nine age-bin
+    probabilities.
 
     Returns:
-        `age` (b,) expected years, `age_std` (b,) standard deviation in years, `age_bin` (b, 9).
+        `age` (b,) years, `age_std` (b,) the distribution's standard deviation in years, `age_bin` (b, 9).
     """
     probs = age_logits.float().softmax(dim=1)  # (b, 117)
     ages = AGES.to(probs.device)
     mean = probs @ ages
     std = (probs @ ages.square() - mean.square()).clamp_min(0).sqrt()
-    return {"age": mean, "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}  # bins: (b, 9)
+    age = mean if estimate == "mean" else age_estimate(probs, estimate)
+    return {"age": age, "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}  # bins: (b, 9)
 
 
 def mirror_average(outputs: dict[str, torch.Tensor], mirrored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -210,7 +230,7 @@ class Checkpoint:
 
     @property
     def model_id(self) -> str:
-        """A short id that changes when the weights or the calibration temperatures change."""
+        """A short id that changes when the weights, the calibration temperatures or the age estimate change."""
         return checkpoint_id(self.meta)
 
 
@@ -309,6 +329,10 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> C
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{weights} cannot be loaded into {config.backbone} ({error})") from error
     model.temperatures = _checked_temperatures(meta.get("temperatures"), set(model.heads), config_path)
+    model.age_estimate = meta.get("age_estimate", "mean")
+    if model.age_estimate not in AGE_ESTIMATES:
+        raise CheckpointError(f"{config_path}: age_estimate {model.age_estimate!r} must be one of "
+                              f"{', '.join(AGE_ESTIMATES)}")
     model.to(device).to(memory_format=torch.channels_last).eval()  # matches `normalize`'s layout: ~1.6x on CPU
     return Checkpoint(model=model, meta=meta, path=folder)
 

@@ -9,7 +9,8 @@ An ONNX model comes with a spec, `<file>.json` beside it, saying what it takes a
      "geometry": "faceaudit-aligned", "model_id": "...", "name": "..."}       # or "crop", with "margin": 0.25
 
 `outputs` says what each head's graph output is (the output of the same name, or the one `output_names`
-gives): `age` as logits over whole years 0-116 ("years-logits") or one value in years ("years"); `gender`
+gives): `age` as logits over whole years 0-116 ("years-logits", whose mean is the age, or their median with
+`"age_estimate": "median"`) or one value in years ("years"); `gender`
 and `race` as logits in the listed label order (any names that `core.labels` parses, FairFace's seven
 races included: their probabilities are summed onto FaceAudit's five and, when the list is FairFace's races,
 also kept as the seven-class `race7` head). A gender list of one label, `["Female"]`, is one sigmoid logit of
@@ -30,7 +31,7 @@ import torch
 
 from core import labels
 from core.errors import FaceAuditError
-from core.model import age_summary, file_sha256, mirror_average, race7_to_race
+from core.model import AGE_ESTIMATES, age_summary, file_sha256, mirror_average, race7_to_race
 
 __all__ = ["SPEC_FORMAT", "OnnxModelError", "OnnxModel", "CallableModel", "spec_path"]
 
@@ -109,6 +110,9 @@ class OnnxModel:
                                  f"({', '.join(sorted(outputs))}); unknown {unknown}, not in the graph {absent}")
         if "age" in self.heads and self.heads["age"] not in AGE_KINDS:
             raise OnnxModelError(f"{spec_path(self.path)}: age must be one of {', '.join(AGE_KINDS)}")
+        self.age_estimate = self.spec.get("age_estimate", "mean")  # of "years-logits": their mean, or their median
+        if self.age_estimate not in AGE_ESTIMATES:
+            raise OnnxModelError(f"{spec_path(self.path)}: age_estimate must be one of {', '.join(AGE_ESTIMATES)}")
         self.maps = {}  # head -> (their classes, ours) matrix summing their logits' probabilities onto our classes
         self.sigmoid = "gender" in self.heads and len(self.heads["gender"]) == 1  # one logit: the listed gender's
         for head, parse in (("gender", labels.parse_gender), ("race", labels.parse_race)):
@@ -175,7 +179,7 @@ class OnnxModel:
             outputs = mirror_average({h: v[:n] for h, v in both.items()}, {h: v[n:] for h, v in both.items()}) if tta else both
             result = {head: outputs[head].softmax(1) for head in ("gender", "race", "race7") if head in outputs}
             if "age" in outputs:
-                result |= age_summary(outputs["age"])
+                result |= age_summary(outputs["age"], self.age_estimate)
             elif years is not None:
                 result["age"] = (years[:n] + years[n:]) / 2 if tta else years
             for name, value in result.items():

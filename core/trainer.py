@@ -206,8 +206,8 @@ def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size
     """Predict every chip (uint8 `(n, H, W, 3)`), optionally averaging with the mirrored chip.
 
     Returns:
-        `age`, `age_std` (n,), `age_bin` (n, 9), `gender` (n, 2), `race` (n, 5) probabilities; `race7` (n, 7)
-        too from a seven-class race head.
+        `age` (n,) the model's age estimate (`model.age_estimate`), `age_std` (n,), `age_bin` (n, 9), `gender`
+        (n, 2), `race` (n, 5) probabilities; `race7` (n, 7) too from a seven-class race head.
     """
     model.eval()
     chips = torch.as_tensor(chips)
@@ -222,7 +222,7 @@ def predict(model: MultiTaskNet, chips: torch.Tensor | np.ndarray, *, batch_size
             outputs = model(x)
             if tta:
                 outputs = mirror_average(outputs, model(x.flip(3)))
-        summary = age_summary(outputs["age"])
+        summary = age_summary(outputs["age"], model.age_estimate)
         batch = {"age": summary["age"], "age_std": summary["age_std"], "age_bin": summary["age_bin"],
                  **{head: outputs[head].float().softmax(1) for head in ("gender", "race", "race7") if head in outputs}}
         for name, value in batch.items():

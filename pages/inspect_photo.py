@@ -87,7 +87,9 @@ except FaceAuditError as error:  # another model's outputs that cannot be shown 
     st.stop()
 if "age" in outputs:
     age = float(outputs["age"][0])
-    right.metric("Age", f"{age:.0f}", help="expected age under the predicted distribution")
+    given = (onnx or checkpoint.model).age_estimate
+    right.metric("Age", f"{age:.0f}", help="the age the model gives" if onnx and onnx.heads["age"] == "years"
+                 else f"the {given} of the predicted age distribution")
     if "age_std" in outputs:
         spread = float(outputs["age_std"][0])
         right.caption(f"likely range {max(age - spread, 0):.0f}–{age + spread:.0f} (± one standard deviation)")
@@ -176,7 +178,7 @@ st.caption("Colour: evidence *for* the class, from none (transparent) to the map
 shown = results["gradcam"] or results["lime"]
 if shown is not None:
     value = shown.value
-    said = (f"expected age {value:.1f} years, the age shown above" if target == "expected"
+    said = (f"predicted age {value:.1f} years, the age shown above" if target == "expected"
             else f"P(age {target}) = {value:.1%}" if head == "age" else f"P({target}) = {value:.1%}, as in the bars above")
     st.caption(f"Explained value on this chip: {said} (chip and mirror image averaged, as in an audit).")
 release_freed_memory()  # what this rerun's thread freed (decoded photo, chips) goes back to the OS

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                       external_data=False, verbose=False)
     spec = {"format": SPEC_FORMAT, "input": {"size": size, "dtype": "uint8", "layout": "NHWC"},
             "outputs": {"age": "years-logits", "gender": list(labels.GENDERS), "race": list(labels.FAIRFACE_RACES if model.config.race7 else labels.RACES)},
-            "geometry": "faceaudit-aligned", "model_id": checkpoint.model_id,
+            "age_estimate": model.age_estimate, "geometry": "faceaudit-aligned", "model_id": checkpoint.model_id,
             "name": f"FaceAudit {model.config.backbone} {size} px (ONNX export of {checkpoint.model_id})",
             "checkpoint": checkpoint.meta}
     spec_path(out).write_text(json.dumps(spec, indent=2))

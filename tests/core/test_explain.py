@@ -98,6 +98,20 @@ def test_explained_value_is_the_shown_prediction(model, chip, method, head, targ
     assert bare.value == pytest.approx(shown(False), rel=1e-6, abs=2e-6)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "lime"])
+def test_the_explained_age_is_the_shown_age_of_a_median_model(chip, method):
+    """A checkpoint whose `age_estimate` is the median shows the median: its explanations explain that, not the mean."""
+    torch.manual_seed(0)
+    median = create_model(ModelConfig(backbone="test_efficientnet", input_size=64)).eval()
+    median.age_estimate = "median"
+    shown = float(predict(median, chip[None])["age"][0])
+    median.age_estimate = "mean"
+    assert abs(float(predict(median, chip[None])["age"][0]) - shown) > 0.1  # the test can tell them apart
+    median.age_estimate = "median"
+    result = explain(median, chip, method=method, head="age", target="expected", samples=40, steps=4)
+    assert result.value == pytest.approx(shown, rel=1e-5)
+
+
 @pytest.mark.parametrize(("method", "kwargs"), [("lime", {"samples": 250}), ("integrated_gradients", {"steps": 20})])
 def test_progress_is_reported_after_each_batch_up_to_done(model, chip, method, kwargs):
     shares = []

@@ -7,6 +7,7 @@ from core import labels
 from core.model import (
     CheckpointError,
     ModelConfig,
+    age_estimate,
     age_summary,
     create_model,
     file_sha256,
@@ -41,6 +42,48 @@ def test_age_summary_of_a_certain_prediction():
     assert summary["age"].item() == pytest.approx(25.0)
     assert summary["age_std"].item() == pytest.approx(0.0, abs=1e-3)
     assert summary["age_bin"][0, labels.AGE_BINS.index("20-29")].item() == pytest.approx(1.0)
+
+
+def test_the_median_age_of_a_distribution():
+    """Each year's mass spread over the year around it: the point where half the mass lies below."""
+    certain, halves, uniform = torch.zeros(3, 117), torch.zeros(117), torch.full((117,), 1 / 117)
+    certain[0, 25], halves[20], halves[30] = 1.0, 0.5, 0.5
+    probs = torch.stack([certain[0], halves, uniform])
+    assert age_estimate(probs, "median").tolist() == pytest.approx([25.0, 20.5, 58.0], abs=1e-4)
+    assert age_estimate(probs, "mean").tolist() == pytest.approx([25.0, 25.0, 58.0], abs=1e-4)
+
+
+def test_the_median_age_lies_in_the_predicted_age_bin():
+    """The bin follows the median (`labels.median_bin_index`): with the mean as the age, 6.2 % of the default's UTKFace
+    test faces showed an age outside their bin."""
+    torch.manual_seed(0)
+    logits = torch.randn(500, 117) * 3
+    summary = age_summary(logits, "median")
+    ages = labels.bins_of_ages(summary["age"].numpy())
+    predicted = [labels.AGE_BINS[i] for i in labels.median_bin_index(summary["age_bin"].numpy())]
+    assert ages == predicted
+    assert labels.bins_of_ages(age_summary(logits)["age"].numpy()) != predicted  # the mean strays from it
+
+
+def test_a_checkpoints_age_estimate_is_its_own_and_part_of_its_id(tmp_path):
+    torch.manual_seed(0)
+    folder = save_checkpoint(create_model(TINY[0]), tmp_path / "ckpt")
+    mean = load_checkpoint(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"age_estimate": "median"}))
+    median = load_checkpoint(folder)
+    assert (mean.model.age_estimate, median.model.age_estimate) == ("mean", "median")
+    assert median.model_id != mean.model_id
+    from core.trainer import predict
+
+    chips = torch.randint(0, 256, (4, 48, 48, 3), dtype=torch.uint8).numpy()
+    with torch.no_grad():
+        logits = median.model(median.model.normalize(torch.from_numpy(chips)))["age"]
+    ours = predict(median.model, chips, tta=False)["age"]
+    assert ours.tolist() == pytest.approx(age_estimate(logits.softmax(1), "median").tolist(), abs=1e-4)
+    (folder / "config.json").write_text(json.dumps(config | {"age_estimate": "mode"}))
+    with pytest.raises(CheckpointError, match="age_estimate 'mode' must be one of mean, median"):
+        load_checkpoint(folder)
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):

@@ -41,12 +41,12 @@ def test_export_predicts_what_the_checkpoint_predicts(exported):
 
 def test_a_calibrated_seven_class_race_head_exports_its_seven_classes(tmp_path):
     """The graph gives the seven FairFace classes (temperatures applied); through onnxruntime the audit keeps them
-    as the checkpoint does, beside their sum onto five."""
+    as the checkpoint does, beside their sum onto five; and the checkpoint's age estimate (its median) goes along."""
     from core.model import ModelConfig, create_model, save_checkpoint
 
     torch.manual_seed(1)
     model_dir = save_checkpoint(create_model(ModelConfig(backbone="test_efficientnet", input_size=48, race7=True)),
-                                tmp_path / "race7", temperatures={"gender": 0.5, "race7": 0.25})
+                                tmp_path / "race7", temperatures={"gender": 0.5, "race7": 0.25}, age_estimate="median")
     out = tmp_path / "race7.onnx"
     assert export.main(["--model", str(model_dir), "--out", str(out)]) == 0
     onnx, checkpoint = OnnxModel(out), load_checkpoint(model_dir)
@@ -57,6 +57,8 @@ def test_a_calibrated_seven_class_race_head_exports_its_seven_classes(tmp_path):
     np.testing.assert_allclose(theirs["race7"], ours["race7"], atol=1e-4)
     np.testing.assert_allclose(theirs["race"], ours["race"], atol=1e-4)
     np.testing.assert_allclose(theirs["gender"], ours["gender"], atol=1e-4)
+    np.testing.assert_allclose(theirs["age"], ours["age"], atol=1e-3)
+    assert onnx.age_estimate == "median" and onnx.model_id == checkpoint.model_id
 
 
 def test_an_audit_through_onnxruntime_matches_the_checkpoints(exported, tmp_path):

@@ -3,7 +3,7 @@ import shutil
 
 from core.model import load_checkpoint
 from tests.conftest import LONDON_FIXTURES, noise_image
-from training import train
+from training import age_estimate, train
 
 NAMES = [f"{age}_{age % 2}_{age % 5}_2017011617452{age:04d}.jpg.chip.jpg" for age in range(20, 36)]
 
@@ -75,3 +75,16 @@ def test_fine_tuning_on_fairface_widens_the_race_head_to_seven_classes(tmp_path)
                                              "train photos of men, gender unused (1; 1 with an evaluated twin left out)")
     log = next(csv.DictReader(open(tmp_path / "ff" / "log.csv")))
     assert float(log["fairface_val_race7_accuracy"]) in (0.0, 1.0)  # one photo in FairFace's val part
+
+
+def test_the_age_estimate_is_chosen_on_the_validation_split_and_kept_in_the_checkpoint(tmp_path):
+    import json
+
+    args = _utkface_run(tmp_path)
+    best = tmp_path / "run" / "best"
+    assert age_estimate.main([*args[:4], "--model", str(best), "--cache-dir", str(tmp_path / "cache"),
+                              "--threads", "1"]) == 0
+    config = json.loads((best / "config.json").read_text())
+    errors = config["age_estimate_chosen_on"]["age_mae"]
+    assert set(errors) == {"mean", "median"} and config["age_estimate_chosen_on"]["faces"] == 4
+    assert config["age_estimate"] == min(errors, key=errors.get) == load_checkpoint(best).model.age_estimate
