@@ -331,10 +331,11 @@ def test_error_analysis_to_gallery_then_a_label_suspect_left_out(browser_and_url
         _wait_for_run(page)
         assert (folder / "label_suspects.csv").read_text().count("\n") == 2  # header and the face
         page.get_by_text("Mark several faces of this page as label suspects").click()  # two more at once, with a note
+        _wait_for_run(page)
         faces = page.get_by_role("combobox", name="Faces")
         for number in (2, 3):
             option = page.get_by_role("option", name=re.compile(rf"^{number}\. "))
-            for _ in range(3):  # keys typed while the expander still opens can be lost: type again
+            for _ in range(8):  # keys typed while the expander still opens can be lost (3 tries once ran out in CI)
                 faces.fill(f"{number}. ")
                 with contextlib.suppress(PlaywrightTimeout):
                     option.wait_for(timeout=5_000)
