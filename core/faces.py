@@ -133,7 +133,12 @@ class FaceDetector:
         path = Path(model_path) if model_path else _yunet_path()
         if not path.is_file():
             raise DetectorNotFoundError(f"face detector model {path} does not exist")
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        before = cv2.utils.logging.getLogLevel()  # OpenCV 5 warns on each create that its new graph engine
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # ignores targets: noise on every command
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        finally:
+            cv2.utils.logging.setLogLevel(before)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Return the faces in an `(H, W, 3)` RGB image, largest first."""
