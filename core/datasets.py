@@ -25,6 +25,7 @@ from core.errors import FaceAuditError
 
 __all__ = [
     "LABEL_COLUMNS",
+    "MANIFEST_ALIASES",
     "REJECT_COLUMNS",
     "Dataset",
     "ManifestError",
@@ -163,6 +164,15 @@ def read_utkface(folder: str | Path) -> Dataset:
 
 # Header names FaceAudit reads; matched case-insensitively (`AGE`, `Gender`) and stored lower-case.
 _KNOWN_HEADERS = {"path", "file", "source", *LABEL_COLUMNS, "ethnicity", "service_test"}
+# Other names auditors' manifests give FaceAudit's columns (compared lower-case, spaces and hyphens as `_`): read as
+# that column, with a note, where the manifest has no column of FaceAudit's own name.
+MANIFEST_ALIASES = {
+    "path": ("image", "image_path", "img", "img_path", "photo", "photo_path", "filename", "file_name", "filepath",
+             "file_path", "file"),
+    "gender": ("sex",),
+    "race": ("ethnicity",),
+    "age_bin": ("age_group", "age_range", "age_bracket"),
+}
 _DELIMITERS = ",;\t|"
 
 
@@ -182,9 +192,33 @@ def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
         raise ManifestError(f"{csv_path} line {reader.line_num}: {error}") from None
 
 
-def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = ()) -> _Csv:
+def _header_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str, ...]],
+             csv_path: Path) -> tuple[list[str], list[str]]:
+    """The header with each alias renamed to the column it stands for, where that column is absent; and a note
+    naming the columns as `written` in the file."""
+    header, read_as = list(header), []
+    for column, names in aliases.items():
+        if column in header:
+            continue
+        found = [index for index, name in enumerate(header) if _header_key(name) in names]
+        if len(found) > 1:
+            raise ManifestError(f"{csv_path}: columns {[written[i] for i in found]} could each be {column!r}; "
+                                f"name one of them {column!r}")
+        if found:
+            header[found[0]] = column
+            read_as.append(f"{written[found[0]]!r} as {column}")
+    return header, [f"{csv_path.name}: read column {', '.join(read_as)}"] if read_as else []
+
+
+def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = (),
+                   aliases: dict[str, tuple[str, ...]] | None = None) -> _Csv:
     """Read a label CSV robustly: UTF-8 (or Latin-1, noted), any of , ; tab | as delimiter, header names
-    case-insensitive; a row with the wrong number of fields is a reject naming its line, never a shifted row.
+    case-insensitive, `aliases` read as the columns they stand for (noted); a row with the wrong number of fields
+    is a reject naming its line, never a shifted row.
 
     Raises:
         ManifestError: the file is missing, a folder, binary, empty, or lacks a required column.
@@ -210,14 +244,18 @@ def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = ()) ->
         header = [str(name).strip() for name in next(reader)]
     except csv.Error as error:
         raise ManifestError(f"{csv_path} line 1: {error}") from None
-    header = [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]
+    written, header = header, [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]
+    header, alias_notes = _read_as(header, written, aliases or {}, csv_path)
+    notes += alias_notes
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise ManifestError(f"{csv_path}: column(s) {twice} appear twice (header names are case-insensitive)")
     missing = [column for column in required if column not in header]
     if missing:
+        also = [f"{column!r} (or {', '.join(aliases[column])})" for column in missing if column in (aliases or {})]
         raise ManifestError(f"{csv_path}: missing column(s) {missing}; found {header}"
-                            + ("" if delimiter == "," else f" (read with delimiter {delimiter!r})"))
+                            + ("" if delimiter == "," else f" (read with delimiter {delimiter!r})")
+                            + (f"; name them {', '.join(also)}" if also else ""))
     records, rejects = [], []
     key = header.index(next(iter(required))) if required else 0
     for row in _rows(reader, csv_path):
@@ -250,8 +288,31 @@ def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
             rejects.append({"file": file, "path": str(path), "source": source, "reason": str(error)})
             continue
         rows.append({"file": file, "path": str(path), "source": source, **parsed,
-                     **{column: record[column] for column in extra}})
+                     **{column: _grouping_value(record[column]) for column in extra}})
     return rows, rejects
+
+
+def _grouping_value(value: object) -> object:
+    """An extra column's cell as a grouping value: surrounding spaces dropped ('outdoor ' is 'outdoor'), an empty
+    cell missing (shown as such, and out of the way of a column of numbers' order)."""
+    text = value.strip() if isinstance(value, str) else value
+    return None if text == "" else text
+
+
+def _case_notes(rows: list[dict], extra: list[str], source: str) -> list[str]:
+    """A note for each grouping column with values that differ only in letter case: kept apart, but said."""
+    notes = []
+    for column in extra:
+        spellings: dict[str, set[str]] = {}
+        for row in rows:
+            if isinstance(value := row[column], str):
+                spellings.setdefault(value.casefold(), set()).add(value)
+        alike = [sorted(values) for values in spellings.values() if len(values) > 1]
+        if alike:
+            notes.append(f"{source}: column {column!r} has values that differ only in letter case, kept as separate "
+                         f"groups: {' / '.join(map(repr, alike[0]))}" + (f" and {len(alike) - 1} more" if len(alike) > 1
+                                                                          else ""))
+    return notes
 
 
 def _outside_note(rows: list[dict], root: Path, source: str) -> list[str]:
@@ -326,23 +387,41 @@ def _seven_races(races: pd.Series, source: str) -> tuple[pd.Series | None, list[
     return races.map(dict(zip(named, seven))), []
 
 
+def _holds_age_bins(ages: pd.Series) -> bool:
+    """True where a column named age holds age bins ('50-59'), not years: every label a bin, none a number."""
+    given = [value for value in ages if not _missing(value)]
+    return bool(given) and all(_parses(labels.parse_age_bin, value) and not _parses(labels.parse_age, value)
+                               for value in given)
+
+
 def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     """Read any labeled image folder through a manifest CSV.
 
     The CSV has a `path` column (relative to the CSV's folder; absolute and `..` paths are opened too,
     and counted in the dataset's notes, which the bundle keeps) and any of `age`, `age_bin`,
     `gender`, `race` (case-insensitive names; FairFace race names are accepted and mapped, and kept as
-    `fairface_race` when race is written in FairFace's seven classes). Every other column is kept as an
-    extra grouping attribute, e.g. `skin` or `identity`.
+    `fairface_race` when race is written in FairFace's seven classes). Other common names of these columns
+    (`MANIFEST_ALIASES`: `image`, `sex`, `ethnicity`, `age_group`, ...) and an age column of bins are read as them,
+    with a note. Every other column is kept as an extra grouping attribute, e.g. `skin` or `identity`.
 
     Raises:
-        ManifestError: the CSV is missing, cannot be read as a CSV, or has no `path` column.
+        ManifestError: the CSV is missing, cannot be read as a CSV, or has no `path` column (nor an alias of it).
     """
     csv_path = Path(csv_path)
     name = name or csv_path.stem
-    table = read_label_csv(csv_path, name, ["path"])
+    table = read_label_csv(csv_path, name, ["path"], aliases=MANIFEST_ALIASES)
     frame = table.frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in table.frame.columns})
+    notes = list(table.notes)
+    if "age" in frame and "age_bin" not in frame and _holds_age_bins(frame["age"]):
+        example = next(value for value in frame["age"] if not _missing(value))
+        frame = frame.rename(columns={"age": "age_bin"})
+        notes.append(f"{name}: its age column holds age bins (e.g. {example!r}), not years; read as age_bin")
     present = {column: column for column in LABEL_COLUMNS if column in frame.columns}
+    if not present:
+        others = [c for c in frame.columns if c != "path"]
+        notes.append(f"{name} has no label column ({', '.join(LABEL_COLUMNS)}), so the audit shows predictions with "
+                     f"no accuracy; its other columns ({', '.join(others) or 'none'}) are kept for grouping. Rename "
+                     "a column of labels to one of those names to audit it")
     seven, race_notes = None, []
     if "race" in present and "fairface_race" not in frame:  # a column of that name in the manifest stays as given
         seven, race_notes = _seven_races(frame["race"], name)
@@ -350,5 +429,5 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
         frame.insert(0, "fairface_race", seven)
     extra = [c for c in frame.columns if c != "path" and c not in present]
     rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    notes = table.notes + race_notes + _outside_note(rows, csv_path.parent, name)
+    notes += race_notes + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
     return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

@@ -10,6 +10,7 @@ catch-all, not an ethnicity. Pages and reports show `RACE_MAPPING_NOTE` wherever
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -178,7 +179,8 @@ def parse_age_bin(value: object) -> str:
     Raises:
         LabelError: `value` is not one of `AGE_BINS`.
     """
-    return _lookup(value, AGE_BINS, "age bin", extra={"70+": "more than 70"})
+    spaced = re.sub(r"\s*[-\u2013]\s*", "-", str(value).strip())  # '20 - 29' and an en dash '20\u201329' too
+    return _lookup(spaced, AGE_BINS, "age bin", extra={"70+": "more than 70"})
 
 
 def parse_age(value: object) -> int:

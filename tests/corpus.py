@@ -210,7 +210,10 @@ def manifest_cases() -> list[ManifestCase]:
         ManifestCase("formula injection in a path", _manifest("path,age\n=cmd|' /c calc'!A1,30\nb.jpg,40\n"),
                      "rejected", "missing file", rows=2, rejects=1),
         ManifestCase("header only", _manifest("path,age,gender\n"), "rejected", "no image of m produced a prediction"),
-        ManifestCase("missing path column", _manifest("file,age\na.jpg,30\n"), "error", r"missing column\(s\) \['path'\]"),
+        ManifestCase("a spreadsheet's own header names", _manifest("File Name,Sex,Age Group\na.jpg,F,30-39\n"
+                                                                   "b.jpg,M,40-49\n"), "accepted",
+                     "read column 'File Name' as path, 'Sex' as gender, 'Age Group' as age_bin", rows=2),
+        ManifestCase("missing path column", _manifest("id,age\na.jpg,30\n"), "error", r"missing column\(s\) \['path'\]"),
         ManifestCase("empty file", _manifest(""), "error", "is empty"),
         ManifestCase("nul bytes (a spreadsheet file)", _manifest(b"PK\x03\x04\x00\x00path"), "error", "NUL bytes"),
         ManifestCase("duplicate headers", _manifest("path,Age,age\na.jpg,1,2\n"), "error", "appear twice"),

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from core.datasets import ManifestError, read_fairface, read_manifest, read_utkface
+from core.fairness import MISSING, value_order
 from tests.conftest import noise_image
 
 UTK_GOOD = {
@@ -153,10 +154,62 @@ def test_manifest_inside_its_folder_has_no_note(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("file,age\nx.png,3\n", "missing column(s) ['path']"), ("", "is empty: it needs a header line with path")],
+    [("photo_id,age\nx.png,3\n", "missing column(s) ['path']; found ['photo_id', 'age']; name them 'path' (or image, "),
+     ("image,Filename,age\nx.png,y.png,3\n", "columns ['image', 'Filename'] could each be 'path'; name one of them"),
+     ("", "is empty: it needs a header line with path")],
 )
 def test_malformed_manifest_fails_clearly(tmp_path, text, message):
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(ManifestError) as error:
         read_manifest(tmp_path / "m.csv")
     assert message in str(error.value)
+
+
+def test_manifest_with_an_auditors_own_header_names_is_audited_on_its_labels(tmp_path):
+    _write_images(tmp_path, ["a.png", "b.png", "c.png"])
+    (tmp_path / "m.csv").write_text("Image Path,Sex,Ethnicity,Age Group,Monk\n"
+                                    "a.png,F,East Asian,20-29,3\nb.png,M,White,70+,10\nc.png,F,Indian,3-9,\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert dataset.notes[0] == ("m.csv: read column 'Image Path' as path, 'Sex' as gender, 'Ethnicity' as race, "
+                                "'Age Group' as age_bin")
+    table = dataset.table.set_index("file")
+    assert table["gender"].tolist() == ["Female", "Male", "Female"]
+    assert table["age_bin"].tolist() == ["20-29", "more than 70", "3-9"]
+    assert table["fairface_race"].tolist() == ["East Asian", "White", "Indian"]
+    assert dataset.extra_columns == ["fairface_race", "Monk"] and dataset.rejects.empty
+
+
+def test_manifest_age_column_of_bins_is_read_as_age_bin_but_a_mixed_one_is_not(tmp_path):
+    _write_images(tmp_path, ["a.png", "b.png", "c.png"])
+    (tmp_path / "bins.csv").write_text("path,age\na.png,\nb.png,50-59\nc.png,more than 70\n")
+    dataset = read_manifest(tmp_path / "bins.csv")
+    assert dataset.table["age_bin"].tolist()[1:] == ["50-59", "more than 70"] and dataset.table["age"].isna().all()
+    assert dataset.notes == ["bins: its age column holds age bins (e.g. '50-59'), not years; read as age_bin"]
+    (tmp_path / "mixed.csv").write_text("path,age\na.png,25\nb.png,50-59\n")
+    mixed = read_manifest(tmp_path / "mixed.csv")
+    assert mixed.rejects["reason"].tolist() == ["age '50-59' is not a number"] and mixed.notes == []
+
+
+def test_manifest_without_a_label_column_says_its_audit_has_no_accuracy(tmp_path):
+    _write_images(tmp_path, ["a.png"])
+    (tmp_path / "m.csv").write_text("path,Geschlecht,site\na.png,weiblich,Bern\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert dataset.notes == [("m has no label column (age, age_bin, gender, race), so the audit shows predictions with "
+                              "no accuracy; its other columns (Geschlecht, site) are kept for grouping. Rename a column "
+                              "of labels to one of those names to audit it")]
+    assert dataset.table["Geschlecht"].tolist() == ["weiblich"]
+
+
+def test_manifest_grouping_values_are_trimmed_blank_ones_missing_and_case_twins_noted(tmp_path):
+    names = [f"{index}.png" for index in range(6)]
+    _write_images(tmp_path, names)
+    cells = [("Outdoor ", "10"), ("outdoor", "2"), ("", "9"), ("indoor", " "), (" indoor", "1"), ("OUTDOOR", "")]
+    (tmp_path / "m.csv").write_text("path,age,lighting,monk\n"
+                                    + "".join(f"{n},30,{light},{monk}\n" for n, (light, monk) in zip(names, cells)))
+    dataset = read_manifest(tmp_path / "m.csv")
+    table = dataset.table
+    assert table["lighting"].tolist()[:2] == ["Outdoor", "outdoor"] and table["lighting"].isna().sum() == 1
+    assert value_order(table["monk"]) == ["1", "2", "9", "10", MISSING]  # numbers in order, the blanks last
+    assert value_order(table["lighting"]) == ["OUTDOOR", "Outdoor", "indoor", "outdoor", MISSING]
+    assert dataset.notes == [("m: column 'lighting' has values that differ only in letter case, kept as separate "
+                              "groups: 'OUTDOOR' / 'Outdoor' / 'outdoor'")]

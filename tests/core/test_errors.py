@@ -25,7 +25,7 @@ def _evaluate(model_dir, folder, manifest_bytes: bytes | None, capsys, *extra: s
 
 
 @pytest.mark.parametrize(("manifest", "message"), [
-    (b"file,age\na.jpg,30\n", "missing column(s) ['path']; found ['file', 'age']"),
+    (b"id,age\na.jpg,30\n", "missing column(s) ['path']; found ['id', 'age']"),
     (b"", "is empty: it needs a header line with path"),
     (None, "is a folder; give the CSV file inside it"),
     (b"path,age\na.jpg,3\x000\n", "contains NUL bytes: not a text CSV"),

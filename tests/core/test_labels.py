@@ -42,7 +42,8 @@ def test_parse_gender(value, expected):
     assert labels.parse_gender(value) == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [("more than 70", "more than 70"), ("70+", "more than 70"), ("20-29", "20-29")])
+@pytest.mark.parametrize(("value", "expected"), [("more than 70", "more than 70"), ("70+", "more than 70"), ("20-29", "20-29"),
+                                                 (" 20 - 29 ", "20-29"), ("20\u201329", "20-29")])  # spaced, en dash
 def test_parse_age_bin(value, expected):
     assert labels.parse_age_bin(value) == expected
 
