@@ -10,7 +10,16 @@ import plotly.graph_objects as go
 from core import labels
 from core.compare import Comparison
 from core.error_analysis import ErrorTree
-from core.fairness import METRIC_TERMS, METRICS, PROPORTIONS, SMALL_N, distinct_text, group_label, wilson_interval
+from core.fairness import (
+    METRIC_TERMS,
+    METRICS,
+    PROPORTIONS,
+    SMALL_N,
+    distinct_text,
+    group_label,
+    value_order,
+    wilson_interval,
+)
 
 __all__ = ["value_range", "forest_plot", "confusion_heatmap", "distribution_bar", "strata_heatmap", "comparison_bars",
            "delta_chart", "intersection_heatmap", "reliability_chart", "error_tree_chart"]
@@ -47,7 +56,8 @@ def forest_plot(table: pd.DataFrame, metric: str, overall: float | None = None) 
     if overall is not None:
         figure.add_vline(x=overall, line_dash="dash", line_color="#e8590c", annotation_text="overall")
     term = METRIC_TERMS[metric]
-    figure.update_layout(title=f"{term.name}: {term.help()}", xaxis_title=term.name, yaxis={"autorange": "reversed"},
+    figure.update_layout(title=f"{term.name}: {term.help()}", xaxis_title=term.name,
+                         yaxis={"autorange": "reversed", "type": "category"},  # groups '1'…'10' are not a scale
                          xaxis={"range": value_range(metric, table[f"{metric}_ci_high"], table[f"{metric}_ci_low"])},
                          height=max(300, 28 * len(names) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return figure
@@ -95,7 +105,7 @@ def comparison_bars(comparison: Comparison, metric: str) -> go.Figure:
         figure.add_bar(name=name, x=[group_label(key) for key in table.index], y=table[name],
                        error_y={"type": "data", "symmetric": False, "array": table[f"{name} ci_high"] - table[name],
                                 "arrayminus": table[name] - table[f"{name} ci_low"]})
-    figure.update_layout(barmode="group", yaxis_title=METRIC_TERMS[metric].name, height=380,
+    figure.update_layout(barmode="group", yaxis_title=METRIC_TERMS[metric].name, height=380, xaxis={"type": "category"},
                          yaxis={"range": value_range(metric, table[[f"{n} ci_high" for n in comparison.names]].max(axis=1),
                                                      table[[f"{n} ci_low" for n in comparison.names]].min(axis=1))},
                          legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
@@ -116,7 +126,7 @@ def delta_chart(comparison: Comparison, metric: str) -> go.Figure:
     figure.add_vline(x=0, line_color="#495057")
     better = {"higher": "right", "lower": "left", "closer to 0": "toward 0"}.get(term.good, "")
     figure.update_layout(title=f"Change in {term.name} (B − A)" + (f"; better is {better}" if better else ""),
-                         xaxis_title=f"{term.name}: change", yaxis={"autorange": "reversed"},
+                         xaxis_title=f"{term.name}: change", yaxis={"autorange": "reversed", "type": "category"},
                          height=max(260, 32 * len(table) * max(1, len(comparison.names) - 1) // 2 + 140),
                          legend={"orientation": "h", "y": -0.25}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure
@@ -125,11 +135,10 @@ def delta_chart(comparison: Comparison, metric: str) -> go.Figure:
 def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     """A metric over the intersections of two columns (a `subgroup_metrics` table grouped by two columns).
 
-    Cells with fewer than SMALL_N faces are left blank with their n, so that no colour rests on a handful of faces.
+    Cells with fewer than SMALL_N faces are grey with their n, so that no colour rests on a handful of faces.
     """
-    rows, columns = table.index.levels[0], table.index.levels[1]
-    rows = [r for r in labels.CLASSES.get(table.index.names[0], rows) if r in rows] or list(rows)
-    columns = [c for c in labels.CLASSES.get(table.index.names[1], columns) if c in columns] or list(columns)
+    rows, columns = (value_order(pd.Series(table.index.get_level_values(level), name=table.index.names[level]))
+                     for level in (0, 1))  # the tables' order: taxonomy, numbers (Monk 1-10), text; (missing) last
     full = table.reindex(pd.MultiIndex.from_product([rows, columns], names=table.index.names))
     value = full[metric].where(~full["small_n"].fillna(True).astype(bool)).to_numpy().reshape(len(rows), len(columns))
     n = full["n"].fillna(0).astype(int).to_numpy().reshape(len(rows), len(columns))
@@ -137,13 +146,17 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     higher_is_better = METRICS[metric][1]
     shown = pd.Series(value[~np.isnan(value)])
     low, high = value_range(metric, shown, shown)  # colours are not zoomed either; shares on exactly 0–1
-    figure = go.Figure(go.Heatmap(
-        z=value, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False,
-        zmin=low, zmax=min(high, 1.0) if metric in PROPORTIONS else high,
-        colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": METRIC_TERMS[metric].name},
-        hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"))
-    figure.update_layout(title=f"{METRIC_TERMS[metric].name} by {table.index.names[0]} × {table.index.names[1]} (blank: n < {SMALL_N})",
-                         xaxis_title=table.index.names[1], yaxis_title=table.index.names[0], yaxis={"autorange": "reversed"},
+    blank = np.where(np.isnan(value), 0.0, np.nan)  # plotly writes no text on a gap: small cells are a grey trace
+    figure = go.Figure([
+        go.Heatmap(z=value, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False,
+                   zmin=low, zmax=min(high, 1.0) if metric in PROPORTIONS else high,
+                   colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": METRIC_TERMS[metric].name},
+                   hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"),
+        go.Heatmap(z=blank, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False, showscale=False,
+                   colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]], hovertemplate="%{y} × %{x}: %{text}<extra></extra>")])
+    figure.update_layout(title=f"{METRIC_TERMS[metric].name} by {table.index.names[0]} × {table.index.names[1]} (grey: n < {SMALL_N})",
+                         xaxis={"title": table.index.names[1], "type": "category"},  # '1'…'10' are values, not a scale
+                         yaxis={"title": table.index.names[0], "type": "category", "autorange": "reversed"},
                          height=120 + 50 * len(rows), margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return figure
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from core import labels
@@ -20,10 +21,25 @@ def test_intersection_heatmap_shows_the_planted_cell_in_taxonomy_order():
     assert cells.z[black][1 - female] == 1.0
 
 
-def test_intersection_heatmap_blanks_cells_with_few_faces():
-    cells = _heatmap(200)  # 20 faces per cell, under SMALL_N
-    assert np.isnan(np.asarray(cells.z, dtype=float)).all()
-    assert {text for row in cells.text for text in row} == {"n=20"}
+def test_intersection_heatmap_greys_cells_with_few_faces_and_still_shows_their_n():
+    table = subgroup_metrics(synthetic_predictions(200), ["race", "gender"], ["gender_accuracy"], rounds=1).table
+    cells, grey = intersection_heatmap(table, "gender_accuracy").data  # 20 faces per cell, under SMALL_N
+    assert np.isnan(np.asarray(cells.z, dtype=float)).all()  # no colour on a handful of faces
+    assert (np.asarray(grey.z, dtype=float) == 0).all() and not grey.showscale  # but a cell, where plotly writes text
+    assert {text for row in grey.text for text in row} == {"n=20"}
+
+
+def test_intersection_heatmap_of_a_numbered_column_keeps_its_values_as_categories():
+    frame = synthetic_predictions(600)
+    frame["monk"] = pd.Series(np.arange(600) % 10 + 1).astype(str).where(np.arange(600) % 7 > 0)  # '1'…'10', gaps
+    table = subgroup_metrics(frame, ["gender", "monk"], ["gender_accuracy"], rounds=1).table
+    figure = intersection_heatmap(table, "gender_accuracy")
+    assert figure.layout.xaxis.type == "category" and figure.layout.yaxis.type == "category"
+    assert list(figure.data[0].x) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "(missing)"]
+    from core.charts import forest_plot
+
+    forest = forest_plot(subgroup_metrics(frame, ["monk"], ["gender_accuracy"], rounds=1).table, "gender_accuracy")
+    assert forest.layout.yaxis.type == "category" and list(forest.data[0].y)[-2:] == ["10", "(missing)"]
 
 
 def test_values_are_never_zoomed_and_changes_have_their_own_chart():
