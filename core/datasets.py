@@ -178,11 +178,13 @@ _DELIMITERS = ",;\t|"
 
 @dataclass
 class _Csv:
-    """A label file read as text: rows with the header's fields, rejects for the others, notes on how it was read."""
+    """A label file read as text: rows with the header's fields, rejects for the others, notes on how it was read,
+    and the columns read under another name (FaceAudit's name: (its header, as written in the file))."""
 
     frame: pd.DataFrame
     rejects: list[dict]
     notes: list[str]
+    read_as: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
@@ -197,10 +199,10 @@ def _header_key(name: str) -> str:
 
 
 def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str, ...]],
-             csv_path: Path) -> tuple[list[str], list[str]]:
-    """The header with each alias renamed to the column it stands for, where that column is absent; and a note
-    naming the columns as `written` in the file."""
-    header, read_as = list(header), []
+             csv_path: Path) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The header with each alias renamed to the column it stands for, where that column is absent; and what was
+    renamed (FaceAudit's name: (the header, as `written` in the file))."""
+    header, read_as = list(header), {}
     for column, names in aliases.items():
         if column in header:
             continue
@@ -209,16 +211,16 @@ def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str
             raise ManifestError(f"{csv_path}: columns {[written[i] for i in found]} could each be {column!r}; "
                                 f"name one of them {column!r}")
         if found:
+            read_as[column] = (header[found[0]], written[found[0]])
             header[found[0]] = column
-            read_as.append(f"{written[found[0]]!r} as {column}")
-    return header, [f"{csv_path.name}: read column {', '.join(read_as)}"] if read_as else []
+    return header, read_as
 
 
 def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = (),
                    aliases: dict[str, tuple[str, ...]] | None = None) -> _Csv:
     """Read a label CSV robustly: UTF-8 (or Latin-1, noted), any of , ; tab | as delimiter, header names
-    case-insensitive, `aliases` read as the columns they stand for (noted); a row with the wrong number of fields
-    is a reject naming its line, never a shifted row.
+    case-insensitive, `aliases` read as the columns they stand for; a row with the wrong number of fields is a
+    reject naming its line, never a shifted row.
 
     Raises:
         ManifestError: the file is missing, a folder, binary, empty, or lacks a required column.
@@ -245,8 +247,7 @@ def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = (),
     except csv.Error as error:
         raise ManifestError(f"{csv_path} line 1: {error}") from None
     written, header = header, [name.lower() if name.lower() in _KNOWN_HEADERS else name for name in header]
-    header, alias_notes = _read_as(header, written, aliases or {}, csv_path)
-    notes += alias_notes
+    header, read_as = _read_as(header, written, aliases or {}, csv_path)
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise ManifestError(f"{csv_path}: column(s) {twice} appear twice (header names are case-insensitive)")
@@ -268,7 +269,7 @@ def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = (),
                                       f"{len(header)}; quote values that contain {delimiter!r}"})
             continue
         records.append(row)
-    return _Csv(pd.DataFrame(records, columns=header, dtype=str), rejects, notes)
+    return _Csv(pd.DataFrame(records, columns=header, dtype=str), rejects, notes, read_as)
 
 
 def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
@@ -387,6 +388,26 @@ def _seven_races(races: pd.Series, source: str) -> tuple[pd.Series | None, list[
     return races.map(dict(zip(named, seven))), []
 
 
+_LABEL_PARSERS = {"age": labels.parse_age, "age_bin": labels.parse_age_bin, "gender": labels.parse_gender,
+                  "race": labels.parse_race}
+
+
+def _labels_read_as(table: _Csv, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """The manifest's frame with each aliased label column kept where all its values are such labels, and notes;
+    another column (Age Group of '25-34', Sex of 0/1) stays a grouping column under its own name, with a note."""
+    frame, notes, kept = table.frame, list(table.notes), []
+    for column, (header, written) in table.read_as.items():
+        parse = _LABEL_PARSERS.get(column)
+        odd = sorted({value for value in frame[column] if not _missing(value) and not _parses(parse, value)}) if parse else []
+        if odd:
+            frame = frame.rename(columns={column: header})
+            notes.append(f"{source}: column {written!r} was not read as {column}: {len(odd)} of its values are not "
+                         f"{column} labels (e.g. {odd[0]!r}); it is kept as a grouping column")
+        else:
+            kept.append(f"{written!r} as {column}")
+    return frame, ([f"{source}: read column {', '.join(kept)}"] if kept else []) + notes
+
+
 def _holds_age_bins(ages: pd.Series) -> bool:
     """True where a column named age holds age bins ('50-59'), not years: every label a bin, none a number."""
     given = [value for value in ages if not _missing(value)]
@@ -410,8 +431,8 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     csv_path = Path(csv_path)
     name = name or csv_path.stem
     table = read_label_csv(csv_path, name, ["path"], aliases=MANIFEST_ALIASES)
-    frame = table.frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in table.frame.columns})
-    notes = list(table.notes)
+    frame, notes = _labels_read_as(table, name)
+    frame = frame.rename(columns={c: f"manifest_{c}" for c in ("file", "source") if c in frame.columns})
     if "age" in frame and "age_bin" not in frame and _holds_age_bins(frame["age"]):
         example = next(value for value in frame["age"] if not _missing(value))
         frame = frame.rename(columns={"age": "age_bin"})

@@ -170,13 +170,28 @@ def test_manifest_with_an_auditors_own_header_names_is_audited_on_its_labels(tmp
     (tmp_path / "m.csv").write_text("Image Path,Sex,Ethnicity,Age Group,Monk\n"
                                     "a.png,F,East Asian,20-29,3\nb.png,M,White,70+,10\nc.png,F,Indian,3-9,\n")
     dataset = read_manifest(tmp_path / "m.csv")
-    assert dataset.notes[0] == ("m.csv: read column 'Image Path' as path, 'Sex' as gender, 'Ethnicity' as race, "
+    assert dataset.notes[0] == ("m: read column 'Image Path' as path, 'Sex' as gender, 'Ethnicity' as race, "
                                 "'Age Group' as age_bin")
     table = dataset.table.set_index("file")
     assert table["gender"].tolist() == ["Female", "Male", "Female"]
     assert table["age_bin"].tolist() == ["20-29", "more than 70", "3-9"]
     assert table["fairface_race"].tolist() == ["East Asian", "White", "Indian"]
     assert dataset.extra_columns == ["fairface_race", "Monk"] and dataset.rejects.empty
+
+
+def test_manifest_column_named_like_a_label_but_holding_other_values_stays_a_grouping_column(tmp_path):
+    _write_images(tmp_path, ["a.png", "b.png"])
+    (tmp_path / "m.csv").write_text("file,Sex,Age Group,ethnicity\na.png,0,25-34,White\nb.png,1,18-24,Black\n")
+    dataset = read_manifest(tmp_path / "m.csv")  # a census's age groups, a 0/1 gender code: every row still audited
+    assert dataset.rejects.empty and dataset.table["gender"].isna().all() and dataset.table["age_bin"].isna().all()
+    assert dataset.table["Age Group"].tolist() == ["25-34", "18-24"] and dataset.table["Sex"].tolist() == ["0", "1"]
+    assert dataset.table["race"].tolist() == ["White", "Black"]
+    assert dataset.notes == [
+        "m: read column 'file' as path, 'ethnicity' as race",
+        "m: column 'Sex' was not read as gender: 2 of its values are not gender labels (e.g. '0'); it is kept as a "
+        "grouping column",
+        "m: column 'Age Group' was not read as age_bin: 2 of its values are not age_bin labels (e.g. '18-24'); it is "
+        "kept as a grouping column"]
 
 
 def test_manifest_age_column_of_bins_is_read_as_age_bin_but_a_mixed_one_is_not(tmp_path):
