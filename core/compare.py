@@ -17,6 +17,7 @@ import pandas as pd
 from core.bundle import imported_from
 from core.fairness import (
     METRICS,
+    SMALL_N,
     SelectionError,
     bootstrap_means,
     cluster_column,
@@ -253,9 +254,11 @@ def describe(comparison: Comparison) -> list[str]:
             if change == "unchanged":
                 sentences.append(f"{head} unchanged ({after['value']:.3f}; same predictions).")
                 continue
+            groups = (f"spread across {by} {before['spread']:.3f} → {after['spread']:.3f}; worst group "
+                      f"{before['worst_group']} {before['worst_value']:.3f} → {after['worst_group']} "
+                      f"{after['worst_value']:.3f}" if not np.isnan(before["spread"]) and not np.isnan(after["spread"])
+                      else f"no {by} group of ≥ {SMALL_N} faces, so no spread or worst group")
             sentences.append(
                 f"{head} {before['value']:.3f} → {after['value']:.3f} ({after['delta']:+.3f}, 95 % CI "
-                f"{after['delta_ci_low']:+.3f} to {after['delta_ci_high']:+.3f}: {change}); spread across {by} "
-                f"{before['spread']:.3f} → {after['spread']:.3f}; worst group {before['worst_group']} "
-                f"{before['worst_value']:.3f} → {after['worst_group']} {after['worst_value']:.3f}.")
+                f"{after['delta_ci_low']:+.3f} to {after['delta_ci_high']:+.3f}: {change}); {groups}.")
     return sentences

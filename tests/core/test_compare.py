@@ -36,6 +36,14 @@ def test_describe_says_better_and_unchanged(before_after):
     assert any("race_accuracy: unchanged" in s for s in sentences), sentences
 
 
+def test_describe_with_only_small_groups_says_there_is_no_spread(before_after):
+    before, after = before_after
+    frames = {"before": before.predictions.iloc[:100], "after": after.predictions.iloc[:100]}  # 10 faces a group
+    sentences = describe(compare_bundles(frames, by=["race", "gender"], metrics=["gender_accuracy"]))
+    assert sentences[0].endswith("; no race × gender group of ≥ 30 faces, so no spread or worst group."), sentences
+    assert "nan" not in sentences[0] and "None" not in sentences[0]
+
+
 def test_pairing_follows_files_not_row_order(before_after):
     before, _ = before_after
     after = before.predictions.copy()  # the same age errors, one year smaller on every other row
