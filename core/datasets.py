@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,10 +274,71 @@ def read_label_csv(csv_path: Path, source: str, required: Iterable[str] = (),
     return _Csv(pd.DataFrame(records, columns=header, dtype=str), rejects, notes, read_as)
 
 
+class _ImageFinder:
+    """Finds the image a label file names, also where it was written on Windows (backslashes; a name whose letter
+    case differs from the file's, which Windows and macOS open anyway), and says how many it found so."""
+
+    _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+    _DRIVE = re.compile(r"^[a-z]:[\\/]", re.IGNORECASE)
+    _SLASHED, _ANY_CASE = "with \\ as the folder separator", "ignoring letter case"
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.found_by = root, {self._SLASHED: [], self._ANY_CASE: []}
+        self._listings: dict[Path, dict[str, list[str]]] = {}
+
+    def find(self, file: str) -> Path:
+        """The image `file` names, relative to the root unless absolute.
+
+        Raises:
+            FileNotFoundError: with the reason (missing, a web address, another machine's drive).
+        """
+        if file.lower().startswith("file://"):
+            file = urllib.parse.unquote(urllib.parse.urlsplit(file).path)
+        elif self._URL.match(file):
+            raise FileNotFoundError(f"{file} is a web address: FaceAudit reads image files; download the images and "
+                                    "list their paths")
+        elif self._DRIVE.match(file) and not (self.root / file).is_file():
+            raise FileNotFoundError(f"{file} is a Windows drive path: list the images relative to the label file's "
+                                    "folder")
+        path = (self.root / file).resolve()
+        if path.is_file():
+            return path
+        slashed = (self.root / file.replace("\\", "/")).resolve()
+        if slashed != path and slashed.is_file():
+            self.found_by[self._SLASHED].append(file)
+            return slashed
+        if (cased := self._ignoring_case(slashed)) is not None:
+            self.found_by[self._ANY_CASE].append(file)
+            return cased
+        raise FileNotFoundError(f"missing file {path}")
+
+    def _ignoring_case(self, path: Path) -> Path | None:
+        """The one existing file whose path equals `path` but for letter case, else None."""
+        found = Path(path.anchor)
+        for part in path.parts[1:]:
+            if (found / part).exists():
+                found = found / part
+                continue
+            if found not in self._listings:
+                listing: dict[str, list[str]] = {}
+                for entry in (os.listdir(found) if found.is_dir() else []):
+                    listing.setdefault(entry.casefold(), []).append(entry)
+                self._listings[found] = listing
+            names = self._listings[found].get(part.casefold(), [])
+            if len(names) != 1:
+                return None
+            found = found / names[0]
+        return found if found.is_file() else None
+
+    def notes(self, source: str) -> list[str]:
+        return [f"{len(files)} {source} image path(s) name a file only as Windows reads them, {how}: e.g. "
+                f"'{files[0]}'" for how, files in self.found_by.items() if files]
+
+
 def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
-               label_columns: dict[str, str], extra: list[str]) -> tuple[list[dict], list[dict]]:
-    """Validate each CSV row: file exists, labels parse. Returns (rows, rejects)."""
-    rows, rejects = [], []
+               label_columns: dict[str, str], extra: list[str]) -> tuple[list[dict], list[dict], list[str]]:
+    """Validate each CSV row: file exists, labels parse. Returns (rows, rejects, notes on how files were found)."""
+    rows, rejects, finder = [], [], _ImageFinder(root)
     for record in frame.to_dict("records"):
         file = str(record[path_column]).strip()
         path = (root / file).resolve() if file else root
@@ -283,14 +346,13 @@ def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
             if not file:
                 raise labels.LabelError(f"empty {path_column!r}")
             parsed = _parse_labels({target: record.get(column) for target, column in label_columns.items()})
-            if not path.is_file():
-                raise FileNotFoundError(f"missing file {path}")
+            path = finder.find(file)
         except (labels.LabelError, FileNotFoundError) as error:
             rejects.append({"file": file, "path": str(path), "source": source, "reason": str(error)})
             continue
         rows.append({"file": file, "path": str(path), "source": source, **parsed,
                      **{column: _grouping_value(record[column]) for column in extra}})
-    return rows, rejects
+    return rows, rejects, finder.notes(source)
 
 
 def _grouping_value(value: object) -> object:
@@ -342,8 +404,9 @@ def read_fairface(csv_path: str | Path, image_root: str | Path | None = None, na
     frame["fairface_race"] = frame["race"]
     extra = ["fairface_race", *[c for c in frame.columns if c not in ("file", "age", "gender", "race", "fairface_race")]]
     root = Path(image_root or csv_path.parent)
-    rows, rejects = _read_rows(frame, root, name, "file", {"age_bin": "age", "gender": "gender", "race": "race"}, extra)
-    return _build(name, rows, table.rejects + rejects, extra, root, table.notes + _outside_note(rows, root, name))
+    rows, rejects, found = _read_rows(frame, root, name, "file", {"age_bin": "age", "gender": "gender", "race": "race"},
+                                      extra)
+    return _build(name, rows, table.rejects + rejects, extra, root, table.notes + found + _outside_note(rows, root, name))
 
 
 def read_london_set(folder: str | Path) -> Dataset:
@@ -356,9 +419,9 @@ def read_london_set(folder: str | Path) -> Dataset:
     frame = table.frame
     frame["race"] = [labels.LONDON_TO_RACE.get(value.strip().lower(), value) for value in frame["ethnicity"]]
     extra = [c for c in frame.columns if c not in ("file", "age", "gender", "race")]
-    rows, rejects = _read_rows(frame, csv_path.parent, "london_set", "file",
-                               {"age": "age", "gender": "gender", "race": "race"}, extra)
-    return _build("london_set", rows, table.rejects + rejects, extra, csv_path.parent, table.notes)
+    rows, rejects, found = _read_rows(frame, csv_path.parent, "london_set", "file",
+                                      {"age": "age", "gender": "gender", "race": "race"}, extra)
+    return _build("london_set", rows, table.rejects + rejects, extra, csv_path.parent, table.notes + found)
 
 
 def _parses(parse: Callable[[object], str], value: object) -> bool:
@@ -449,6 +512,6 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
     if seven is not None:
         frame.insert(0, "fairface_race", seven)
     extra = [c for c in frame.columns if c != "path" and c not in present]
-    rows, rejects = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    notes += race_notes + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
+    rows, rejects, found = _read_rows(frame, csv_path.parent, name, "path", present, extra)
+    notes += race_notes + found + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
     return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

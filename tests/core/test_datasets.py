@@ -188,10 +188,10 @@ def test_manifest_column_named_like_a_label_but_holding_other_values_stays_a_gro
     assert dataset.table["race"].tolist() == ["White", "Black"]
     assert dataset.notes == [
         "m: read column 'file' as path, 'ethnicity' as race",
-        "m: column 'Sex' was not read as gender: 2 of its values are not gender labels (e.g. '0'); it is kept as a "
-        "grouping column",
-        "m: column 'Age Group' was not read as age_bin: 2 of its values are not age_bin labels (e.g. '18-24'); it is "
-        "kept as a grouping column"]
+        ("m: column 'Sex' was not read as gender: 2 of its values are not gender labels (e.g. '0'); it is kept as a "
+         "grouping column"),
+        ("m: column 'Age Group' was not read as age_bin: 2 of its values are not age_bin labels (e.g. '18-24'); it is "
+         "kept as a grouping column")]
 
 
 def test_manifest_age_column_of_bins_is_read_as_age_bin_but_a_mixed_one_is_not(tmp_path):
@@ -228,3 +228,25 @@ def test_manifest_grouping_values_are_trimmed_blank_ones_missing_and_case_twins_
     assert value_order(table["lighting"]) == ["OUTDOOR", "Outdoor", "indoor", "outdoor", MISSING]
     assert dataset.notes == [("m: column 'lighting' has values that differ only in letter case, kept as separate "
                               "groups: 'OUTDOOR' / 'Outdoor' / 'outdoor'")]
+
+
+def test_manifest_written_on_windows_finds_its_images_and_says_how(tmp_path):
+    _write_images(tmp_path / "photos" / "sub", ["A.jpg", "b.jpg"])
+    (tmp_path / "m.csv").write_text(
+        "path,gender\n"
+        "photos\\sub\\A.jpg,F\n"  # backslashes
+        "photos/SUB/B.JPG,M\n"  # Windows and macOS ignore letter case
+        f"file://{tmp_path}/photos/sub/b.jpg,M\n"
+        "C:\\Users\\me\\photos\\b.jpg,M\n"
+        "https://example.com/x.jpg,F\n"
+        "photos/sub/c.jpg,F\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert dataset.table["path"].tolist() == [str(tmp_path / "photos" / "sub" / name) for name in ("A.jpg", "b.jpg", "b.jpg")]
+    reasons = dataset.rejects["reason"].tolist()
+    assert reasons[0] == "C:\\Users\\me\\photos\\b.jpg is a Windows drive path: list the images relative to the label file's folder"
+    assert reasons[1].startswith("https://example.com/x.jpg is a web address: FaceAudit reads image files")
+    assert reasons[2] == f"missing file {tmp_path / 'photos' / 'sub' / 'c.jpg'}"
+    assert dataset.notes == [("1 m image path(s) name a file only as Windows reads them, with \\ as the folder "
+                              "separator: e.g. 'photos\\sub\\A.jpg'"),
+                             ("1 m image path(s) name a file only as Windows reads them, ignoring letter case: e.g. "
+                              "'photos/SUB/B.JPG'")]
