@@ -12,6 +12,7 @@ a bootstrap; photos of one person are resampled together (`cluster_column`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -36,8 +37,9 @@ class SelectionError(FaceAuditError, ValueError):
 
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
-# Columns that name the person in a photo, in order of preference; rows of one person are resampled together.
-IDENTITY_COLUMNS = ("identity", "person_id", "subject_id", "face_id")
+# Columns that name the person in a photo, in order of preference (compared lower-case, spaces and hyphens as `_`:
+# `Subject ID` too); rows of one person are resampled together.
+IDENTITY_COLUMNS = ("identity", "person_id", "subject_id", "participant_id", "face_id")
 
 # name -> plain name, definition, direction of good: the glossary's metric entries (core.glossary)
 METRIC_TERMS: dict[str, Term] = {
@@ -284,8 +286,9 @@ def cluster_column(frame: pd.DataFrame) -> str | None:
     Intervals resample these clusters instead of rows, so two photos of one person count as one
     observation's worth of evidence, not two.
     """
-    for column in (*IDENTITY_COLUMNS, "dup_group"):
-        if column in frame.columns and frame[column].notna().any():
+    named = {re.sub(r"[\s\-]+", "_", str(column).strip().lower()): column for column in frame.columns}
+    for name in (*IDENTITY_COLUMNS, "dup_group"):
+        if (column := named.get(name)) is not None and frame[column].notna().any():
             values = frame[column]
             if values.nunique(dropna=True) < values.notna().sum():
                 return column
