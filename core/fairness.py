@@ -179,6 +179,11 @@ def filter_options(frame: pd.DataFrame) -> dict[str, list[str]]:
     return {column: value_order(frame[column]) for column in grouping_columns(frame)}
 
 
+# Columns whose values keep the taxonomy's order: the labels, the predictions of them, FairFace's seven races
+_TAXONOMIES = {**labels.CLASSES, **{f"pred_{head}": names for head, names in labels.CLASSES.items()},
+               "fairface_race": labels.FAIRFACE_RACES, "pred_race7": labels.FAIRFACE_RACES}
+
+
 def value_order(series: pd.Series) -> list[str]:
     """The distinct values of a column as text, in their natural order (taxonomy, category, number, text)."""
     present = {str(value) for value in series.dropna().unique()} | ({MISSING} if series.isna().any() else set())
@@ -189,8 +194,8 @@ def _in_natural_order(series: pd.Series, present: set[str]) -> list[str]:
     """`present` (texts of `series`' values, `MISSING` among them) in the column's natural order."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         order = [str(value) for value in series.cat.categories]
-    elif series.name in labels.CLASSES:
-        order = list(labels.CLASSES[series.name])
+    elif series.name in _TAXONOMIES:
+        order = list(_TAXONOMIES[series.name])
     else:
         numbers = pd.to_numeric(pd.Series(sorted(present - {MISSING})), errors="coerce")
         order = ([str(v) for v in sorted(present - {MISSING}, key=float)] if numbers.notna().all()

@@ -92,7 +92,15 @@ REPORT_TEMPLATE = "plotly_white"  # reports never use the template of the proces
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; used for PDF export (and the browser tests)
 
 
-_DEFAULT_GROUPINGS = (["race"], ["gender"], ["age_bin"], ["race", "gender"], ["race", "age_bin"])
+# FairFace's seven races (`fairface_race`) where the data has them: "Others" of the five describes no single group
+_DEFAULT_GROUPINGS = (["race"], ["fairface_race"], ["gender"], ["age_bin"], ["race", "gender"], ["fairface_race", "gender"],
+                      ["race", "age_bin"])
+
+
+def subgroup_metric_names(frame: pd.DataFrame) -> list[str]:
+    """The report's per-group metrics: race-7 accuracy too where the model predicts the seven and the data has them."""
+    seven = "pred_race7" in frame and "fairface_race" in frame and frame["fairface_race"].notna().any()
+    return [*_SUBGROUP[:2], "race7_accuracy", *_SUBGROUP[2:]] if seven else list(_SUBGROUP)
 
 
 def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[list[str]]:
@@ -127,11 +135,11 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
     if frame.empty:
         return {}
     tables = {"headline": overall_metrics(frame, headline_metrics(frame))}
-    worst_rows = []
+    worst_rows, metrics = [], subgroup_metric_names(frame)
     for by in groupings(frame, group_by):
-        table = subgroup_metrics(frame, by, _SUBGROUP, rounds=200).table
+        table = subgroup_metrics(frame, by, metrics, rounds=200).table
         tables[_name(by)] = table
-        for metric in _SUBGROUP:
+        for metric in metrics:
             worst = worst_group(table, metric)
             if worst is not None:
                 worst_rows.append({"grouping": " × ".join(by), "metric": metric, "worst group": worst["label"],
@@ -268,7 +276,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
             if name.startswith("subgroups_") and name != "subgroups_race_x_age_bin":  # that one is shown as heatmaps
                 parts.append(f"<div class='keep'><h2>{esc(name.replace('_', ' '))}</h2><p><small>value (95 % interval); "
                              f"small n: fewer than {SMALL_N} faces, unstable.</small></p>"
-                             + _table_html(table, _SUBGROUP) + "</div>")
+                             + _table_html(table, subgroup_metric_names(frame)) + "</div>")
         custom = list(group_by[:3]) if group_by else None  # the auditor's own columns, intersected
         for by in [["race", "gender"]] + ([custom] if custom and custom != ["race", "gender"] else []):
             table = tables.get(_name(by))
@@ -371,7 +379,7 @@ def _calibration_html(tables: dict[str, pd.DataFrame]) -> str:
 def _heatmaps_html(table: pd.DataFrame, by: list[str]) -> str:
     """Heatmaps of a two-column intersection table, or a sentence when every cell is small."""
     title = " × ".join(by).replace("age_bin", "age bin")
-    intro = (f"<h2>Intersections: {html.escape(title)}</h2><p><small>Cells with fewer than {SMALL_N} faces are blank; "
+    intro = (f"<h2>Intersections: {html.escape(title)}</h2><p><small>Cells with fewer than {SMALL_N} faces are grey; "
              "the CSV/JSON exports hold every cell with its interval.</small></p>")
     if table["small_n"].all():
         return (f"<div class='keep'>{intro}<p>Every {html.escape(title)} cell has fewer than {SMALL_N} faces (largest: "

@@ -23,6 +23,7 @@ from core.report import (
     report_extras,
     report_html,
     report_json,
+    report_tables,
 )
 from tests.bundle_fixture import mitigated_bundle, synthetic_bundle
 
@@ -221,3 +222,19 @@ def test_the_model_card_names_a_seven_class_race_head_and_fairface_training_data
     assert html.escape(labels.race_note(True)) in seven
     assert "UTKFace skews White" in five and "FairFace was collected balanced" not in five
     assert "UTKFace skews White" in seven and "FairFace was collected balanced" in seven
+
+
+def test_data_with_fairface_races_is_reported_by_the_seven_too(bundle):
+    frame = bundle.predictions.copy()
+    five = report_tables(frame)
+    frame["fairface_race"] = pd.Categorical(np.where(frame["race"] == "Others", "Middle Eastern", "White"),
+                                            categories=labels.FAIRFACE_RACES)
+    frame["pred_race7"] = pd.Categorical(["White"] * len(frame), categories=labels.FAIRFACE_RACES)
+    seven = report_tables(frame)
+    assert "subgroups_fairface_race" not in five and "race7_accuracy" not in five["subgroups_race"]
+    by_seven = seven["subgroups_fairface_race"]
+    assert list(by_seven.index) == ["White", "Middle Eastern"]  # FairFace's order, not the alphabet's
+    assert by_seven.loc["White", "race7_accuracy"] == 1.0 and by_seven.loc["Middle Eastern", "race7_accuracy"] == 0.0
+    assert "subgroups_fairface_race_x_gender" in seven and "race7_accuracy" in seven["subgroups_race"]
+    page = report_html(frame, bundle.metrics, {}, {})
+    assert "<h2>subgroups fairface race</h2>" in page and "Race-7 accuracy" in page
