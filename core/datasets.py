@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core import labels
 from core.config import DataNotFoundError
 from core.errors import FaceAuditError
+from core.fairness import MAX_GROUP_VALUES, is_identity
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -362,6 +364,33 @@ def _grouping_value(value: object) -> object:
     return None if text == "" else text
 
 
+def _quartiles(rows: list[dict], extra: list[str], source: str) -> tuple[list[str], list[str]]:
+    """A `<column> (quartile)` grouping column beside each column of numbers with too many values to group by (an
+    auditor's brightness or head yaw); returns the extra columns with them, and a note for each."""
+    columns, notes = [], []
+    for column in extra:
+        columns.append(column)
+        given = [(row, row[column]) for row in rows if row[column] is not None]
+        numbers = pd.to_numeric(pd.Series([value for _, value in given], dtype=object), errors="coerce")
+        if not given or numbers.isna().any() or numbers.nunique() <= MAX_GROUP_VALUES or is_identity(column) or (
+                numbers.eq(numbers.round()).all() and numbers.is_unique):  # a person's or a photo's number
+            continue
+        inner = numbers.quantile([0.25, 0.5, 0.75], interpolation="lower").drop_duplicates().to_numpy()
+        positions = np.searchsorted(inner, numbers.to_numpy(), side="left")  # a quartile holds its upper edge
+        spans = numbers.groupby(positions).agg(["min", "max"])
+        names = {position: f"Q{rank} ({span['min']:.3g} to {span['max']:.3g})"  # each named by the values it holds
+                 for rank, (position, span) in enumerate(spans.iterrows(), 1)}
+        quartile = f"{column} (quartile)"
+        for row in rows:
+            row[quartile] = None
+        for (row, _), position in zip(given, positions):
+            row[quartile] = names[position]
+        columns.append(quartile)
+        notes.append(f"{source}: column {column!r} holds {numbers.nunique():,} different numbers, too many to group "
+                     f"by: {quartile!r} groups its rows by quartile")
+    return columns, notes
+
+
 def _case_notes(rows: list[dict], extra: list[str], source: str) -> list[str]:
     """A note for each grouping column with values that differ only in letter case: kept apart, but said."""
     notes = []
@@ -513,5 +542,6 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
         frame.insert(0, "fairface_race", seven)
     extra = [c for c in frame.columns if c != "path" and c not in present]
     rows, rejects, found = _read_rows(frame, csv_path.parent, name, "path", present, extra)
-    notes += race_notes + found + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
+    extra, quartile_notes = _quartiles(rows, extra, name)
+    notes += race_notes + found + quartile_notes + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
     return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

@@ -285,13 +285,22 @@ def group_label(key: object) -> str:
 _Z95 = 1.959963984540054
 
 
+def _identity_key(column: object) -> str:
+    return re.sub(r"[\s\-]+", "_", str(column).strip().lower())
+
+
+def is_identity(column: object) -> bool:
+    """Whether a column's name says it identifies people (`IDENTITY_COLUMNS`, written in any case, `Subject ID`)."""
+    return _identity_key(column) in IDENTITY_COLUMNS
+
+
 def cluster_column(frame: pd.DataFrame) -> str | None:
     """The column whose values identify people: an identity column, else duplicate groups; None if every row is its own.
 
     Intervals resample these clusters instead of rows, so two photos of one person count as one
     observation's worth of evidence, not two.
     """
-    named = {re.sub(r"[\s\-]+", "_", str(column).strip().lower()): column for column in frame.columns}
+    named = {_identity_key(column): column for column in frame.columns}
     for name in (*IDENTITY_COLUMNS, "dup_group"):
         if (column := named.get(name)) is not None and frame[column].notna().any():
             values = frame[column]

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from core.datasets import ManifestError, read_fairface, read_manifest, read_utkface
-from core.fairness import MISSING, value_order
+from core.fairness import MISSING, grouping_columns, value_order
 from tests.conftest import noise_image
 
 UTK_GOOD = {
@@ -250,3 +250,20 @@ def test_manifest_written_on_windows_finds_its_images_and_says_how(tmp_path):
                               "separator: e.g. 'photos\\sub\\A.jpg'"),
                              ("1 m image path(s) name a file only as Windows reads them, ignoring letter case: e.g. "
                               "'photos/SUB/B.JPG'")]
+
+
+def test_manifest_column_of_many_numbers_is_grouped_by_quartile_beside_itself(tmp_path):
+    names = [f"{index}.png" for index in range(80)]
+    _write_images(tmp_path, names)
+    brightness = [f"{index / 100:.2f}" if index % 20 else "" for index in range(80)]  # 76 numbers, 4 blanks
+    (tmp_path / "m.csv").write_text("path,gender,brightness,yaw,Subject ID,photo_no\n" + "".join(
+        f"{n},F,{b},{index % 3},{index % 60},{index}\n" for index, (n, b) in enumerate(zip(names, brightness))))
+    dataset = read_manifest(tmp_path / "m.csv")
+    table = dataset.table
+    assert dataset.extra_columns == ["brightness", "brightness (quartile)", "yaw", "Subject ID", "photo_no"]  # no ids
+    assert table["brightness (quartile)"].value_counts().to_dict() == {
+        "Q1 (0.01 to 0.19)": 19, "Q2 (0.21 to 0.39)": 19, "Q3 (0.41 to 0.59)": 19, "Q4 (0.61 to 0.79)": 19}
+    assert table.loc[table["brightness"].isna(), "brightness (quartile)"].isna().all()
+    assert grouping_columns(table) == ["race", "gender", "age_bin", "brightness (quartile)", "yaw"]
+    assert dataset.notes == [("m: column 'brightness' holds 76 different numbers, too many to group by: "
+                              "'brightness (quartile)' groups its rows by quartile")]
