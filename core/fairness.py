@@ -27,7 +27,7 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
