@@ -38,6 +38,7 @@ __all__ = [
     "read_london_set",
     "read_manifest",
     "read_label_csv",
+    "aliased",
 ]
 
 LABEL_COLUMNS = ("age", "age_bin", "gender", "race")
@@ -200,6 +201,11 @@ def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
 
 def _header_key(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def aliased(columns: Iterable[object], column: str) -> list[object]:
+    """The `columns` named as an alias of FaceAudit's `column` (`MANIFEST_ALIASES`: `Image Path` for path)."""
+    return [name for name in columns if _header_key(str(name)) in MANIFEST_ALIASES.get(column, ())]
 
 
 def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str, ...]],

@@ -40,7 +40,7 @@ import pandas as pd
 
 from core import labels
 from core.bundle import Bundle, compute_metrics
-from core.datasets import REJECT_COLUMNS, Dataset, read_label_csv
+from core.datasets import REJECT_COLUMNS, Dataset, aliased, read_label_csv
 from core.dedup import with_duplicate_groups
 from core.errors import FaceAuditError
 from core.faces import FACE_RECORD_COLUMNS
@@ -126,6 +126,9 @@ def read_predictions(path: str | Path, label_map: LabelMap | None = None) -> pd.
     frame = frame.rename(columns=label_map.columns)
     frame = frame.rename(columns=_canonical_column)  # header names are case-insensitive, as in manifests
     key = next((key for key in KEYS if key in frame.columns), None)
+    if key is None and len(names := aliased(frame.columns, "path")) == 1:  # `Image`, `filename`: as in manifests
+        frame, key = frame.rename(columns={names[0]: "file"}), "file"
+        notes.append(f"{path.name}: read column {names[0]!r} as the image's name")
     if key is None:
         raise PredictionsError(f"{path.name} has no image column: name it one of {', '.join(KEYS)} "
                                f"(or map yours in the label map's \"columns\"); columns: {', '.join(map(str, frame.columns))}")
@@ -174,6 +177,26 @@ def _label_text(value: object) -> str:
 def _normal(name: str) -> str:
     name = name.strip().replace("\\", "/")
     return name[2:] if name.startswith("./") else name
+
+
+def _by_file_name(predictions: pd.DataFrame, key: str, names: pd.Series, notes: list[str]) -> pd.DataFrame:
+    """`predictions` with those that name no image but name one by its file name alone (a vendor's `3269.jpg` or
+    `C:/run/3269.jpg` for the dataset's `val/3269.jpg`) keyed as the dataset names it, where that file name is
+    its image's alone and no other prediction names the image; a note counts them."""
+    loose = ~predictions[key].isin(set(names))
+    if not loose.any():
+        return predictions
+    own = names.str.rsplit("/", n=1).str[-1]
+    alone = ~own.duplicated(keep=False)
+    target = predictions.loc[loose, key].str.rsplit("/", n=1).str[-1].map(dict(zip(own[alone], names[alone])))
+    usable = target.notna() & ~target.isin(set(predictions.loc[~loose, key])) & ~target.duplicated(keep=False)
+    if not usable.any():
+        return predictions
+    example = predictions.loc[usable[usable].index[0], key]
+    notes.append(f"{int(usable.sum())} prediction(s) name their image by its file name alone, e.g. {example!r}: each "
+                 "matched to the one image of the dataset with that file name")
+    return predictions.assign(**{key: predictions[key].mask(usable.reindex(predictions.index, fill_value=False),
+                                                            target.reindex(predictions.index))})
 
 
 def _empty(value: object) -> bool:
@@ -296,6 +319,7 @@ def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: s
     key = next(key for key in KEYS if key in predictions.columns)
     table = dataset.table.reset_index(drop=True)
     names = table[key].astype(str).map(_normal)
+    as_given, predictions = predictions, _by_file_name(predictions, key, names, notes)
     by_key = predictions.set_index(key)
     matched = names.isin(by_key.index).to_numpy()
     rows = by_key.reindex(names[matched]).reset_index(drop=True)
@@ -313,7 +337,7 @@ def import_predictions(dataset: Dataset, predictions: pd.DataFrame, *, source: s
     if len(unmatched):
         notes.append(f"{len(unmatched)} prediction(s) in {source} name no image of {dataset.name}, e.g. "
                      f"{unmatched[key].iloc[0]!r} (listed in {UNMATCHED_FILE})")
-    digest = hashlib.sha256(pd.util.hash_pandas_object(predictions, index=False).to_numpy().tobytes()).hexdigest()
+    digest = hashlib.sha256(pd.util.hash_pandas_object(as_given, index=False).to_numpy().tobytes()).hexdigest()
     model_id = f"imported-{digest[:12]}"
     metrics = compute_metrics(frame, len(table) + len(dataset.rejects))
     metrics.update({"dataset": dataset.name, "model_id": model_id,

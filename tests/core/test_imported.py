@@ -206,3 +206,18 @@ def test_a_predictions_csv_is_read_as_a_manifest_is(tmp_path):
     notes = " ".join(bundle.metrics["notes"])
     assert "read as Latin-1" in notes and "1 row(s) of vendor.csv could not be read" in notes
     assert bundle.rejects["file"].tolist() == [files[2]]
+
+
+def test_a_vendors_file_names_its_images_as_it_likes_and_still_matches(tmp_path):
+    table = synthetic_predictions(6)[["file", "path", "source", "age", "age_bin", "gender", "race"]]
+    table["file"] = ["a/1.jpg", "a/2.jpg", "a/3.jpg", "b/3.jpg", "a/4.jpg", "a/5.jpg"]  # 3.jpg twice: ambiguous
+    (tmp_path / "v.csv").write_text("Image,gender\n1.jpg,Male\nC:/run/2.jpg,Female\n3.jpg,Male\na/4.jpg,Male\n"
+                                    "4.jpg,Female\n")
+    predictions = read_predictions(tmp_path / "v.csv")  # `Image`: an image column as manifests name it
+    bundle, unmatched = import_predictions(_dataset(table), predictions, source="v.csv")
+    assert sorted(bundle.predictions["file"]) == ["a/1.jpg", "a/2.jpg", "a/4.jpg"]
+    assert bundle.predictions.set_index("file").at["a/4.jpg", "pred_gender"] == "Male"  # its own name wins
+    assert sorted(unmatched["file"]) == ["3.jpg", "4.jpg"]  # two images are 3.jpg; a/4.jpg is named already
+    assert "v.csv: read column 'Image' as the image's name" in bundle.metrics["notes"]
+    assert ("2 prediction(s) name their image by its file name alone, e.g. '1.jpg': each matched to the one image "
+            "of the dataset with that file name") in bundle.metrics["notes"]
