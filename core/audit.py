@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -14,7 +16,7 @@ import torch
 
 from core.bundle import Bundle, compute_metrics, prediction_frame
 from core.config import REPO_ROOT, SPLIT_FILE
-from core.datasets import REJECT_COLUMNS, Dataset
+from core.datasets import BOX_COLUMNS, REJECT_COLUMNS, Dataset, ManifestError
 from core.dedup import with_duplicate_groups
 from core.engine import ChunkStore, audit_key, model_size, run_chunks
 from core.errors import FaceAuditError
@@ -140,13 +142,18 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
         raise TrainingOverlapError(f"{dataset.name}: {overlap_note}; its metrics would flatter the model. Audit "
                                    "other images, or pass --allow-training-images to audit them anyway.")
     dataset = _without_output_names(dataset)
-    paths = dataset.table["path"].tolist()
+    paths, boxes, box_notes = dataset.table["path"].tolist(), _labelled_boxes(dataset, input_kind), []
+    if boxes:
+        box_notes = [(f"{sum(box is not None for box in boxes):,} of {len(boxes):,} rows name their face by a "
+                      f"labelled box ({', '.join(BOX_COLUMNS)}); the others by the face rule")]
     store = (ChunkStore(work_dir, audit_key(checkpoint.model_id, paths, input_kind=input_kind, face_rule=face_rule,
-                                            size=model_size(checkpoint), margin=getattr(checkpoint, "margin", None)))
+                                            size=model_size(checkpoint), margin=getattr(checkpoint, "margin", None),
+                                            **({"boxes": hashlib.sha256(json.dumps(boxes).encode()).hexdigest()}
+                                               if boxes else {})))
              if work_dir else None)
     chunks = run_chunks(checkpoint, paths, input_kind=input_kind, face_rule=face_rule, batch_size=batch_size,
                         device=device, engine=engine, workers=workers, ray_address=ray_address, store=store,
-                        progress=progress)
+                        progress=progress, boxes=boxes)
     ok = np.array([error == "" for error in chunks.errors], dtype=bool)
     table = dataset.table.loc[ok].reset_index(drop=True)
     frame = prediction_frame(table, chunks.outputs)
@@ -161,7 +168,7 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
                          "model": _external_card(checkpoint) if external else model_card(checkpoint),
                          "image_root": str(dataset.root) if dataset.root else None,
                          "model_backbone": checkpoint.spec.get("name") if external else checkpoint.model.config.backbone,
-                         "notes": dataset.notes,
+                         "notes": [*dataset.notes, *box_notes],
                          "input_kind": input_kind, "face_rule": face_rule, "command": command,
                          "training_overlap": overlap, "training_overlap_note": overlap_note,
                          "multi_face_images": int(frame["multi_face"].sum()),
@@ -171,6 +178,21 @@ def run_audit(checkpoint: Checkpoint | OnnxModel | CallableModel, dataset: Datas
     if note := mitigation_note(meta.get("training", {})):
         metrics_json["mitigation"] = note
     return Bundle(predictions=frame, metrics=metrics_json, rejects=rejects)
+
+
+def _labelled_boxes(dataset: Dataset, input_kind: str) -> list[tuple[float, ...] | None] | None:
+    """Each row's labelled face box (`BOX_COLUMNS`), None for a row without one; None for a dataset without them.
+
+    Raises:
+        ManifestError: boxes on aligned chips, which hold one face each.
+    """
+    if not all(column in dataset.table.columns for column in BOX_COLUMNS):
+        return None
+    values = dataset.table[list(BOX_COLUMNS)].to_numpy(dtype=float)
+    if input_kind == "aligned-chips" and not np.isnan(values).all():
+        raise ManifestError(f"labelled face boxes ({', '.join(BOX_COLUMNS)}) need --input photos: an aligned chip "
+                         "holds one face")
+    return [None if np.isnan(row).any() else tuple(float(v) for v in row) for row in values]
 
 
 # Columns an audit writes besides `pred_*` and `p_*`; a dataset column of the same name is renamed, never overwritten.

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from core.faces import (
     crop_face,
     face_record,
     find_faces,
+    labelled_face,
     thread_detector,
     to_model_size,
 )
@@ -58,6 +60,7 @@ def faces_for_model(source: str | bytes | np.ndarray, size: int, detector: FaceD
 
 
 _Result = tuple[np.ndarray | None, str, dict]
+Box = tuple[float, float, float, float]  # x, y, w, h in pixels of the photo as shown
 
 
 @functools.cache
@@ -66,7 +69,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceaudit-chips")
 
 
-def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, workers: int,
+def _run(function: Callable[[Any], _Result], paths: Sequence[Any], size: int, workers: int,
          progress: Callable[[Iterable], Iterable] | None) -> ChipBatch:
     chips = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     errors, records = [""] * len(paths), [{} for _ in paths]
@@ -78,20 +81,27 @@ def _run(function: Callable[[str], _Result], paths: Sequence[str], size: int, wo
     return ChipBatch(chips=chips, errors=errors, records=records)
 
 
-def _chosen(image: np.ndarray, face_rule: str, size: int, margin: float | None = None) -> tuple[np.ndarray | None, dict]:
-    """Detect, choose the labelled face by `face_rule`, align it (or, with `margin`, crop it plainly:
-    `core.faces.crop_face`); (None, record) when there is no face."""
+def _chosen(image: np.ndarray, face_rule: str, size: int, margin: float | None = None,
+            box: Box | None = None) -> tuple[np.ndarray | None, dict]:
+    """Detect, choose the labelled face (the one at `box`, else by `face_rule`), align it (or, with `margin`, crop
+    it plainly: `core.faces.crop_face`); (None, record) when there is no such face, the record saying why."""
     result = faces_for_model(image, size)
     height, width = image.shape[:2]
-    if not result.faces:
+    if box is not None:
+        index, reason = labelled_face(result.faces, box)
+        if index is None:
+            return None, face_record(result.faces, -1, reason, width, height)
+    elif not result.faces:
         return None, face_record([], -1, "no face found", width, height)
-    index, reason = choose_face(result.faces, width, height, face_rule)
+    else:
+        index, reason = choose_face(result.faces, width, height, face_rule)
     chip = result.chips[index] if margin is None else crop_face(result.image, result.faces[index].box, margin, size)
     return chip, face_record(result.faces, index, reason, width, height, result.flags[index])
 
 
 def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
-                       progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None) -> ChipBatch:
+                       progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None,
+                       boxes: None = None) -> ChipBatch:
     """Re-align UTKFace chips onto the template; a chip with no detected face is used as cropped.
 
     UTKFace chips already have the template's geometry on average, so the fallback keeps every
@@ -112,18 +122,20 @@ def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "cen
 
 
 def chips_from_photos(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
-                      progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None) -> ChipBatch:
-    """Detect every face of arbitrary photos and align the labelled one (`core.faces.choose_face`), or with `margin`
-    crop it plainly (for models trained on face crops).
+                      progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None,
+                      boxes: Sequence[Box | None] | None = None) -> ChipBatch:
+    """Detect every face of arbitrary photos and align the labelled one (the one at its labelled box in `boxes`,
+    else `core.faces.choose_face`), or with `margin` crop it plainly (for models trained on face crops).
 
     Failures are recorded, never dropped.
     """
-    def one(path: str) -> _Result:
+    def one(item: tuple[str, Box | None]) -> _Result:
+        path, box = item
         try:
             image = load_image(path)
         except ImageError as error:
             return None, str(error), {}
-        chip, record = _chosen(image, face_rule, size, margin)
-        return chip, ("" if chip is not None else "no face found"), record
+        chip, record = _chosen(image, face_rule, size, margin, box)
+        return chip, ("" if chip is not None else record["face_reason"]), record
 
-    return _run(one, paths, size, workers, progress)
+    return _run(one, list(zip(paths, boxes or [None] * len(paths), strict=True)), size, workers, progress)

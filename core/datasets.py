@@ -30,6 +30,7 @@ from core.fairness import MAX_GROUP_VALUES, is_identity
 __all__ = [
     "LABEL_COLUMNS",
     "MANIFEST_ALIASES",
+    "BOX_COLUMNS",
     "REJECT_COLUMNS",
     "Dataset",
     "ManifestError",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 LABEL_COLUMNS = ("age", "age_bin", "gender", "race")
+# A manifest's labelled face in its photo, in pixels of the photo as shown (EXIF orientation applied): the face the
+# row's labels belong to, where a photo holds several (a row each)
+BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
 BASE_COLUMNS = ("file", "path", "source", *LABEL_COLUMNS)
 REJECT_COLUMNS = ("file", "path", "source", "reason")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -343,10 +347,27 @@ class _ImageFinder:
                 f"'{files[0]}'" for how, files in self.found_by.items() if files]
 
 
+def _parse_box(record: dict) -> dict[str, float | None]:
+    """A row's labelled face box (`BOX_COLUMNS`), all None where its cells are empty; raise LabelError if malformed."""
+    cells = [record[column] for column in BOX_COLUMNS]
+    if all(_missing(cell) for cell in cells):
+        return dict.fromkeys(BOX_COLUMNS)
+    try:
+        box = [float(str(cell).strip()) for cell in cells]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+        raise labels.LabelError(f"face box {', '.join(str(cell) for cell in cells)} is not four numbers x, y, w, h "
+                                "with a positive width and height")
+    return dict(zip(BOX_COLUMNS, box))
+
+
 def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
                label_columns: dict[str, str], extra: list[str]) -> tuple[list[dict], list[dict], list[str]]:
-    """Validate each CSV row: file exists, labels parse. Returns (rows, rejects, notes on how files were found)."""
+    """Validate each CSV row: file exists, labels (and a face box, `BOX_COLUMNS`) parse. Returns (rows, rejects,
+    notes on how files were found)."""
     rows, rejects, finder = [], [], _ImageFinder(root)
+    boxed = all(column in frame.columns for column in BOX_COLUMNS)
     for record in frame.to_dict("records"):
         file = str(record[path_column]).strip()
         path = (root / file).resolve() if file else root
@@ -354,6 +375,8 @@ def _read_rows(frame: pd.DataFrame, root: Path, source: str, path_column: str,
             if not file:
                 raise labels.LabelError(f"empty {path_column!r}")
             parsed = _parse_labels({target: record.get(column) for target, column in label_columns.items()})
+            if boxed:
+                parsed |= _parse_box(record)
             path = finder.find(file)
         except (labels.LabelError, FileNotFoundError) as error:
             rejects.append({"file": file, "path": str(path), "source": source, "reason": str(error)})
@@ -546,8 +569,13 @@ def read_manifest(csv_path: str | Path, name: str | None = None) -> Dataset:
         seven, race_notes = _seven_races(frame["race"], name)
     if seven is not None:
         frame.insert(0, "fairface_race", seven)
-    extra = [c for c in frame.columns if c != "path" and c not in present]
+    boxed = [column for column in BOX_COLUMNS if column in frame.columns]
+    if boxed and len(boxed) < len(BOX_COLUMNS):
+        raise ManifestError(f"{csv_path}: a labelled face box needs all of {', '.join(BOX_COLUMNS)}; it has "
+                            f"{', '.join(boxed)}")
+    extra = [c for c in frame.columns if c != "path" and c not in present and c not in BOX_COLUMNS]
     rows, rejects, found = _read_rows(frame, csv_path.parent, name, "path", present, extra)
     extra, quartile_notes = _quartiles(rows, extra, name)
+    extra = [*BOX_COLUMNS, *extra] if boxed else extra
     notes += race_notes + found + quartile_notes + _case_notes(rows, extra, name) + _outside_note(rows, csv_path.parent, name)
     return _build(name, rows, table.rejects + rejects, extra, csv_path.parent, notes)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.datasets import REJECT_COLUMNS, Dataset
 
@@ -315,10 +315,29 @@ def find_duplicate_groups(table: pd.DataFrame, *, max_distance: int = NEAR_DUPLI
 HASH_COLUMNS = ("sha1", "dhash", "centre")
 
 
-def image_hashes(paths: Sequence[str], *, workers: int = 2) -> pd.DataFrame:
-    """`HASH_COLUMNS` of each image, in order ("" where the file cannot be read): what duplicate grouping needs."""
+def _scan_face(path: str, box: Sequence[float]) -> tuple[str, str, str] | str:
+    """`_scan_one` of the labelled face at `box` (x, y, w, h in the photo as shown): the faces of one crowd photo
+    are not duplicates of each other, and one face in two photos is."""
+    try:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            x, y, w, h = box
+            face = ImageOps.exif_transpose(image).convert("L").crop((round(x), round(y), round(x + w), round(y + h)))
+            fingerprint, centre = dhash(face), centre_thumbnail(face)
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt data
+        return f"unreadable image ({type(error).__name__}: {error})"
+    return hashlib.sha1(face.tobytes()).hexdigest(), fingerprint.hex(), centre.hex()
+
+
+def image_hashes(paths: Sequence[str], *, workers: int = 2,
+                 boxes: Sequence[Sequence[float] | None] | None = None) -> pd.DataFrame:
+    """`HASH_COLUMNS` of each image, in order ("" where the file cannot be read): what duplicate grouping needs;
+    of its labelled face where `boxes` gives one."""
+    def scan(item: tuple[str, Sequence[float] | None]) -> tuple | str:
+        return _scan_one(item[0]) if item[1] is None else _scan_face(*item)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_scan_one, list(paths), chunksize=64))
+        results = list(pool.map(scan, list(zip(paths, boxes or [None] * len(paths), strict=True)), chunksize=64))
     return pd.DataFrame([("", "", "") if isinstance(result, str) else result[:3] for result in results],
                         columns=list(HASH_COLUMNS), dtype=str)
 

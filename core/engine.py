@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.chips import chips_from_photos, chips_from_utkface
+from core.chips import Box, chips_from_photos, chips_from_utkface
 from core.config import REPO_ROOT
 from core.dedup import HASH_COLUMNS, image_hashes
 from core.errors import FaceAuditError
@@ -100,15 +100,17 @@ class ChunkResult:
 
 
 def audit_chunk(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: str, batch_size: int = 64,
-                device: torch.device = CPU, threads: int = 2) -> ChunkResult:
-    """Detect, choose, align, predict and hash one chunk of images (`model` as `core.audit.run_audit` takes it)."""
+                device: torch.device = CPU, threads: int = 2, boxes: Sequence[Box | None] | None = None) -> ChunkResult:
+    """Detect, choose, align, predict and hash one chunk of images (`model` as `core.audit.run_audit` takes it);
+    `boxes`: per image, its labelled face's box, or None to choose by `face_rule`."""
     align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
-    batch = align(list(paths), size=model_size(model), face_rule=face_rule, workers=threads,
+    batch = align(list(paths), size=model_size(model), face_rule=face_rule, workers=threads, boxes=boxes,
                   margin=getattr(model, "margin", None))  # an ONNX model trained on plain crops
     ok = np.array([error == "" for error in batch.errors], dtype=bool)
     outputs = (predict(model.model, batch.chips[ok], batch_size=batch_size, device=device)
                if isinstance(model, Checkpoint) else model.predict(batch.chips[ok], batch_size=batch_size))
-    hashes = image_hashes([path for path, good in zip(paths, ok) if good], workers=threads)
+    hashes = image_hashes([path for path, good in zip(paths, ok) if good], workers=threads,
+                          boxes=[box for box, good in zip(boxes, ok) if good] if boxes else None)
     all_hashes = pd.DataFrame("", index=range(len(paths)), columns=list(HASH_COLUMNS), dtype=str)
     all_hashes.loc[np.flatnonzero(ok)] = hashes.to_numpy()
     return ChunkResult(errors=batch.errors, records=batch.records, hashes=all_hashes, outputs=outputs)
@@ -184,10 +186,11 @@ def actor_threads(workers: int) -> int:
     return max(1, CPUS // workers)
 
 
-def _local_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any]) -> Iterator[tuple[int, bytes]]:
+def _local_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any],
+                  boxes: dict[int, list[Box | None]]) -> Iterator[tuple[int, bytes]]:
     with _one_opencv_thread():
         for index, paths in chunks.items():
-            yield index, audit_chunk(model, paths, **options).to_bytes()
+            yield index, audit_chunk(model, paths, boxes=boxes.get(index), **options).to_bytes()
 
 
 class _ChunkActor:
@@ -207,16 +210,18 @@ class _ChunkActor:
         except FaceAuditError as error:
             self.refusal = str(error)
 
-    def _audit(self, paths: Sequence[str]) -> tuple[bytes, str]:
+    def _audit(self, paths: Sequence[str], boxes: str) -> tuple[bytes, str]:
         if self.refusal:
             return b"", self.refusal
         try:
-            return audit_chunk(self.model, [str(path) for path in paths], **self.options).to_bytes(), ""
+            return audit_chunk(self.model, [str(path) for path in paths], boxes=json.loads(boxes),
+                               **self.options).to_bytes(), ""
         except FaceAuditError as error:
             return b"", str(error)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        payloads, refusals = zip(*(self._audit(paths) for paths in batch["paths"]), strict=True)
+        payloads, refusals = zip(*(self._audit(paths, boxes) for paths, boxes in zip(batch["paths"], batch["boxes"])),
+                                 strict=True)
         return {"chunk": batch["chunk"], "payload": np.array(payloads, dtype=object), "refusal": np.array(refusals)}
 
 
@@ -264,7 +269,7 @@ def _connect(ray: Any, address: str, modules: list[ModuleType]) -> None:
 
 
 def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any], workers: int,
-                address: str | None) -> Iterator[tuple[int, bytes]]:
+                address: str | None, boxes: dict[int, list[Box | None]]) -> Iterator[tuple[int, bytes]]:
     """Each chunk as a Ray Data row, audited by `workers` actors; chunks come back as they finish."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not address or _is_loopback(address):  # Ray's single-machine mode (its default on macOS and Windows): every
@@ -289,8 +294,8 @@ def _ray_chunks(model: Any, chunks: dict[int, list[str]], options: dict[str, Any
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = context.enable_auto_log_stats = False
     try:
-        items = ray.data.from_items([{"chunk": index, "paths": paths} for index, paths in chunks.items()],
-                                    override_num_blocks=len(chunks))
+        items = ray.data.from_items([{"chunk": index, "paths": paths, "boxes": json.dumps(boxes.get(index))}
+                                     for index, paths in chunks.items()], override_num_blocks=len(chunks))
         # Two chunks in flight per actor, run one at a time: the next one waits at the actor instead of being sent
         # when the last returns (an actor idled 0.15-0.18 s between 128-photo chunks, 3 %; now 0.01 s)
         audited = items.map_batches(_ChunkActor, batch_size=1, num_cpus=options["threads"],  # Ray sets OMP threads by it
@@ -313,10 +318,12 @@ def _parameter_devices(model: Any) -> set[str]:
 def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: str, batch_size: int = 64,
                device: torch.device = CPU, engine: str = "local", workers: int | None = None,
                ray_address: str | None = None, store: ChunkStore | None = None,
-               progress: Callable[[Iterable, str, int], Iterable] | None = None) -> ChunkResult:
+               progress: Callable[[Iterable, str, int], Iterable] | None = None,
+               boxes: Sequence[Box | None] | None = None) -> ChunkResult:
     """Every image of `paths` through `audit_chunk`, by `engine`, as one `ChunkResult` in the order of `paths`.
 
     Args:
+        boxes: Per image, its labelled face's box (x, y, w, h), or None to choose by `face_rule`.
         engine: "local" (this process) or "ray" (Ray Data actors, `workers` of them; all cores by default), which
             run on CPUs: a checkpoint on another device, or another `device`, is refused (ValueError).
         store: Where finished chunks are kept; those already there are not audited again.
@@ -331,12 +338,13 @@ def run_chunks(model: Any, paths: Sequence[str], *, input_kind: str, face_rule: 
     finished = store.done(count) if store else {}
     todo = {index: list(paths[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]) for index in range(count)
             if index not in finished}
+    todo_boxes = {index: list(boxes[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]) for index in todo} if boxes else {}
     workers = workers or (CPUS if engine == "ray" else 1)
     threads = torch.get_num_threads() if engine == "local" else actor_threads(workers)
     options = {"input_kind": input_kind, "face_rule": face_rule, "batch_size": batch_size, "threads": threads,
                **({"device": device} if engine == "local" else {})}
-    results = (_ray_chunks(model, todo, options, workers, ray_address) if engine == "ray" and todo
-               else _local_chunks(model, todo, options))
+    results = (_ray_chunks(model, todo, options, workers, ray_address, todo_boxes) if engine == "ray" and todo
+               else _local_chunks(model, todo, options, todo_boxes))
 
     def per_image() -> Iterator[None]:  # a progress bar counts images, while the work comes back a chunk at a time
         for index, data in results:

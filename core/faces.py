@@ -45,6 +45,8 @@ __all__ = [
     "face_record",
     "FACE_RECORD_COLUMNS",
     "match_face",
+    "labelled_face",
+    "LABELLED_BOX_MIN_IOU",
 ]
 
 CHIP_SIZE = 200  # UTKFace chips are 200 x 200
@@ -372,6 +374,31 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     inter = width * height
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
+
+
+# A labelled box is drawn tighter or looser than the detector's own: the face it marks is the detection that
+# overlaps it most, if by at least this much
+LABELLED_BOX_MIN_IOU = 0.3
+
+
+def labelled_face(faces: list[Face], box: tuple[float, float, float, float]) -> tuple[int | None, str]:
+    """The detection of the face a labelled box marks, and why: the best overlap if IoU >= `LABELLED_BOX_MIN_IOU`,
+    else the only detection whose centre lies in the box (a box drawn loosely, hair and all); None and the reason
+    where neither holds."""
+    overlaps = [_iou(face.box, tuple(box)) for face in faces]
+    best = int(np.argmax(overlaps)) if faces else -1
+    of = f"of {len(faces)} faces" if len(faces) > 1 else "the photo's only face"
+    if best >= 0 and overlaps[best] >= LABELLED_BOX_MIN_IOU:
+        return best, f"the labelled box, {of}: overlap (IoU) {overlaps[best]:.2f}"
+    x, y, w, h = box
+    inside = [index for index, face in enumerate(faces)
+              if x <= face.box[0] + face.box[2] / 2 <= x + w and y <= face.box[1] + face.box[3] / 2 <= y + h]
+    if len(inside) == 1:
+        return inside[0], f"the labelled box, {of}: the only one centred in it (IoU {overlaps[inside[0]]:.2f})"
+    return None, (f"no detected face at the labelled box x {x:g}, y {y:g}, {w:g} x {h:g} px"
+                  + (f" ({len(inside)} faces are centred in it)" if inside else
+                     f" (the nearest of {len(faces)} overlaps it by IoU {overlaps[best]:.2f})" if faces else
+                     " (no face found in the photo)"))
 
 
 def match_face(faces: list[Face], box: tuple[float, float, float, float], min_iou: float = 0.5) -> int | None:

@@ -151,7 +151,7 @@ MAX_GROUP_VALUES = 50
 # Columns that are never groups: ids, paths, per-face geometry, and the model's own outputs.
 _NOT_GROUPS = {"file", "path", "source", "age", "dup_group", "dup_group_size", "face_index", "faces", "face_reason",
                "face_score", "face_box_x", "face_box_y", "face_box_w", "face_box_h", "face_px", "image_width",
-               "image_height"}
+               "image_height", "box_x", "box_y", "box_w", "box_h"}
 MISSING = "(missing)"
 
 

@@ -9,8 +9,9 @@
 Datasets by name come from the data folder (FACEAUDIT_DATA or --data): utkface-test, utkface-val,
 utkface-train, fairface-sample, fairface-val (FairFace's 10,954 validation photos), fairface-test and fairface-tune
 (the 3,285 and 1,113 of them in the test and val parts of splits/fairface.csv, never trained on), london-set. Photos are detected and every face
-is recorded; the labelled face is the most central one (--face-rule largest for the largest) and is aligned before
-prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
+is recorded; the labelled face is the one at the row's box where a manifest gives box_x, box_y, box_w, box_h (a
+crowd photo: a row per labelled face), else the most central one (--face-rule largest for the largest), and is
+aligned before prediction; images without a face go to the bundle's rejects.csv. Only the named UTKFace datasets
 are read as aligned chips; say `--input aligned-chips` for your own. A dataset holding images the
 checkpoint was trained on is refused unless --allow-training-images is given. `--onnx FILE` audits an ONNX
 model instead of the checkpoint, through onnxruntime, as its spec beside it (FILE.json) describes
@@ -107,7 +108,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """--dataset NAME | --manifest CSV | --fairface CSV, one of them required (read back with `dataset_from_args`)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", choices=list(DATASETS))
-    source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, extra columns")
+    source.add_argument("--manifest", help="manifest CSV: path plus any of age, age_bin, gender, race, a face box "
+                        "(box_x, box_y, box_w, box_h), extra columns")
     source.add_argument("--fairface", help="FairFace-format label CSV (file,age,gender,race)")
 
 

@@ -17,7 +17,7 @@ from core.audit import TrainingOverlapError, run_audit, training_files, training
 from core.bundle import bundle_model_dir, prediction_frame, write_bundle
 from core.compare import compare_bundles
 from core.config import FAIRFACE_SPLIT_FILE, SPLIT_FILE
-from core.datasets import read_manifest
+from core.datasets import ManifestError, read_manifest
 from core.faces import Face, choose_face
 from core.fairness import (
     cluster_column,
@@ -131,6 +131,29 @@ def test_audit_records_every_face_and_audits_the_central_one(tiny_checkpoint, cr
         assert bundle.metrics["face_rule"] == rule and bundle.metrics["multi_face_images"] == 1
         assert "multi_face" in bundle.metrics["groups"]
     assert "most central of 2 faces" in row["face_reason"] or rule == "largest"
+
+
+def test_a_labelled_box_names_the_face_of_each_row_of_a_crowd_photo(tiny_checkpoint, crowd_manifest, tmp_path):
+    man = run_audit(tiny_checkpoint, read_manifest(crowd_manifest), face_rule="largest").predictions.iloc[0]
+    x, y, w, h = (man[f"face_box_{side}"] for side in "xywh")
+    (crowd_manifest.parent / "boxes.csv").write_text(
+        "path,gender,box_x,box_y,box_w,box_h\n"
+        "crowd.jpg,female,370,170,260,260\n"  # the woman's whole pasted portrait: a loose box
+        f"crowd.jpg,male,{x},{y},{w},{h}\n"  # the man, as the detector boxes him
+        "crowd.jpg,male,20,20,100,100\n"  # nobody there
+        "crowd.jpg,female,,,,\n")  # no box: the face rule
+    bundle = run_audit(tiny_checkpoint, read_manifest(crowd_manifest.parent / "boxes.csv"))
+    frame = bundle.predictions
+    assert list((frame["face_box_x"] + frame["face_box_w"] / 2).round(-2)) == [500, 800, 500]
+    assert "the only one centred in it" in frame["face_reason"][0] and "overlap (IoU) 1.00" in frame["face_reason"][1]
+    assert frame["face_reason"][2].startswith("most central of 2 faces")
+    assert list(bundle.rejects["reason"]) == [("no detected face at the labelled box x 20, y 20, 100 x 100 px (the "
+                                               "nearest of 2 overlaps it by IoU 0.00)")]
+    assert not frame["label_conflict"].any() and (frame["dup_group_size"][:2] == 1).all()  # two people, not one photo
+    assert "3 of 4 rows name their face by a labelled box (box_x, box_y, box_w, box_h); the others by the face rule" \
+        in bundle.metrics["notes"]
+    with pytest.raises(ManifestError, match="need --input photos"):
+        run_audit(tiny_checkpoint, read_manifest(crowd_manifest.parent / "boxes.csv"), input_kind="aligned-chips")
 
 
 # 3. Provenance

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from core.datasets import ManifestError, read_fairface, read_manifest, read_utkface
+from core.datasets import BOX_COLUMNS, ManifestError, read_fairface, read_manifest, read_utkface
 from core.fairness import MISSING, grouping_columns, value_order
 from tests.conftest import noise_image
 
@@ -267,3 +267,19 @@ def test_manifest_column_of_many_numbers_is_grouped_by_quartile_beside_itself(tm
     assert grouping_columns(table) == ["race", "gender", "age_bin", "brightness (quartile)", "yaw"]
     assert dataset.notes == [("m: column 'brightness' holds 76 different numbers, too many to group by: "
                               "'brightness (quartile)' groups its rows by quartile")]
+
+
+def test_manifest_face_boxes_are_read_whole_or_rejected_with_the_reason(tmp_path):
+    _write_images(tmp_path, ["a.png"])
+    (tmp_path / "m.csv").write_text("path,gender,box_x,box_y,box_w,box_h,site\n"
+                                    "a.png,F,10,20,30.5,40,x\na.png,M,,,,,x\na.png,M,1,2,0,4,x\na.png,F,1,2,three,4,x\n")
+    dataset = read_manifest(tmp_path / "m.csv")
+    assert dataset.table[list(BOX_COLUMNS)].iloc[0].tolist() == [10, 20, 30.5, 40]
+    assert dataset.table[list(BOX_COLUMNS)].iloc[1].isna().all()  # no box: the face rule chooses
+    assert dataset.rejects["reason"].tolist() == [
+        "face box 1, 2, 0, 4 is not four numbers x, y, w, h with a positive width and height",
+        "face box 1, 2, three, 4 is not four numbers x, y, w, h with a positive width and height"]
+    assert "box_x" not in grouping_columns(dataset.table)
+    (tmp_path / "half.csv").write_text("path,box_x,box_y\na.png,1,2\n")
+    with pytest.raises(ManifestError, match="a labelled face box needs all of box_x, box_y, box_w, box_h; it has box_x, box_y"):
+        read_manifest(tmp_path / "half.csv")

@@ -97,12 +97,16 @@ def test_a_chunk_file_round_trips_without_pickle():
 def test_ray_engine_gives_the_same_bundle_as_one_process(tiny_checkpoint, photo_manifest, tmp_path, monkeypatch):
     _needs_ray()
     monkeypatch.setattr(engine, "CHUNK_ROWS", 2)
+    lines = photo_manifest.read_text().splitlines()  # the first photo's face named by a labelled box, drawn loosely
+    boxes = [",box_x,box_y,box_w,box_h", ",0,0,4000,4000"] + [",,,,"] * (len(lines) - 2)
+    photo_manifest.write_text("".join(f"{line}{box}\n" for line, box in zip(lines, boxes)))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray actor: float sums in another order would differ in the last bits
     try:
         local = run_audit(tiny_checkpoint, read_manifest(photo_manifest))
     finally:
         torch.set_num_threads(threads)
+    assert local.predictions["face_reason"][0].startswith("the labelled box, the photo's only face: the only one centred in it")
     ray = run_audit(tiny_checkpoint, read_manifest(photo_manifest), engine="ray", workers=engine.CPUS)
     _same_bundle(local, ray)
     write_bundle(ray, tmp_path / "parts", part_rows=2)
