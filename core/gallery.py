@@ -144,11 +144,20 @@ def mistakes_csv(wrong: Mistakes, bundle_folder: str | Path | None = None) -> by
 def face_thumbnail(path: str | Path, box: tuple[float, float, float, float] | None, side: int = 320) -> np.ndarray:
     """An image shrunk to `side` px with the audited face's (x, y, w, h) box outlined, so a bystander is never mistaken for it.
 
-    The box is drawn before shrinking, about 3 px wide at the shown size, so it stays visible in a gallery and a report.
+    Where the face is small in its photo (a crowd), the thumbnail is the square around it three faces wide (within
+    the photo): the face stays readable and its neighbours in view. The box is drawn about 3 px wide at the shown size,
+    so it stays visible in a gallery and a report.
     """
     image = Image.fromarray(load_image(path))
     if box is not None:
         x, y, w, h = box
+        span = 3 * max(w, h)
+        if span < max(image.size):
+            left = min(max(x + w / 2 - span / 2, 0), max(image.width - span, 0))
+            top = min(max(y + h / 2 - span / 2, 0), max(image.height - span, 0))
+            image = image.crop((round(left), round(top), round(min(left + span, image.width)),
+                                round(min(top + span, image.height))))
+            x, y = x - round(left), y - round(top)
         line = max(2, round(3 * max(image.size) / side))  # about 3 px once shrunk to `side`
         ImageDraw.Draw(image).rectangle((x, y, x + w, y + h), outline=(255, 196, 0), width=line)
     image.thumbnail((side, side))

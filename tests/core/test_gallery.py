@@ -86,3 +86,15 @@ def test_export_names_say_bundle_and_filter():
     assert (export_name("utkface-test", {"race": ["Black"], "gender": ["Female", "Male"], "age_bin": []}, "gender")
             == "faceaudit-utkface-test-gender-gender-Female+Male-race-Black")
     assert export_name("x", {"skin": ["dark / very dark"]}) == "faceaudit-x-skin-dark_very_dark"
+
+
+def test_a_small_face_in_a_large_photo_is_shown_close_up_and_outlined(tmp_path):
+    from PIL import Image
+
+    from core.gallery import face_thumbnail
+
+    Image.new("RGB", (2000, 400), (90, 90, 90)).save(tmp_path / "crowd.png")
+    close = face_thumbnail(tmp_path / "crowd.png", (1500, 150, 100, 100), side=300)  # the square 3 faces wide
+    assert close.shape == (300, 300, 3) and (close[100, 100:200] == (255, 196, 0)).all()  # the box's top edge
+    whole = face_thumbnail(tmp_path / "crowd.png", (100, 100, 800, 200), side=300)  # a large face: the whole photo
+    assert whole.shape == (60, 300, 3)
