@@ -142,7 +142,8 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
     full = table.reindex(pd.MultiIndex.from_product([rows, columns], names=table.index.names))
     value = full[metric].where(~full["small_n"].fillna(True).astype(bool)).to_numpy().reshape(len(rows), len(columns))
     n = full["n"].fillna(0).astype(int).to_numpy().reshape(len(rows), len(columns))
-    text = [[f"{v:.2f}<br>n={k}" if not np.isnan(v) else f"n={k}" for v, k in zip(vs, ks)] for vs, ks in zip(value, n)]
+    text = [[f"{v:.2f}<br>n={k}" if not np.isnan(v) else "" for v, k in zip(vs, ks)] for vs, ks in zip(value, n)]
+    small = [[f"n={k}" if np.isnan(v) else "" for v, k in zip(vs, ks)] for vs, ks in zip(value, n)]  # each cell once
     higher_is_better = METRICS[metric][1]
     shown = pd.Series(value[~np.isnan(value)])
     low, high = value_range(metric, shown, shown)  # colours are not zoomed either; shares on exactly 0–1
@@ -152,7 +153,7 @@ def intersection_heatmap(table: pd.DataFrame, metric: str) -> go.Figure:
                    zmin=low, zmax=min(high, 1.0) if metric in PROPORTIONS else high,
                    colorscale="RdBu" if higher_is_better else "RdBu_r", colorbar={"title": METRIC_TERMS[metric].name},
                    hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"),
-        go.Heatmap(z=blank, x=columns, y=rows, text=text, texttemplate="%{text}", hoverongaps=False, showscale=False,
+        go.Heatmap(z=blank, x=columns, y=rows, text=small, texttemplate="%{text}", hoverongaps=False, showscale=False,
                    colorscale=[[0, "#eeeeee"], [1, "#eeeeee"]], hovertemplate="%{y} × %{x}: %{text}<extra></extra>")])
     figure.update_layout(title=f"{METRIC_TERMS[metric].name} by {table.index.names[0]} × {table.index.names[1]} (grey: n < {SMALL_N})",
                          xaxis={"title": table.index.names[1], "type": "category"},  # '1'…'10' are values, not a scale

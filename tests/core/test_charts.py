@@ -27,6 +27,7 @@ def test_intersection_heatmap_greys_cells_with_few_faces_and_still_shows_their_n
     assert np.isnan(np.asarray(cells.z, dtype=float)).all()  # no colour on a handful of faces
     assert (np.asarray(grey.z, dtype=float) == 0).all() and not grey.showscale  # but a cell, where plotly writes text
     assert {text for row in grey.text for text in row} == {"n=20"}
+    assert {text for row in cells.text for text in row} == {""}  # each cell written once, or plotly overprints it
 
 
 def test_intersection_heatmap_of_a_numbered_column_keeps_its_values_as_categories():
