@@ -49,6 +49,11 @@ if not summary.faces:
     st.warning("The sidebar filter leaves no faces.")
     st.stop()
 
+if all(row["n"] == 0 for row in summary.overall.values()):
+    notes = [note for note in m.get("notes", []) if "no label column" in note]
+    st.info("None of these faces has a label (a true age, gender or race), so no accuracy can be measured; the "
+            "bundle's predictions.parquet holds what the model predicted. "
+            + (f"{notes[0].rstrip('.')}." if notes else "The notes under Provenance say how the dataset was read."))
 intervals = interval_note(summary.cluster)
 for column, (name, row) in zip(st.columns(len(summary.overall)), summary.overall.items()):
     if row["n"] == 0:

@@ -66,6 +66,11 @@ def model_dir(tmp_path_factory):
         frame[f"p_race7_{name}"] = (frame["pred_race7"] == name).astype("float32") * 0.9 + 0.1 / 7
     seven.metrics |= compute_metrics(frame, len(frame) + 1)
     write_bundle(seven, folder / "audits" / "wild-race7")
+    unlabelled = synthetic_bundle()  # a manifest without label columns: predictions only
+    unlabelled.predictions[["age", "age_bin", "gender", "race"]] = None
+    unlabelled.metrics |= compute_metrics(unlabelled.predictions, len(unlabelled.predictions)) | {
+        "notes": ["m has no label column (age, age_bin, gender, race), so the audit shows predictions with no accuracy"]}
+    write_bundle(unlabelled, folder / "audits" / "wild-no-labels")
     empty = synthetic_bundle()
     empty.predictions, empty.metrics = empty.predictions.iloc[0:0], compute_metrics(empty.predictions.iloc[0:0], 1) | {
         "dataset": "nothing survived", "model_id": "test", "notes": []}
@@ -105,6 +110,15 @@ def test_every_page_renders_without_exception(app, page):
     test = app(page)
     assert not test.exception, test.exception
     assert not test.error, [e.value for e in test.error]
+
+
+def test_an_overview_without_labels_says_why_nothing_is_measured(app):
+    test = app(None, bundle_name="wild-no-labels")
+    assert not test.exception, test.exception
+    [info] = [box.value for box in test.info if "None of these faces has a label" in box.value]
+    assert info.endswith("m has no label column (age, age_bin, gender, race), so the audit shows predictions with no "
+                         "accuracy.")
+    assert not any("None of these faces" in box.value for box in app(None).info)  # labelled: no such box
 
 
 def test_sidebar_filter_changes_overview_counts(app):
