@@ -178,6 +178,7 @@ _KNOWN_HEADERS = {"path", "file", "source", *LABEL_COLUMNS, "ethnicity", "servic
 MANIFEST_ALIASES = {
     "path": ("image", "image_path", "img", "img_path", "photo", "photo_path", "filename", "file_name", "filepath",
              "file_path", "file"),
+    "age": ("age_years", "age_in_years", "age_(years)"),
     "gender": ("sex",),
     "race": ("ethnicity",),
     "age_bin": ("age_group", "age_range", "age_bracket"),

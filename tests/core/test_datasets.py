@@ -167,11 +167,12 @@ def test_malformed_manifest_fails_clearly(tmp_path, text, message):
 
 def test_manifest_with_an_auditors_own_header_names_is_audited_on_its_labels(tmp_path):
     _write_images(tmp_path, ["a.png", "b.png", "c.png"])
-    (tmp_path / "m.csv").write_text("Image Path,Sex,Ethnicity,Age Group,Monk\n"
-                                    "a.png,F,East Asian,20-29,3\nb.png,M,White,70+,10\nc.png,F,Indian,3-9,\n")
+    (tmp_path / "m.csv").write_text("Image Path,Sex,Ethnicity,Age Group,Monk,Age (years)\n"
+                                    "a.png,F,East Asian,20-29,3,24\nb.png,M,White,70+,10,\nc.png,F,Indian,3-9,,\n")
     dataset = read_manifest(tmp_path / "m.csv")
-    assert dataset.notes[0] == ("m: read column 'Image Path' as path, 'Sex' as gender, 'Ethnicity' as race, "
-                                "'Age Group' as age_bin")
+    assert dataset.notes[0] == ("m: read column 'Image Path' as path, 'Age (years)' as age, 'Sex' as gender, "
+                                "'Ethnicity' as race, 'Age Group' as age_bin")
+    assert dataset.table["age"].tolist()[0] == 24
     table = dataset.table.set_index("file")
     assert table["gender"].tolist() == ["Female", "Male", "Female"]
     assert table["age_bin"].tolist() == ["20-29", "more than 70", "3-9"]
