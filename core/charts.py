@@ -7,7 +7,6 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from core import labels
 from core.compare import Comparison
 from core.error_analysis import ErrorTree
 from core.fairness import (
@@ -17,6 +16,7 @@ from core.fairness import (
     SMALL_N,
     distinct_text,
     group_label,
+    taxonomy,
     value_order,
     wilson_interval,
 )
@@ -74,7 +74,7 @@ def confusion_heatmap(table: pd.DataFrame, *, normalized: bool) -> go.Figure:
 
 def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
     """Counts of a label column in taxonomy order, missing values included."""
-    order = labels.CLASSES.get(column)
+    order = taxonomy(column)
     codes, text = distinct_text(frame[column])
     text = [*text, "(missing)"]
     counts = pd.Series(np.bincount(codes + 1, minlength=len(text))[[*range(1, len(text)), 0]], index=text)

@@ -27,7 +27,7 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
@@ -184,6 +184,11 @@ _TAXONOMIES = {**labels.CLASSES, **{f"pred_{head}": names for head, names in lab
                "fairface_race": labels.FAIRFACE_RACES, "pred_race7": labels.FAIRFACE_RACES}
 
 
+def taxonomy(column: object) -> tuple[str, ...] | None:
+    """The classes of a label column (or a prediction of one, or FairFace's seven races) in their order; else None."""
+    return _TAXONOMIES.get(column)
+
+
 def value_order(series: pd.Series) -> list[str]:
     """The distinct values of a column as text, in their natural order (taxonomy, category, number, text)."""
     present = {str(value) for value in series.dropna().unique()} | ({MISSING} if series.isna().any() else set())
@@ -194,8 +199,8 @@ def _in_natural_order(series: pd.Series, present: set[str]) -> list[str]:
     """`present` (texts of `series`' values, `MISSING` among them) in the column's natural order."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         order = [str(value) for value in series.cat.categories]
-    elif series.name in _TAXONOMIES:
-        order = list(_TAXONOMIES[series.name])
+    elif taxonomy(series.name) is not None:
+        order = list(taxonomy(series.name))
     else:
         numbers = pd.to_numeric(pd.Series(sorted(present - {MISSING})), errors="coerce")
         order = ([str(v) for v in sorted(present - {MISSING}, key=float)] if numbers.notna().all()

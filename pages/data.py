@@ -25,6 +25,8 @@ else:
     columns = st.columns(3)
     for column, name in zip(columns, ("age_bin", "gender", "race")):
         column.plotly_chart(distribution_bar(frame, name), key=f"data_dist_{name}")
+    if "fairface_race" in frame and frame["fairface_race"].notna().any():  # the seven, which "race" merges to five
+        st.plotly_chart(distribution_bar(frame, "fairface_race"), key="data_dist_fairface_race")
 if not frame.empty and frame["race"].notna().any() and frame["gender"].notna().any():
     st.subheader("Race × gender × age bin")
     st.plotly_chart(strata_heatmap(frame), key="data_strata")

@@ -78,3 +78,11 @@ def test_heatmap_colours_follow_the_one_scale_convention(metric):
     assert [cells.zmin, cells.zmax] == pytest.approx(expected)
     if metric == "signed_age_error":
         assert cells.zmin == -cells.zmax  # 0 (no bias) in the middle of the diverging scale
+
+
+def test_the_distribution_of_fairfaces_seven_races_keeps_their_order():
+    from core.charts import distribution_bar
+
+    frame = pd.DataFrame({"fairface_race": ["Middle Eastern"] * 5 + ["White"] * 2 + ["Black"] * 3 + [None]})
+    bars = distribution_bar(frame, "fairface_race").data[0]
+    assert list(bars.x) == ["White", "Black", "Middle Eastern", "(missing)"] and list(bars.y) == [2, 3, 5, 1]
