@@ -100,8 +100,7 @@ def _chosen(image: np.ndarray, face_rule: str, size: int, margin: float | None =
 
 
 def chips_from_utkface(paths: Sequence[str], *, size: int, face_rule: str = "center", workers: int = 2,
-                       progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None,
-                       boxes: None = None) -> ChipBatch:
+                       progress: Callable[[Iterable], Iterable] | None = None, margin: float | None = None) -> ChipBatch:
     """Re-align UTKFace chips onto the template; a chip with no detected face is used as cropped.
 
     UTKFace chips already have the template's geometry on average, so the fallback keeps every

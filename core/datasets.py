@@ -43,9 +43,7 @@ __all__ = [
 ]
 
 LABEL_COLUMNS = ("age", "age_bin", "gender", "race")
-# A manifest's labelled face in its photo, in pixels of the photo as shown (EXIF orientation applied): the face the
-# row's labels belong to, where a photo holds several (a row each)
-BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+BOX_COLUMNS = labels.BOX_COLUMNS
 BASE_COLUMNS = ("file", "path", "source", *LABEL_COLUMNS)
 REJECT_COLUMNS = ("file", "path", "source", "reason")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -173,7 +171,7 @@ def read_utkface(folder: str | Path) -> Dataset:
 
 # Header names FaceAudit reads; matched case-insensitively (`AGE`, `Gender`) and stored lower-case.
 _KNOWN_HEADERS = {"path", "file", "source", *LABEL_COLUMNS, "ethnicity", "service_test"}
-# Other names auditors' manifests give FaceAudit's columns (compared lower-case, spaces and hyphens as `_`): read as
+# Other names auditors' manifests give FaceAudit's columns (compared as `labels.column_key` writes them): read as
 # that column, with a note, where the manifest has no column of FaceAudit's own name.
 MANIFEST_ALIASES = {
     "path": ("image", "image_path", "img", "img_path", "photo", "photo_path", "filename", "file_name", "filepath",
@@ -204,13 +202,9 @@ def _rows(reader: Iterator[list[str]], csv_path: Path) -> Iterator[list[str]]:
         raise ManifestError(f"{csv_path} line {reader.line_num}: {error}") from None
 
 
-def _header_key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
 def aliased(columns: Iterable[object], column: str) -> list[object]:
     """The `columns` named as an alias of FaceAudit's `column` (`MANIFEST_ALIASES`: `Image Path` for path)."""
-    return [name for name in columns if _header_key(str(name)) in MANIFEST_ALIASES.get(column, ())]
+    return [name for name in columns if labels.column_key(name) in MANIFEST_ALIASES.get(column, ())]
 
 
 def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str, ...]],
@@ -221,7 +215,7 @@ def _read_as(header: list[str], written: list[str], aliases: dict[str, tuple[str
     for column, names in aliases.items():
         if column in header:
             continue
-        found = [index for index, name in enumerate(header) if _header_key(name) in names]
+        found = [index for index, name in enumerate(header) if labels.column_key(name) in names]
         if len(found) > 1:
             raise ManifestError(f"{csv_path}: columns {[written[i] for i in found]} could each be {column!r}; "
                                 f"name one of them {column!r}")

@@ -319,8 +319,7 @@ def _scan_face(path: str, box: Sequence[float]) -> tuple[str, str, str] | str:
     """`_scan_one` of the labelled face at `box` (x, y, w, h in the photo as shown): the faces of one crowd photo
     are not duplicates of each other, and one face in two photos is."""
     try:
-        data = Path(path).read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(path) as image:
             x, y, w, h = box
             face = ImageOps.exif_transpose(image).convert("L").crop((round(x), round(y), round(x + w), round(y + h)))
             fingerprint, centre = dhash(face), centre_thumbnail(face)

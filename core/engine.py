@@ -103,9 +103,10 @@ def audit_chunk(model: Any, paths: Sequence[str], *, input_kind: str, face_rule:
                 device: torch.device = CPU, threads: int = 2, boxes: Sequence[Box | None] | None = None) -> ChunkResult:
     """Detect, choose, align, predict and hash one chunk of images (`model` as `core.audit.run_audit` takes it);
     `boxes`: per image, its labelled face's box, or None to choose by `face_rule`."""
-    align = chips_from_utkface if input_kind == "aligned-chips" else chips_from_photos
-    batch = align(list(paths), size=model_size(model), face_rule=face_rule, workers=threads, boxes=boxes,
-                  margin=getattr(model, "margin", None))  # an ONNX model trained on plain crops
+    options = {"size": model_size(model), "face_rule": face_rule, "workers": threads,
+               "margin": getattr(model, "margin", None)}  # an ONNX model trained on plain crops
+    batch = (chips_from_utkface(list(paths), **options) if input_kind == "aligned-chips"  # boxes: refused by run_audit
+             else chips_from_photos(list(paths), boxes=boxes, **options))
     ok = np.array([error == "" for error in batch.errors], dtype=bool)
     outputs = (predict(model.model, batch.chips[ok], batch_size=batch_size, device=device)
                if isinstance(model, Checkpoint) else model.predict(batch.chips[ok], batch_size=batch_size))

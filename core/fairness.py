@@ -12,7 +12,6 @@ a bootstrap; photos of one person are resampled together (`cluster_column`).
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -37,7 +36,7 @@ class SelectionError(FaceAuditError, ValueError):
 
 
 SMALL_N = 30  # groups with fewer rows are flagged: their estimates are unstable
-# Columns that name the person in a photo, in order of preference (compared lower-case, spaces and hyphens as `_`:
+# Columns that name the person in a photo, in order of preference (compared as `labels.column_key` writes them:
 # `Subject ID` too); rows of one person are resampled together.
 IDENTITY_COLUMNS = ("identity", "person_id", "subject_id", "participant_id", "face_id")
 
@@ -151,7 +150,7 @@ MAX_GROUP_VALUES = 50
 # Columns that are never groups: ids, paths, per-face geometry, and the model's own outputs.
 _NOT_GROUPS = {"file", "path", "source", "age", "dup_group", "dup_group_size", "face_index", "faces", "face_reason",
                "face_score", "face_box_x", "face_box_y", "face_box_w", "face_box_h", "face_px", "image_width",
-               "image_height", "box_x", "box_y", "box_w", "box_h"}
+               "image_height", *labels.BOX_COLUMNS}
 MISSING = "(missing)"
 
 
@@ -290,13 +289,9 @@ def group_label(key: object) -> str:
 _Z95 = 1.959963984540054
 
 
-def _identity_key(column: object) -> str:
-    return re.sub(r"[\s\-]+", "_", str(column).strip().lower())
-
-
 def is_identity(column: object) -> bool:
     """Whether a column's name says it identifies people (`IDENTITY_COLUMNS`, written in any case, `Subject ID`)."""
-    return _identity_key(column) in IDENTITY_COLUMNS
+    return labels.column_key(column) in IDENTITY_COLUMNS
 
 
 def cluster_column(frame: pd.DataFrame) -> str | None:
@@ -305,7 +300,7 @@ def cluster_column(frame: pd.DataFrame) -> str | None:
     Intervals resample these clusters instead of rows, so two photos of one person count as one
     observation's worth of evidence, not two.
     """
-    named = {_identity_key(column): column for column in frame.columns}
+    named = {labels.column_key(column): column for column in frame.columns}
     for name in (*IDENTITY_COLUMNS, "dup_group"):
         if (column := named.get(name)) is not None and frame[column].notna().any():
             values = frame[column]

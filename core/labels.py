@@ -18,6 +18,8 @@ import numpy as np
 from core.errors import FaceAuditError
 
 __all__ = [
+    "BOX_COLUMNS",
+    "column_key",
     "AGE_MIN",
     "AGE_MAX",
     "AGE_BINS",
@@ -112,6 +114,17 @@ def race_note(seven_classes: bool) -> str:
 
 class LabelError(FaceAuditError, ValueError):
     """A label value that is not part of the taxonomy."""
+
+
+# A manifest's labelled face in its photo, in pixels of the photo as shown (EXIF orientation applied): the face the
+# row's labels belong to, where a photo holds several (a row each)
+BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
+
+
+def column_key(name: object) -> str:
+    """A column name as FaceAudit compares names an auditor writes: lower case, spaces and hyphens as `_`
+    (`Subject ID` is `subject_id`, `Age Group` is `age_group`)."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
 
 
 def _key(value: object) -> str:

@@ -202,8 +202,7 @@ def age_summary(age_logits: torch.Tensor, estimate: str = "mean") -> dict[str, t
     ages = AGES.to(probs.device)
     mean = probs @ ages
     std = (probs @ ages.square() - mean.square()).clamp_min(0).sqrt()
-    age = mean if estimate == "mean" else age_estimate(probs, estimate)
-    return {"age": age, "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}  # bins: (b, 9)
+    return {"age": age_estimate(probs, estimate), "age_std": std, "age_bin": probs @ AGE_BIN_MATRIX.to(probs.device)}
 
 
 def mirror_average(outputs: dict[str, torch.Tensor], mirrored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.bundle import checkpoint_id
 from core.config import SPLIT_FILE, Settings, add_settings_arguments
 from core.model import AGE_ESTIMATES, load_checkpoint
 from core.trainer import predict
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["age_estimate_chosen_on"] = {"split": "UTKFace val", "faces": len(val),
                                       "age_mae": {name: round(value, 4) for name, value in errors.items()}}
     config_path.write_text(json.dumps(meta, indent=2))
-    print(f"age_estimate {chosen!r} written to {config_path}; model id {old_id} -> {load_checkpoint(settings.model_dir).model_id}")
+    print(f"age_estimate {chosen!r} written to {config_path}; model id {old_id} -> {checkpoint_id(meta)}")
     return 0
 
 
