@@ -26,7 +26,7 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "has_seven_races", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
@@ -138,6 +138,11 @@ HEADLINE_METRICS = ("age_mae", "cs5", "age_bin_accuracy", "gender_accuracy", "ra
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
     """`HEADLINE_METRICS`, and race-7 accuracy from a model with a seven-class race head."""
     return [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]
+
+
+def has_seven_races(frame: pd.DataFrame) -> bool:
+    """The model predicts FairFace's seven races and some faces are labelled with them (`fairface_race`)."""
+    return "pred_race7" in frame and "fairface_race" in frame and bool(frame["fairface_race"].notna().any())
 
 
 def available_metrics(frame: pd.DataFrame) -> list[str]:

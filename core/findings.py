@@ -7,12 +7,32 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.fairness import METRICS, SHORT_NAMES, SMALL_N, confusion, group_label, row_values, subgroup_metrics
+from core.fairness import (
+    METRICS,
+    SHORT_NAMES,
+    SMALL_N,
+    confusion,
+    group_label,
+    has_seven_races,
+    row_values,
+    subgroup_metrics,
+)
 
-__all__ = ["GAP_METRICS", "GROUPINGS", "Gap", "difference_interval", "largest_gaps", "error_findings"]
+__all__ = ["GAP_METRICS", "GROUPINGS", "gap_setup", "gap_tables", "Gap", "difference_interval", "largest_gaps", "error_findings"]
 
 GAP_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 GROUPINGS = (("gender",), ("race",), ("age_bin",), ("race", "gender"))
+
+
+def gap_setup(frame: pd.DataFrame) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The metrics and groupings whose gaps are looked for: on data labelled with FairFace's seven races, from a model
+    that predicts them (`has_seven_races`), race-7 accuracy too, and the seven races as groups in place of the five
+    (whose "Others" merges Latino and Middle Eastern faces into no single group)."""
+    if not has_seven_races(frame):
+        return GAP_METRICS, GROUPINGS
+    seven = {"race": "fairface_race"}
+    return ((*GAP_METRICS[:2], "race7_accuracy", *GAP_METRICS[2:]),
+            tuple(tuple(seven.get(column, column) for column in by) for by in GROUPINGS))
 
 
 def difference_interval(a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float]) -> tuple[float, float]:
@@ -64,17 +84,27 @@ def _extreme(table: pd.DataFrame, metric: str, key: object) -> dict:
             "ci_high": float(row[f"{metric}_ci_high"]), "n": int(row["n"])}
 
 
-def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] = GAP_METRICS,
-                 groupings: tuple[tuple[str, ...], ...] = GROUPINGS, min_n: int = SMALL_N,
-                 values: pd.DataFrame | None = None) -> list[Gap]:
+def gap_tables(frame: pd.DataFrame, metrics: tuple[str, ...], groupings: tuple[tuple[str, ...], ...],
+               values: pd.DataFrame | None = None) -> dict[tuple[str, ...], pd.DataFrame]:
+    """The subgroup table (`subgroup_metrics`, every one of `metrics`) of each grouping whose columns `frame` has."""
+    values = row_values(frame) if values is None else values
+    return {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200, values=values).table
+            for by in groupings if all(column in frame for column in by)}
+
+
+def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None,
+                 groupings: tuple[tuple[str, ...], ...] | None = None, min_n: int = SMALL_N,
+                 values: pd.DataFrame | None = None,
+                 tables: dict[tuple[str, ...], pd.DataFrame] | None = None) -> list[Gap]:
     """Per metric, the grouping whose best and worst group (each of at least `min_n` faces) differ most.
 
     Clear gaps (interval excluding 0) come first, larger first; metrics without labels are left out.
-    `values`: `row_values(frame)`, when already at hand.
+    `metrics`, `groupings`: `gap_setup(frame)`'s unless given. `values`: `row_values(frame)`, and `tables`:
+    `gap_tables`' result for these metrics and groupings, when already at hand.
     """
-    values = row_values(frame) if values is None else values
-    tables = {by: subgroup_metrics(frame, list(by), list(metrics), rounds=200, values=values).table  # all metrics
-              for by in groupings if all(column in frame for column in by)}
+    default_metrics, default_groupings = gap_setup(frame)
+    metrics, groupings = metrics or default_metrics, groupings or default_groupings
+    tables = gap_tables(frame, metrics, groupings, values) if tables is None else tables
     gaps = []
     for metric in metrics:
         candidates = []
@@ -95,19 +125,20 @@ def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] = GAP_METRICS,
 
 
 def error_findings(frame: pd.DataFrame, min_n: int = SMALL_N, top: int = 3) -> list[str]:
-    """The most one-sided mistakes in words: both gender directions, then the largest race and age-bin confusions.
+    """The most one-sided mistakes in words: both gender directions, then the largest race (and race-7, where
+    `has_seven_races`) and age-bin confusions.
 
     A confusion is listed when its true class has at least `min_n` faces; shares are of that class.
     """
     sentences = []
-    for head in ("gender", "race", "age_bin"):
+    for head in ("gender", "race", *(["race7"] if has_seven_races(frame) else []), "age_bin"):
         counts = confusion(frame, head)
         totals = counts.sum(axis=1)
         cells = [(counts.loc[true, predicted] / totals[true], true, predicted) for true in counts.index
                  for predicted in counts.columns if true != predicted and totals[true] >= min_n and counts.loc[true, predicted] > 0]
         # gender: both directions, the asymmetry is the finding; race: the `top` largest; age bin: the largest
-        chosen = cells if head == "gender" else sorted(cells, reverse=True)[:top if head == "race" else 1]
-        name = {"age_bin": "age bin"}.get(head, head)
+        chosen = cells if head == "gender" else sorted(cells, reverse=True)[:top if head in ("race", "race7") else 1]
+        name = {"age_bin": "age bin", "race7": "FairFace race"}.get(head, head)
         for share, true, predicted in sorted(chosen, reverse=True):
             sentences.append(f"{counts.loc[true, predicted]:,} of {totals[true]:,} faces of true {name} {true} "
                              f"({100 * share:.1f} %) are predicted {predicted}.")

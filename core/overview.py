@@ -18,17 +18,18 @@ from core.fairness import (
     cluster_column,
     filter_options,
     group_label,
+    has_seven_races,
     headline_metrics,
     overall_metrics,
     row_values,
-    subgroup_metrics,
 )
-from core.findings import Gap, error_findings, largest_gaps
+from core.findings import Gap, error_findings, gap_setup, gap_tables, largest_gaps
 
-__all__ = ["CODE", "WORST_BY", "WORST_METRICS", "Overview", "overview"]
+__all__ = ["CODE", "WORST_BY", "SEVEN_RACE_WORST_BY", "WORST_METRICS", "Overview", "overview"]
 
-WORST_BY = ("race", "gender")  # the "worst groups at a glance" grouping
-WORST_METRICS = ("gender_accuracy", "race_accuracy", "age_mae")
+WORST_BY = ("race", "gender")  # the "worst groups at a glance" grouping (one of `findings.gap_setup`'s)
+SEVEN_RACE_WORST_BY = ("fairface_race", "gender")  # ... on data labelled with FairFace's seven (`has_seven_races`)
+WORST_METRICS = ("gender_accuracy", "race_accuracy", "race7_accuracy", "age_mae")  # those the gaps have, in their order
 WORST_SHOWN = 3
 # Which code computed an Overview: a stored one made by other code is not used
 CODE = hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in (fairness, findings, labels))
@@ -45,6 +46,7 @@ class Overview:
     cluster: str | None  # what the intervals resample (`core.fairness.cluster_column`)
     gaps: list[Gap]
     errors: list[str]
+    worst_by: list[str]  # the columns of the worst groups' grouping
     worst: dict[str, list[dict]] | None  # metric -> its worst groups of at least `SMALL_N` faces; None: no such group
     filter_options: dict[str, list[str]]
 
@@ -64,10 +66,13 @@ def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overvie
     table = overall_metrics(frame, headline_metrics(frame), values=values)
     overall = {name: {key: float(row[key]) for key in ("value", "ci_low", "ci_high")} | {"n": int(row["n"])}
                for name, row in table.iterrows()}
-    shown = [name for name in WORST_METRICS if overall[name]["n"] > 0]
+    metrics, groupings = gap_setup(frame)
+    tables = gap_tables(frame, metrics, groupings, values)  # the worst groups' grouping is one of them
+    worst_by = SEVEN_RACE_WORST_BY if has_seven_races(frame) else WORST_BY
+    shown = [name for name in metrics if name in WORST_METRICS and overall[name]["n"] > 0]
     worst = None
-    if shown and all(column in frame for column in WORST_BY):
-        groups = subgroup_metrics(frame, list(WORST_BY), shown, rounds=200, values=values).table
+    if shown and worst_by in tables:
+        groups = tables[worst_by]
         groups = groups[~groups["small_n"]]
         if not groups.empty:
             worst = {name: [{"group": group_label(key), "value": float(groups.loc[key, name]),
@@ -76,5 +81,6 @@ def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overvie
                             for key in groups[name].sort_values(ascending=METRICS[name][1]).head(WORST_SHOWN).index]
                      for name in shown}
     return Overview(faces=len(frame), overall=overall, cluster=cluster_column(frame),
-                    gaps=largest_gaps(frame, values=values), errors=error_findings(frame), worst=worst,
+                    gaps=largest_gaps(frame, metrics, groupings, tables=tables), errors=error_findings(frame),
+                    worst_by=list(worst_by), worst=worst,
                     filter_options=filter_options(frame))

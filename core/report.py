@@ -45,6 +45,7 @@ from core.fairness import (
     confusion_heads,
     group_label,
     grouping_columns,
+    has_seven_races,
     headline_metrics,
     interval_note,
     overall_metrics,
@@ -99,8 +100,7 @@ _DEFAULT_GROUPINGS = (["race"], ["fairface_race"], ["gender"], ["age_bin"], ["ra
 
 def subgroup_metric_names(frame: pd.DataFrame) -> list[str]:
     """The report's per-group metrics: race-7 accuracy too where the model predicts the seven and the data has them."""
-    seven = "pred_race7" in frame and "fairface_race" in frame and frame["fairface_race"].notna().any()
-    return [*_SUBGROUP[:2], "race7_accuracy", *_SUBGROUP[2:]] if seven else list(_SUBGROUP)
+    return [*_SUBGROUP[:2], "race7_accuracy", *_SUBGROUP[2:]] if has_seven_races(frame) else list(_SUBGROUP)
 
 
 def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[list[str]]:

@@ -88,16 +88,20 @@ if bundle is not None:
 st.subheader("Largest gaps")
 if summary.gaps or summary.errors:
     st.markdown("\n".join(f"- {_cached.plain(text)}" for text in [gap.sentence() for gap in summary.gaps] + summary.errors))
-    st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender) whose best and worst groups of at least "
-               f"{SMALL_N} faces differ most; 95 % intervals of the gap combine the two groups' intervals. {intervals}")
+    st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender; FairFace's seven races where the data "
+               f"has them) whose best and worst groups of at least {SMALL_N} faces differ most; 95 % intervals of the gap "
+               f"combine the two groups' intervals. {intervals}")
 else:
     st.write(f"No two groups of at least {SMALL_N} labelled faces to compare in this selection.")
 
-st.subheader(f"Worst groups at a glance (race × gender, n ≥ {SMALL_N})")
+worst_by = " × ".join(summary.worst_by)
+st.subheader(f"Worst groups at a glance ({worst_by}, n ≥ {SMALL_N})")
 if summary.worst is None:
-    st.write(f"No race × gender group in this selection has labels for {SMALL_N} or more faces.")
+    st.write(f"No {worst_by} group in this selection has labels for {SMALL_N} or more faces.")
 else:
-    for column, (name, groups) in zip(st.columns(len(summary.worst)), summary.worst.items()):
+    shown = list(summary.worst.items())  # two tables a row: seven-race group names leave three no room for n
+    pairs = [shown[start:start + 2] for start in range(0, len(shown), 2)]
+    for column, (name, groups) in ((column, item) for pair in pairs for column, item in zip(st.columns(2), pair)):
         column.markdown(f"**{SHORT_NAMES[name]}** (overall {summary.overall[name]['value']:.3f})")
         column.dataframe({"group": [group["group"] for group in groups],
                           "value": np.round([group["value"] for group in groups], 3),

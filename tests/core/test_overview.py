@@ -3,12 +3,15 @@
 import json
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import core.bundle
+from core import labels
 from core.bundle import OVERVIEW_FILE, read_bundle, stored_overview, write_bundle
 from core.overview import Overview, overview
-from tests.bundle_fixture import synthetic_bundle
+from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
 from training import overview as overview_cli
 
 
@@ -74,3 +77,39 @@ def test_the_command_stores_missing_overviews_and_leaves_current_ones(folder, ca
 def test_the_command_refuses_a_folder_that_is_not_a_bundle(tmp_path, capsys):
     assert overview_cli.main([str(tmp_path)]) == 2
     assert f"{tmp_path} is not an audit bundle: missing" in capsys.readouterr().err
+
+
+def _seven_race_predictions(n: int = 700):
+    """`synthetic_predictions` labelled with FairFace's seven races (50 faces per race × gender) by a seven-class
+    model that calls every Middle Eastern woman White and is right on every other face."""
+    frame = synthetic_predictions(n)
+    seven = [labels.FAIRFACE_RACES[i % 7] for i in range(n)]
+    five = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in seven], categories=labels.RACES)
+    frame["fairface_race"], frame["race"], frame["pred_race"] = seven, five, five
+    called_white = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
+    frame["pred_race7"] = pd.Categorical(np.where(called_white, "White", seven), categories=labels.FAIRFACE_RACES)
+    return frame
+
+
+def test_data_labelled_with_the_seven_races_is_summed_up_by_them():
+    frame = _seven_race_predictions()
+    summary = overview(frame)
+    assert summary.worst_by == ["fairface_race", "gender"]
+    assert list(summary.worst) == ["gender_accuracy", "race_accuracy", "race7_accuracy", "age_mae"]
+    assert summary.worst["race7_accuracy"][0] | {"ci_low": 0, "ci_high": 0} == {
+        "group": "Middle Eastern / Female", "value": 0.0, "ci_low": 0, "ci_high": 0, "n": 50}
+    [gap] = [gap for gap in summary.gaps if gap.metric == "race7_accuracy"]
+    assert gap.by in (("fairface_race",), ("fairface_race", "gender")) and gap.worst["label"].startswith("Middle Eastern")
+    assert "50 of 100 faces of true FairFace race Middle Eastern (50.0 %) are predicted White." in summary.errors
+    assert all("fairface_race" in gap.by or "race" not in gap.by for gap in summary.gaps)  # the seven, not the five
+    assert Overview.from_dict(json.loads(json.dumps(summary.to_dict()))).worst_by == ["fairface_race", "gender"]
+
+
+@pytest.mark.parametrize("case", ["five-class model", "no seven-race labels"])
+def test_without_a_seven_class_model_or_seven_race_labels_the_five_races_sum_it_up(case):
+    frame = _seven_race_predictions()
+    frame = frame.drop(columns="pred_race7") if case == "five-class model" else frame.assign(fairface_race=None)
+    summary = overview(frame)
+    assert summary.worst_by == ["race", "gender"] and "race7_accuracy" not in summary.worst
+    assert not [gap for gap in summary.gaps if gap.metric == "race7_accuracy" or "fairface_race" in gap.by]
+    assert not [sentence for sentence in summary.errors if "FairFace race" in sentence]
