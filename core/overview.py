@@ -18,18 +18,16 @@ from core.fairness import (
     cluster_column,
     filter_options,
     group_label,
-    has_seven_races,
     headline_metrics,
     overall_metrics,
+    race_x_gender,
     row_values,
 )
 from core.findings import Gap, error_findings, gap_setup, gap_tables, largest_gaps
 
-__all__ = ["CODE", "WORST_BY", "SEVEN_RACE_WORST_BY", "WORST_METRICS", "Overview", "overview"]
+__all__ = ["CODE", "WORST_METRICS", "Overview", "overview"]
 
-WORST_BY = ("race", "gender")  # the "worst groups at a glance" grouping (one of `findings.gap_setup`'s)
-SEVEN_RACE_WORST_BY = ("fairface_race", "gender")  # ... on data labelled with FairFace's seven (`has_seven_races`)
-WORST_METRICS = ("gender_accuracy", "race_accuracy", "race7_accuracy", "age_mae")  # those the gaps have, in their order
+WORST_METRICS = ("gender_accuracy", "race_accuracy", "race7_accuracy", "age_mae")  # of race × gender (`race_x_gender`)
 WORST_SHOWN = 3
 # Which code computed an Overview: a stored one made by other code is not used
 CODE = hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in (fairness, findings, labels))
@@ -68,7 +66,7 @@ def overview(frame: pd.DataFrame, values: pd.DataFrame | None = None) -> Overvie
                for name, row in table.iterrows()}
     metrics, groupings = gap_setup(frame)
     tables = gap_tables(frame, metrics, groupings, values)  # the worst groups' grouping is one of them
-    worst_by = SEVEN_RACE_WORST_BY if has_seven_races(frame) else WORST_BY
+    worst_by = tuple(race_x_gender(frame))
     shown = [name for name in metrics if name in WORST_METRICS and overall[name]["n"] > 0]
     worst = None
     if shown and worst_by in tables:
