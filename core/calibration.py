@@ -31,7 +31,7 @@ from core.fairness import (
 )
 
 __all__ = ["BINS", "confidence_and_correct", "expected_calibration_error", "reliability", "reliability_curves",
-           "calibration_table", "fit_temperatures", "with_temperatures", "has_probabilities"]
+           "calibration_table", "fit_temperatures", "with_temperatures", "has_probabilities", "calibrated_heads"]
 
 BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
 
@@ -52,6 +52,12 @@ def _truth(frame: pd.DataFrame, head: str) -> pd.Series:
 
 def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
     return all(column in frame for column in _probability_columns(head)) and frame[_probability_columns(head)].notna().any().any()
+
+
+def calibrated_heads(frame: pd.DataFrame) -> list[str]:
+    """The heads whose calibration `frame` can show: probabilities and some true labels (`CLASS_HEADS`, then the
+    seven-class race head on data labelled with FairFace's seven races)."""
+    return [head for head in (*CLASS_HEADS, "race7") if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
 
 
 def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

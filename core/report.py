@@ -28,9 +28,8 @@ from core.bundle import (
     provenance,
     resolve_image,
 )
-from core.calibration import calibration_table, has_probabilities
+from core.calibration import calibrated_heads, calibration_table
 from core.charts import comparison_bars, confusion_heatmap, delta_chart, forest_plot, intersection_heatmap
-from core.cohorts import CLASS_HEADS
 from core.compare import Comparison, describe, verdict
 from core.fairness import (
     CONFUSION_TITLES,
@@ -49,6 +48,7 @@ from core.fairness import (
     headline_metrics,
     interval_note,
     overall_metrics,
+    race_x_gender,
     subgroup_metrics,
     worst_group,
 )
@@ -147,12 +147,13 @@ def report_tables(frame: pd.DataFrame, comparison: Comparison | None = None,
                                    "n": worst["n"]})
     tables["worst_groups"] = pd.DataFrame(worst_rows, columns=["grouping", "metric", "worst group", "value", "ci_low",
                                                                "ci_high", "n"])
-    calibrated = [head for head in CLASS_HEADS if has_probabilities(frame, head) and frame[head].notna().any()]
+    calibrated = calibrated_heads(frame)
     if calibrated:
         tables["calibration_overall"] = pd.concat([calibration_table(frame, head).assign(head=head).set_index("head")
                                                    for head in calibrated])
-        for head in calibrated:
-            tables[f"calibration_{head}_by_race_x_gender"] = calibration_table(frame, head, ["race", "gender"])
+        for head in calibrated:  # race × gender; by FairFace's seven too where the data has them (`race_x_gender`)
+            for by in dict.fromkeys(map(tuple, (["race", "gender"], race_x_gender(frame)))):
+                tables[f"calibration_{head}_by_{'_x_'.join(by)}"] = calibration_table(frame, head, list(by))
     if comparison is not None:
         tables["compare_overall"] = comparison.overall
         by = "_x_".join(comparison.by)
@@ -360,18 +361,19 @@ def _worst_html(worst: pd.DataFrame, group_by: list[str] | None) -> str:
 
 
 def _calibration_html(tables: dict[str, pd.DataFrame]) -> str:
-    """Expected calibration error per head, and the three race × gender groups (n ≥ SMALL_N) furthest off."""
+    """Expected calibration error per head, and the three race × gender groups (n ≥ SMALL_N) furthest off: of
+    FairFace's seven races where the report has them."""
     esc = html.escape
     rows = []
     for head, row in tables["calibration_overall"].iterrows():
-        groups = tables[f"calibration_{head}_by_race_x_gender"]
+        groups = tables.get(f"calibration_{head}_by_fairface_race_x_gender", tables[f"calibration_{head}_by_race_x_gender"])
         worst = groups[~groups["small_n"]].sort_values("ece", ascending=False).head(3)
         furthest = "; ".join(f"{group_label(key)} {value['ece']:.3f} (n = {int(value['n']):,})" for key, value in worst.iterrows())
-        rows.append(f"<tr><td>{esc(head)}</td><td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
+        rows.append(f"<tr><td>{esc(CONFUSION_TITLES.get(head, head))}</td><td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
                     f"<td>{row['confidence']:.3f}</td><td>{row['accuracy']:.3f}</td><td>{esc(furthest or '—')}</td></tr>")
     return ("<div class='keep'><h2>Calibration</h2><p><small>Expected calibration error (15 confidence bins; 0 is "
             "perfect; biased upward in small groups) with a bootstrap interval, mean confidence against the share right, "
-            "and the race × gender groups furthest off.</small></p><table class='metrics'><tr><th>head</th><th>ECE "
+            "and the race × gender groups furthest off (by FairFace's seven races where the data has them).</small></p><table class='metrics'><tr><th>head</th><th>ECE "
             "(95 % interval)</th><th>confidence</th><th>right</th><th>furthest off (ECE)</th></tr>" + "".join(rows)
             + "</table></div>")
 

@@ -184,6 +184,14 @@ def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
     assert not test.exception
     tiles = {metric.label: metric.value for metric in test.metric}
     assert tiles["Race-7 accuracy"] == f"{100 * (1 - 48 / 240):.1f} %"  # the 48 Southeast Asian faces are wrong
+    assert "Worst groups at a glance (fairface_race × gender, n ≥ 30)" in [header.value for header in test.subheader]
+    test = app("pages/calibration.py", bundle_name="wild-race7")
+    assert test.multiselect(key="calibration_by").value == ["fairface_race", "gender"]  # the seven, not the five
+    assert test.radio(key="calibration_head").options == ["gender", "race", "age bin", "race (FairFace's 7)"]
+    test.radio(key="calibration_head").set_value("race7").run()
+    said = [text.value for text in test.markdown if "Expected calibration error" in text.value]
+    assert not test.exception and "of the race (FairFace's 7) head over 240 faces" in said[0]
+    assert test.dataframe[0].value.sort_values("ece")["group"].iloc[-1].startswith("Southeast Asian")  # 0.9 sure, wrong
     test = app("pages/confusion.py", bundle_name="wild-race7")
     assert test.radio(key="confusion_head").options == ["gender", "race", "age bin", "race (FairFace's 7)",
                                                          "FairFace race → race"]
@@ -195,6 +203,8 @@ def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
     assert [info.value for info in test.info if "race" in info.value] == [labels.race_note(True)]
     test = app("pages/subgroups.py", bundle_name="synthetic")
     assert "Race-7 accuracy" not in test.multiselect(key="subgroups_metrics").options
+    test = app("pages/calibration.py", bundle_name="synthetic")
+    assert test.multiselect(key="calibration_by").value == ["race", "gender"]
 
 
 def test_subgroup_metrics_reflect_the_planted_disparity(app):

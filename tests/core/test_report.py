@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks._server import CHROMIUM, launch_chromium
 from core import labels
+from core.bundle import compute_metrics
 from core.compare import bundle_note, compare_bundles
 from core.report import (
     PLOTLY_JS_FILE,
@@ -210,6 +211,21 @@ def test_reports_carry_calibration_per_head_and_the_groups_furthest_off():
     page = report_html(bundle.predictions, bundle.metrics, {}, {})
     calibration = page[page.index("<h2>Calibration</h2>"):]
     assert "Black / Female" in calibration[:calibration.index("</table>")]
+
+
+def test_calibration_furthest_off_is_told_by_fairfaces_seven_races_where_the_data_has_them():
+    frame = synthetic_bundle(700).predictions
+    frame["fairface_race"] = [labels.FAIRFACE_RACES[i % 7] for i in range(700)]
+    frame["race"] = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in frame["fairface_race"]], categories=labels.RACES)
+    frame["pred_race"], frame["pred_race7"] = frame["race"], frame["fairface_race"]
+    middle_eastern_women = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
+    frame["pred_gender"] = frame["pred_gender"].mask(middle_eastern_women, "Male")  # every one, with 0.9 confidence
+    frame.loc[middle_eastern_women, ["p_gender_Male", "p_gender_Female"]] = [0.9, 0.1]
+    tables = report_tables(frame)
+    assert {"calibration_gender_by_race_x_gender", "calibration_gender_by_fairface_race_x_gender"} <= set(tables)
+    calibration = report_html(frame, compute_metrics(frame, 700), {}, {}).split("<h2>Calibration</h2>")[1]
+    assert "Middle Eastern / Female" in calibration[:calibration.index("</table>")]
+    assert "Others / Female" not in calibration[:calibration.index("</table>")]
 
 
 def test_the_model_card_names_a_seven_class_race_head_and_fairface_training_data(bundle):
