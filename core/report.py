@@ -279,7 +279,7 @@ def report_html(frame: pd.DataFrame, bundle_metrics: dict[str, Any], model_meta:
                              f"small n: fewer than {SMALL_N} faces, unstable.</small></p>"
                              + _table_html(table, subgroup_metric_names(frame)) + "</div>")
         custom = list(group_by[:3]) if group_by else None  # the auditor's own columns, intersected
-        for by in [["race", "gender"]] + ([custom] if custom and custom != ["race", "gender"] else []):
+        for by in [race_x_gender(frame)] + ([custom] if custom and custom != race_x_gender(frame) else []):
             table = tables.get(_name(by))
             for metric in ("gender_accuracy", "age_mae"):
                 if table is not None and table[metric].notna().any():
@@ -483,7 +483,7 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
                   panels: int = 3) -> tuple[list[tuple[str, str]], list[tuple[str, np.ndarray]], str]:
     """Thumbnails of the worst cohort's most confident gender mistakes, Grad-CAM panels for a few, and a note.
 
-    The worst cohort is the race x gender group (n >= SMALL_N) with the lowest gender accuracy. Each
+    The worst cohort is the race x gender group (`race_x_gender`, n >= SMALL_N) with the lowest gender accuracy. Each
     thumbnail outlines the face the row is about; panels explain that face with the bundle's own model:
     `checkpoint` must be the one that made the bundle (same weights id), else there are no panels and the
     note says why. Images that are not on this machine are skipped.
@@ -506,14 +506,15 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
     elif bundle_metrics.get("fitted_on") and not bundle_metrics.get("temperatures"):  # thresholds, not calibration
         note = ("Grad-CAM shows the model's evidence before the post-processing thresholds that decided this "
                 "bundle's gender predictions.")
-    if frame.empty or frame["gender"].isna().all() or frame["race"].isna().all():
+    by = race_x_gender(frame)
+    if frame.empty or frame[by].isna().all().any():
         return [], [], note
-    table = subgroup_metrics(frame, ["race", "gender"], ["gender_accuracy"], rounds=1).table
+    table = subgroup_metrics(frame, by, ["gender_accuracy"], rounds=1).table
     table = table[table["n"] >= SMALL_N]
     if table.empty:
         return [], [], note
     race, gender = table["gender_accuracy"].idxmin()
-    cohort = frame[(frame["race"].astype("string") == race) & (frame["gender"].astype("string") == gender)]
+    cohort = frame[(frame[by[0]].astype("string") == race) & (frame["gender"].astype("string") == gender)]
     wrong = mistakes(cohort, "gender").head(thumbnails)
     gallery, explanations = [], []
     for _, row in wrong.iterrows():

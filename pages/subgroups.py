@@ -11,7 +11,9 @@ from core.fairness import (
     group_keys,
     group_label,
     grouping_columns,
+    has_seven_races,
     interval_note,
+    race_x_gender,
     subgroup_metrics,
     worst_group,
 )
@@ -31,11 +33,13 @@ group_options = grouping_columns(frame)
 _cached.keep_choices("subgroups_by", group_options)
 left, right = st.columns(2)
 by = left.multiselect("Group by (up to three: their intersections)", group_options,
-                      default=[c for c in ["race"] if c in group_options], max_selections=3, key="subgroups_by",
+                      default=[c for c in race_x_gender(frame)[:1] if c in group_options], max_selections=3,
+                      key="subgroups_by",
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
                            f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
-metric_names = right.multiselect("Metrics", available_metrics(frame), default=["gender_accuracy", "race_accuracy", "age_mae",
-                                                                   "signed_age_error"], key="subgroups_metrics",
+metric_names = right.multiselect("Metrics", available_metrics(frame),
+                                 default=["gender_accuracy", "race_accuracy", *(["race7_accuracy"] if has_seven_races(frame)
+                                          else []), "age_mae", "signed_age_error"], key="subgroups_metrics",
                                  format_func=plain_name, help="See About → Glossary for what each one means.")
 if not by or not metric_names:
     st.info("Pick at least one grouping column and one metric.")

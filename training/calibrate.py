@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.bundle import Bundle, read_bundle, write_bundle
 from core.calibration import calibration_table, fit_temperatures, with_temperatures
+from core.fairness import race_x_gender
 from core.model import load_checkpoint
 from training._cli import command
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     write_bundle(Bundle(predictions=frame, metrics=metrics, rejects=target.rejects), args.out)
     for head, temperature in temperatures.items():
         before, after = (calibration_table(f, head).iloc[0] for f in (target.predictions, frame))
-        (worst_before, ece_before), (worst_after, ece_after) = (_worst(calibration_table(f, head, ["race", "gender"]))
+        (worst_before, ece_before), (worst_after, ece_after) = (_worst(calibration_table(f, head, race_x_gender(f)))
                                                                 for f in (target.predictions, frame))
         print(f"{head}: T = {temperature:.3f}; ECE {before['ece']:.3f} → {after['ece']:.3f} "
               f"(95 % CI after {after['ece_ci_low']:.3f}–{after['ece_ci_high']:.3f}); worst race × gender group "

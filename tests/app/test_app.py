@@ -199,10 +199,13 @@ def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
     assert not test.exception and test.caption[0].value.startswith("240 faces with a true FairFace race label")
     test = app("pages/subgroups.py", bundle_name="wild-race7")
     assert "Southeast Asian recall (race-7)" in test.multiselect(key="subgroups_metrics").options
+    assert test.multiselect(key="subgroups_by").value == ["fairface_race"]  # the seven races, not the five
+    assert "race7_accuracy" in test.multiselect(key="subgroups_metrics").value
     test = app("pages/data.py", bundle_name="wild-race7")
     assert [info.value for info in test.info if "race" in info.value] == [labels.race_note(True)]
     test = app("pages/subgroups.py", bundle_name="synthetic")
     assert "Race-7 accuracy" not in test.multiselect(key="subgroups_metrics").options
+    assert test.multiselect(key="subgroups_by").value == ["race"]
     test = app("pages/calibration.py", bundle_name="synthetic")
     assert test.multiselect(key="calibration_by").value == ["race", "gender"]
 
