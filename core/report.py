@@ -372,8 +372,9 @@ def _calibration_html(tables: dict[str, pd.DataFrame]) -> str:
         rows.append(f"<tr><td>{esc(CONFUSION_TITLES.get(head, head))}</td><td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
                     f"<td>{row['confidence']:.3f}</td><td>{row['accuracy']:.3f}</td><td>{esc(furthest or '—')}</td></tr>")
     return ("<div class='keep'><h2>Calibration</h2><p><small>Expected calibration error (15 confidence bins; 0 is "
-            "perfect; biased upward in small groups) with a bootstrap interval, mean confidence against the share right, "
-            "and the race × gender groups furthest off (by FairFace's seven races where the data has them).</small></p><table class='metrics'><tr><th>head</th><th>ECE "
+            "perfect; biased upward in small groups) with a bootstrap interval (shifted down by the bootstrap's "
+            "estimate of that bias), mean confidence against the share right, and the race × gender groups furthest "
+            "off (by FairFace's seven races where the data has them).</small></p><table class='metrics'><tr><th>head</th><th>ECE "
             "(95 % interval)</th><th>confidence</th><th>right</th><th>furthest off (ECE)</th></tr>" + "".join(rows)
             + "</table></div>")
 

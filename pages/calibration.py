@@ -30,7 +30,8 @@ st.write(f"**Expected calibration error (ECE)** of the {CONFUSION_TITLES[head]} 
          f"{overall['confidence']:.3f} against {overall['accuracy']:.3f} right.")
 st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted gap between confidence and the share "
            "right (0 is perfect). It is biased upward for small groups, so compare intervals, not points. 95 % "
-           "intervals of an ECE: bootstrap, the photos of one person drawn together.")
+           "intervals of an ECE: bootstrap, the photos of one person drawn together, shifted down by the bootstrap's "
+           "estimate of that upward bias.")
 worst = table[~table["small_n"]].sort_values("ece", ascending=False).head(4).index.tolist() if by else []
 st.plotly_chart(reliability_chart(_cached.reliability_curves(bundle, head, by, worst), CONFUSION_TITLES[head]), key="calibration_chart")
 if by:

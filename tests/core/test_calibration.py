@@ -146,3 +146,19 @@ def test_groups_beyond_the_bucket_count_keep_their_interval(monkeypatch):
     width = lambda table: table["ece_ci_high"] - table["ece_ci_low"]
     assert np.allclose(width(bucketed), width(exact), rtol=0.2)
     assert ((bucketed["ece_ci_low"] < exact["ece"]) & (exact["ece"] < bucketed["ece_ci_high"])).all()
+
+
+def test_the_ece_interval_holds_its_estimate_and_is_shifted_by_the_bootstraps_bias():
+    """A calibrated model's 3,000 faces: resampling inflates every ECE, so the plain percentile interval lies above
+    the estimate; the interval given is that one shifted down by the resamples' mean excess, floored at 0."""
+    rng = np.random.default_rng(3)
+    confidence = rng.beta(5, 1.5, 3000)
+    correct = (rng.random(3000) < confidence).astype(float)
+    ece = expected_calibration_error(confidence, correct)
+    resampled = calibration.resampled_ece(confidence, correct, None, calibration.BINS, 200, rng)
+    assert np.percentile(resampled, 2.5) > ece  # the plain interval misses its own estimate
+    low, high = calibration.shifted_interval(resampled, ece)
+    bias = resampled.mean() - ece
+    assert low <= ece <= high and bias > 0
+    assert (low, high) == pytest.approx((max(np.percentile(resampled, 2.5) - bias, 0), np.percentile(resampled, 97.5) - bias))
+    assert calibration.shifted_interval(np.array([0.01, 0.2, 0.3]), 0.05)[0] == 0.0  # never below 0
