@@ -24,6 +24,7 @@ from core.fairness import (
     cluster_ids,
     group_keys,
     group_label,
+    race_x_gender,
     row_values,
     subgroup_metrics,
 )
@@ -125,7 +126,7 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
 
     Args:
         frames: Filtered bundle predictions; at least two.
-        by: Grouping columns (default race); the spread and worst group are taken over these groups.
+        by: Grouping columns (default race: FairFace's seven where the reference has them); the spread and worst group are taken over these groups.
         metrics: Names from `core.fairness.METRICS` (default `COMPARE_METRICS`); those the reference has no
             labels for (age MAE of a dataset without ages) are left out.
         notes: What each bundle is (`bundle_note` of its metrics), shown in reports.
@@ -141,7 +142,7 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
     empty = [name for name, frame in frames.items() if frame.empty]
     if empty:
         raise SelectionError(f"nothing to compare: no rows in {', '.join(empty)}")
-    by, metrics = by or ["race"], metrics or COMPARE_METRICS
+    by, metrics = by or race_x_gender(next(iter(frames.values())))[:1], metrics or COMPARE_METRICS
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise SelectionError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")

@@ -26,7 +26,7 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "has_seven_races", "race_x_gender", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "has_fairface_races", "has_seven_races", "race_x_gender", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
@@ -140,15 +140,21 @@ def headline_metrics(frame: pd.DataFrame) -> list[str]:
     return [*HEADLINE_METRICS, *(["race7_accuracy"] if "pred_race7" in frame else [])]
 
 
+def has_fairface_races(frame: pd.DataFrame) -> bool:
+    """Some faces are labelled with FairFace's seven races (`fairface_race`)."""
+    return "fairface_race" in frame and bool(frame["fairface_race"].notna().any())
+
+
 def has_seven_races(frame: pd.DataFrame) -> bool:
-    """The model predicts FairFace's seven races and some faces are labelled with them (`fairface_race`)."""
-    return "pred_race7" in frame and "fairface_race" in frame and bool(frame["fairface_race"].notna().any())
+    """The model predicts FairFace's seven races and some faces are labelled with them."""
+    return "pred_race7" in frame and has_fairface_races(frame)
 
 
 def race_x_gender(frame: pd.DataFrame) -> list[str]:
-    """The race × gender grouping of summaries (Overview, calibration): by FairFace's seven races where
-    `has_seven_races` (the five's "Others" merges Latino and Middle Eastern faces into no single group)."""
-    return ["fairface_race" if has_seven_races(frame) else "race", "gender"]
+    """The race × gender grouping of summaries (Overview, calibration, comparisons): by FairFace's seven races where
+    the data has them, whatever the model predicts (the five's "Others" merges Latino and Middle Eastern faces into
+    no single group)."""
+    return ["fairface_race" if has_fairface_races(frame) else "race", "gender"]
 
 
 def available_metrics(frame: pd.DataFrame) -> list[str]:

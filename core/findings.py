@@ -7,13 +7,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from core import labels
 from core.fairness import (
     METRICS,
     SHORT_NAMES,
     SMALL_N,
     confusion,
     group_label,
+    has_fairface_races,
     has_seven_races,
+    race_x_gender,
     row_values,
     subgroup_metrics,
 )
@@ -25,14 +28,12 @@ GROUPINGS = (("gender",), ("race",), ("age_bin",), ("race", "gender"))
 
 
 def gap_setup(frame: pd.DataFrame) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """The metrics and groupings whose gaps are looked for: on data labelled with FairFace's seven races, from a model
-    that predicts them (`has_seven_races`), race-7 accuracy too, and the seven races as groups in place of the five
-    (whose "Others" merges Latino and Middle Eastern faces into no single group)."""
-    if not has_seven_races(frame):
-        return GAP_METRICS, GROUPINGS
-    seven = {"race": "fairface_race"}
-    return ((*GAP_METRICS[:2], "race7_accuracy", *GAP_METRICS[2:]),
-            tuple(tuple(seven.get(column, column) for column in by) for by in GROUPINGS))
+    """The metrics and groupings whose gaps are looked for: on data labelled with FairFace's seven races, the seven as
+    groups in place of the five (whose "Others" merges Latino and Middle Eastern faces into no single group), and
+    race-7 accuracy too where the model predicts them (`has_seven_races`)."""
+    metrics = (*GAP_METRICS[:2], "race7_accuracy", *GAP_METRICS[2:]) if has_seven_races(frame) else GAP_METRICS
+    race = race_x_gender(frame)[0]
+    return metrics, tuple(tuple(race if column == "race" else column for column in by) for by in GROUPINGS)
 
 
 def difference_interval(a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float]) -> tuple[float, float]:
@@ -125,20 +126,24 @@ def largest_gaps(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None,
 
 
 def error_findings(frame: pd.DataFrame, min_n: int = SMALL_N, top: int = 3) -> list[str]:
-    """The most one-sided mistakes in words: both gender directions, then the largest race (and race-7, where
-    `has_seven_races`) and age-bin confusions.
+    """The most one-sided mistakes in words: both gender directions, then the largest race and age-bin confusions;
+    on data labelled with FairFace's seven races, also where the seven go wrong (among the seven from a model that
+    predicts them, else among the five: a Latino face called "Others" is right).
 
     A confusion is listed when its true class has at least `min_n` faces; shares are of that class.
     """
+    seven = ["race7"] if has_seven_races(frame) else ["fairface_race"] if has_fairface_races(frame) else []
     sentences = []
-    for head in ("gender", "race", *(["race7"] if has_seven_races(frame) else []), "age_bin"):
+    for head in ("gender", "race", *seven, "age_bin"):
         counts = confusion(frame, head)
         totals = counts.sum(axis=1)
+        right = labels.FAIRFACE_TO_RACE if head == "fairface_race" else {}  # the five's name of each of the seven
         cells = [(counts.loc[true, predicted] / totals[true], true, predicted) for true in counts.index
-                 for predicted in counts.columns if true != predicted and totals[true] >= min_n and counts.loc[true, predicted] > 0]
+                 for predicted in counts.columns if right.get(true, true) != predicted and totals[true] >= min_n
+                 and counts.loc[true, predicted] > 0]
         # gender: both directions, the asymmetry is the finding; race: the `top` largest; age bin: the largest
-        chosen = cells if head == "gender" else sorted(cells, reverse=True)[:top if head in ("race", "race7") else 1]
-        name = {"age_bin": "age bin", "race7": "FairFace race"}.get(head, head)
+        chosen = cells if head == "gender" else sorted(cells, reverse=True)[:1 if head == "age_bin" else top]
+        name = {"age_bin": "age bin", "race7": "FairFace race", "fairface_race": "FairFace race"}.get(head, head)
         for share, true, predicted in sorted(chosen, reverse=True):
             sentences.append(f"{counts.loc[true, predicted]:,} of {totals[true]:,} faces of true {name} {true} "
                              f"({100 * share:.1f} %) are predicted {predicted}.")

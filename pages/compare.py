@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.charts import comparison_bars, delta_chart
 from core.compare import COMPARE_METRICS, describe, related_bundles
-from core.fairness import available_metrics, group_label
+from core.fairness import available_metrics, group_label, race_x_gender
 from core.glossary import explain_term, plain_name
 from pages import _cached
 
@@ -26,7 +26,8 @@ if reference_bundle is None:
     st.stop()
 group_options = list(_cached.filter_options(reference_bundle))
 _cached.keep_choices("compare_by", group_options)
-by = left.multiselect("Group by", group_options, default=[c for c in ["race"] if c in group_options], max_selections=3,
+by = left.multiselect("Group by", group_options, default=[c for c in race_x_gender(reference_bundle.predictions)[:1]
+                                                           if c in group_options], max_selections=3,
                       key="compare_by")
 metric_options = available_metrics(reference_bundle.predictions)
 metric = right.selectbox("Metric", metric_options, index=metric_options.index("gender_accuracy"), key="compare_metric",
