@@ -58,7 +58,8 @@ def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
 def calibrated_heads(frame: pd.DataFrame) -> list[str]:
     """The heads whose calibration `frame` can show: probabilities and some true labels (`CLASS_HEADS`, then the
     seven-class race head on data labelled with FairFace's seven races)."""
-    return [head for head in (*CLASS_HEADS, "race7") if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
+    return [head for head in (*CLASS_HEADS, "race7")
+            if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
 
 
 def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -126,7 +126,8 @@ def compare_bundles(frames: dict[str, pd.DataFrame], *, by: list[str] | None = N
 
     Args:
         frames: Filtered bundle predictions; at least two.
-        by: Grouping columns (default race: FairFace's seven where the reference has them); the spread and worst group are taken over these groups.
+        by: Grouping columns (default race: FairFace's seven where the reference has them); the spread and worst
+            group are taken over these groups.
         metrics: Names from `core.fairness.METRICS` (default `COMPARE_METRICS`); those the reference has no
             labels for (age MAE of a dataset without ages) are left out.
         notes: What each bundle is (`bundle_note` of its metrics), shown in reports.

@@ -21,7 +21,8 @@ from core.fairness import (
     subgroup_metrics,
 )
 
-__all__ = ["GAP_METRICS", "GROUPINGS", "gap_setup", "gap_tables", "Gap", "difference_interval", "largest_gaps", "error_findings"]
+__all__ = ["GAP_METRICS", "GROUPINGS", "Gap", "difference_interval", "error_findings", "gap_setup", "gap_tables",
+           "largest_gaps"]
 
 GAP_METRICS = ("gender_accuracy", "race_accuracy", "age_bin_accuracy", "age_mae")
 GROUPINGS = (("gender",), ("race",), ("age_bin",), ("race", "gender"))

@@ -366,15 +366,18 @@ def _calibration_html(tables: dict[str, pd.DataFrame]) -> str:
     esc = html.escape
     rows = []
     for head, row in tables["calibration_overall"].iterrows():
-        groups = tables.get(f"calibration_{head}_by_fairface_race_x_gender", tables[f"calibration_{head}_by_race_x_gender"])
+        groups = tables.get(f"calibration_{head}_by_fairface_race_x_gender",
+                            tables[f"calibration_{head}_by_race_x_gender"])
         worst = groups[~groups["small_n"]].sort_values("ece", ascending=False).head(3)
         furthest = "; ".join(f"{group_label(key)} {value['ece']:.3f} (n = {int(value['n']):,})" for key, value in worst.iterrows())
-        rows.append(f"<tr><td>{esc(CONFUSION_TITLES.get(head, head))}</td><td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
+        rows.append(f"<tr><td>{esc(CONFUSION_TITLES.get(head, head))}</td>"
+                    f"<td>{_cell(row['ece'], row['ece_ci_low'], row['ece_ci_high'])}</td>"
                     f"<td>{row['confidence']:.3f}</td><td>{row['accuracy']:.3f}</td><td>{esc(furthest or '—')}</td></tr>")
     return ("<div class='keep'><h2>Calibration</h2><p><small>Expected calibration error (15 confidence bins; 0 is "
             "perfect; biased upward in small groups) with a bootstrap interval (shifted down by the bootstrap's "
             "estimate of that bias), mean confidence against the share right, and the race × gender groups furthest "
-            "off (by FairFace's seven races where the data has them).</small></p><table class='metrics'><tr><th>head</th><th>ECE "
+            "off (by FairFace's seven races where the data has them).</small></p><table class='metrics'><tr>"
+            "<th>head</th><th>ECE "
             "(95 % interval)</th><th>confidence</th><th>right</th><th>furthest off (ECE)</th></tr>" + "".join(rows)
             + "</table></div>")
 
@@ -484,8 +487,8 @@ def report_extras(frame: pd.DataFrame, bundle_metrics: dict[str, Any], data_dir:
                   panels: int = 3) -> tuple[list[tuple[str, str]], list[tuple[str, np.ndarray]], str]:
     """Thumbnails of the worst cohort's most confident gender mistakes, Grad-CAM panels for a few, and a note.
 
-    The worst cohort is the race x gender group (`race_x_gender`, n >= SMALL_N) with the lowest gender accuracy. Each
-    thumbnail outlines the face the row is about; panels explain that face with the bundle's own model:
+    The worst cohort is the race x gender group (`race_x_gender`, n >= SMALL_N) with the lowest gender accuracy.
+    Each thumbnail outlines the face the row is about; panels explain that face with the bundle's own model:
     `checkpoint` must be the one that made the bundle (same weights id), else there are no panels and the
     note says why. Images that are not on this machine are skipped.
     """

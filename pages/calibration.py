@@ -25,7 +25,8 @@ by = right.multiselect("Per group of", options, default=[c for c in race_x_gende
 
 table = _cached.calibration(bundle, head, by)
 overall = _cached.calibration(bundle, head, []).iloc[0]
-st.write(f"**Expected calibration error (ECE)** of the {CONFUSION_TITLES[head]} head over {int(overall['n']):,} faces: "
+st.write(f"**Expected calibration error (ECE)** of the {CONFUSION_TITLES[head]} head over {int(overall['n']):,} "
+         "faces: "
          f"{overall['ece']:.3f} (95 % CI {overall['ece_ci_low']:.3f}–{overall['ece_ci_high']:.3f}); mean confidence "
          f"{overall['confidence']:.3f} against {overall['accuracy']:.3f} right.")
 st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted gap between confidence and the share "
@@ -33,7 +34,8 @@ st.caption(f"ECE: over {BINS} equal-width confidence bins, the share-weighted ga
            "intervals of an ECE: bootstrap, the photos of one person drawn together, shifted down by the bootstrap's "
            "estimate of that upward bias.")
 worst = table[~table["small_n"]].sort_values("ece", ascending=False).head(4).index.tolist() if by else []
-st.plotly_chart(reliability_chart(_cached.reliability_curves(bundle, head, by, worst), CONFUSION_TITLES[head]), key="calibration_chart")
+st.plotly_chart(reliability_chart(_cached.reliability_curves(bundle, head, by, worst), CONFUSION_TITLES[head]),
+                key="calibration_chart")
 if by:
     st.caption("The four groups (n ≥ 30) with the largest ECE, beside all faces; bars are 95 % Wilson intervals.")
     st.dataframe(table.assign(group=[group_label(key) for key in table.index]).reset_index(drop=True)[

@@ -88,9 +88,9 @@ if bundle is not None:
 st.subheader("Largest gaps")
 if summary.gaps or summary.errors:
     st.markdown("\n".join(f"- {_cached.plain(text)}" for text in [gap.sentence() for gap in summary.gaps] + summary.errors))
-    st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender; FairFace's seven races where the data "
-               f"has them) whose best and worst groups of at least {SMALL_N} faces differ most; 95 % intervals of the gap "
-               f"combine the two groups' intervals. {intervals}")
+    st.caption(f"Per metric, the grouping (gender, race, age bin, race × gender; FairFace's seven races where the "
+               f"data has them) whose best and worst groups of at least {SMALL_N} faces differ most; 95 % intervals of "
+               f"the gap combine the two groups' intervals. {intervals}")
 else:
     st.write(f"No two groups of at least {SMALL_N} labelled faces to compare in this selection.")
 

@@ -37,9 +37,10 @@ by = left.multiselect("Group by (up to three: their intersections)", group_optio
                       key="subgroups_by",
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
                            f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
+seven = ["race7_accuracy"] if has_seven_races(frame) else []
 metric_names = right.multiselect("Metrics", available_metrics(frame),
-                                 default=["gender_accuracy", "race_accuracy", *(["race7_accuracy"] if has_seven_races(frame)
-                                          else []), "age_mae", "signed_age_error"], key="subgroups_metrics",
+                                 default=["gender_accuracy", "race_accuracy", *seven, "age_mae", "signed_age_error"],
+                                 key="subgroups_metrics",
                                  format_func=plain_name, help="See About → Glossary for what each one means.")
 if not by or not metric_names:
     st.info("Pick at least one grouping column and one metric.")

@@ -99,7 +99,7 @@ def test_data_labelled_with_the_seven_races_is_summed_up_by_them():
     assert summary.worst["race7_accuracy"][0] | {"ci_low": 0, "ci_high": 0} == {
         "group": "Middle Eastern / Female", "value": 0.0, "ci_low": 0, "ci_high": 0, "n": 50}
     [gap] = [gap for gap in summary.gaps if gap.metric == "race7_accuracy"]
-    assert gap.by in (("fairface_race",), ("fairface_race", "gender")) and gap.worst["label"].startswith("Middle Eastern")
+    assert "fairface_race" in gap.by and gap.worst["label"].startswith("Middle Eastern")
     assert "50 of 100 faces of true FairFace race Middle Eastern (50.0 %) are predicted White." in summary.errors
     assert all("fairface_race" in gap.by or "race" not in gap.by for gap in summary.gaps)  # the seven, not the five
     assert Overview.from_dict(json.loads(json.dumps(summary.to_dict()))).worst_by == ["fairface_race", "gender"]

@@ -216,7 +216,8 @@ def test_reports_carry_calibration_per_head_and_the_groups_furthest_off():
 def test_calibration_furthest_off_is_told_by_fairfaces_seven_races_where_the_data_has_them():
     frame = synthetic_bundle(700).predictions
     frame["fairface_race"] = [labels.FAIRFACE_RACES[i % 7] for i in range(700)]
-    frame["race"] = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in frame["fairface_race"]], categories=labels.RACES)
+    frame["race"] = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in frame["fairface_race"]],
+                                   categories=labels.RACES)
     frame["pred_race"], frame["pred_race7"] = frame["race"], frame["fairface_race"]
     middle_eastern_women = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
     frame["pred_gender"] = frame["pred_gender"].mask(middle_eastern_women, "Male")  # every one, with 0.9 confidence
