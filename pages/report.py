@@ -9,6 +9,7 @@ import streamlit as st
 from core import labels
 from core.bundle import bundle_model_dir, export_name, imported_from
 from core.compare import COMPARE_METRICS, Comparison, describe, related_bundles
+from core.fairness import race_x_gender
 from core.report import CHROMIUM, html_to_pdf, missing_chromium, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -36,15 +37,15 @@ name = _cached.current_bundle_name()
 others = [other for other in _cached.bundle_choices() if other != name]
 compared = st.multiselect("Compare with (adds a “Bundles compared” section)", others,
                           default=related_bundles(name, others), key="report_compare",
-                          help="Other bundles, e.g. this split after a mitigation: deltas per race with paired "
-                               "intervals.")
+                          help="Other bundles, e.g. this split after a mitigation: deltas per race (FairFace's seven "
+                               "where the data has them) with paired intervals.")
 sources = _cached.comparison_inputs([name, *compared]) if compared and not frame.empty else None
 frozen = _cached.frozen_filters()
 
 
 def comparison_of() -> Comparison | None:
     """The comparison, computed only when a report or the preview needs it (bootstraps take seconds)."""
-    return _cached.compare_inputs(sources, frozen, ["race"], COMPARE_METRICS) if sources else None
+    return _cached.compare_inputs(sources, frozen, race_x_gender(frame)[:1], COMPARE_METRICS) if sources else None
 
 
 if sources and st.toggle("Preview what the “Bundles compared” section will say", key="report_preview"):
