@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core import labels
-from core.cohorts import CLASS_HEADS
+from core.cohorts import CLASS_HEADS, OUTCOME_HEADS
 from core.fairness import (
     MAX_BOOTSTRAP_UNITS,
     SMALL_N,
@@ -38,8 +38,7 @@ BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017)
 
 
 # Heads with probabilities: `CLASS_HEADS`, and a seven-class race head (classes in `labels.HEAD_CLASSES`) scored
-# against FairFace's labels.
-_TRUTH = {"race7": "fairface_race"}  # the true-label column where it is not the head's own name
+# against FairFace's labels (`labels.true_column`).
 
 
 def _probability_columns(head: str) -> list[str]:
@@ -47,7 +46,7 @@ def _probability_columns(head: str) -> list[str]:
 
 
 def _truth(frame: pd.DataFrame, head: str) -> pd.Series:
-    column = _TRUTH.get(head, head)
+    column = labels.true_column(head)
     return frame[column] if column in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
@@ -56,10 +55,9 @@ def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
 
 
 def calibrated_heads(frame: pd.DataFrame) -> list[str]:
-    """The heads whose calibration `frame` can show: probabilities and some true labels (`CLASS_HEADS`, then the
+    """The heads whose calibration `frame` can show (of `OUTCOME_HEADS`): probabilities and some true labels (the
     seven-class race head on data labelled with FairFace's seven races)."""
-    return [head for head in (*CLASS_HEADS, "race7")
-            if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
+    return [head for head in OUTCOME_HEADS if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
 
 
 def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

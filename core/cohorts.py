@@ -29,6 +29,7 @@ __all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "exact_a
 OPS = ("==", "!=", "in", "not in", "<=", ">")
 COHORTS_FILE = "cohorts.json"
 CLASS_HEADS = ("gender", "race", "age_bin")
+OUTCOME_HEADS = (*CLASS_HEADS, "race7")  # and a seven-class race head's, scored against FairFace's races
 
 
 class CohortError(FaceAuditError, ValueError):
@@ -43,21 +44,23 @@ def exact_ages(frame: pd.DataFrame) -> pd.Series:
 def with_outcomes(frame: pd.DataFrame, columns: Collection[str] | None = None) -> pd.DataFrame:
     """`frame` plus, per head, whether the prediction was right and how confident it was.
 
-    `<head>_error` is "right", "wrong" or missing (no true label); `<head>_confidence` is the probability
-    of the predicted class; `age_error` is the absolute error in years (missing without an exact age).
-    `columns`: only these of `outcome_columns()` (default all).
+    `<head>_error` is "right", "wrong" or missing (no true label, or no such head: race-7 of a five-class model);
+    `<head>_confidence` is the probability of the predicted class; `age_error` is the absolute error in years
+    (missing without an exact age). `columns`: only these of `outcome_columns()` (default all).
     """
     wanted = set(outcome_columns() if columns is None else columns)
     added = {}
-    for head in CLASS_HEADS:
+    for head in OUTCOME_HEADS:
         if f"{head}_error" in wanted:
-            known = frame[head].notna() & frame[f"pred_{head}"].notna()  # a model may not predict every head
-            same = equal_as_text(frame[head], frame[f"pred_{head}"])
+            truth, predicted = (frame.get(column, pd.Series(pd.NA, index=frame.index, dtype="string"))
+                                for column in (labels.true_column(head), f"pred_{head}"))
+            known = truth.notna() & predicted.notna()  # a model may not predict every head
+            same = equal_as_text(truth, predicted)
             added[f"{head}_error"] = pd.Series(np.where(same, "right", "wrong"), index=frame.index,
                                                dtype="string").where(known)
         if f"{head}_confidence" in wanted:  # imported predictions may carry labels without probabilities: unknown
             added[f"{head}_confidence"] = frame.reindex(
-                columns=[f"p_{head}_{name}" for name in labels.CLASSES[head]]).max(axis=1)
+                columns=[f"p_{head}_{name}" for name in labels.HEAD_CLASSES[head]]).max(axis=1)
     if "age_error" in wanted:
         added["age_error"] = (frame["pred_age"].astype("float64") - exact_ages(frame)).abs()
     return frame.assign(**added)
@@ -65,7 +68,7 @@ def with_outcomes(frame: pd.DataFrame, columns: Collection[str] | None = None) -
 
 def outcome_columns() -> list[str]:
     """The names `with_outcomes` adds."""
-    return [f"{head}_{kind}" for head in CLASS_HEADS for kind in ("error", "confidence")] + ["age_error"]
+    return [f"{head}_{kind}" for head in OUTCOME_HEADS for kind in ("error", "confidence")] + ["age_error"]
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,10 @@ class Cohort:
 
 
 def face_keys(frame: pd.DataFrame) -> pd.Series:
-    """One key per audited face: its file and the face's index in the photo ("img.jpg#0")."""
-    index = frame["face_index"].astype("int64") if "face_index" in frame else pd.Series(0, index=frame.index)
+    """One key per audited face: its file and the face's index in the photo ("img.jpg#0"; #0 for imported
+    predictions, one per image, which record no face)."""
+    index = (pd.to_numeric(frame["face_index"], errors="coerce").fillna(0).astype("int64") if "face_index" in frame
+             else pd.Series(0, index=frame.index))
     return frame["file"].astype("string") + "#" + index.astype("string")
 
 

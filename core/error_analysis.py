@@ -21,7 +21,9 @@ __all__ = ["HEADS", "NUMERIC_FEATURES", "Leaf", "Node", "ErrorTree", "errors_of"
 
 AGE_TOLERANCE = 5.0  # head "age": an error is more than this many years off (1 − CS@5)
 NUMERIC_FEATURES = ("n_faces", "face_px", "face_score", "image_width")
-PREDICTED = ("pred_gender", "pred_race", "pred_age_bin")
+PREDICTED = ("pred_gender", "pred_race", "pred_age_bin", "pred_race7")
+# Heads whose predictions are one another's: race-5 is race-7 summed, so with the truth either spells out the error
+_SAME_HEAD = {"race": ("pred_race", "pred_race7"), "race7": ("pred_race", "pred_race7")}
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ def candidate_features(frame: pd.DataFrame, head: str) -> list[str]:
     The head's own prediction is left out: with the true label it spells out the error itself.
     """
     groups = [c for c in grouping_columns(frame) if c not in NUMERIC_FEATURES]
-    predicted = [c for c in PREDICTED if c in frame and c != f"pred_{head}"]  # truth + own prediction = the error
+    own = _SAME_HEAD.get(head, (f"pred_{head}",))  # truth + own prediction = the error
+    predicted = [c for c in PREDICTED if c in frame and c not in own]
     numeric = [c for c in NUMERIC_FEATURES if c in frame and frame[c].nunique() > 1]
-    confidence = [f"{head}_confidence"] if head in labels.CLASSES else []
+    confidence = [f"{head}_confidence"] if head in labels.HEAD_CLASSES else []
     return list(dict.fromkeys(groups + predicted + numeric + confidence))
 
 

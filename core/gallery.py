@@ -11,19 +11,22 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from core.bundle import csv_bytes, read_unshown
-from core.cohorts import CLASS_HEADS, exact_ages, with_outcomes
+from core import labels
+from core.cohorts import OUTCOME_HEADS, exact_ages, with_outcomes
 from core.fairness import text_isin
 from core.images import load_image
 
 __all__ = ["HEADS", "available_heads", "Mistakes", "find_mistakes", "mistakes", "tile_caption", "mistakes_csv", "face_thumbnail"]
 
-HEADS = (*CLASS_HEADS, "age")
+HEADS = (*OUTCOME_HEADS, "age")
 
 
 def available_heads(frame: pd.DataFrame) -> list[str]:
-    """The heads of `HEADS` with at least one true label in `frame` (no "age" for bin-only data such as FairFace)."""
+    """The heads of `HEADS` with at least one true label in `frame` (no "age" for bin-only data such as FairFace;
+    race-7 only from a model that predicts it, on data labelled with FairFace's seven races)."""
     known = {"age": exact_ages(frame).notna().any()} if "age" in frame else {}
-    known |= {head: frame[head].notna().any() for head in HEADS[:3] if head in frame}
+    known |= {head: frame[labels.true_column(head)].notna().any() for head in OUTCOME_HEADS
+              if labels.true_column(head) in frame and (head in labels.CLASSES or f"pred_{head}" in frame)}
     return [head for head in HEADS if known.get(head, False)]
 
 
@@ -63,7 +66,7 @@ class Mistakes:
         return self.take(start, start + per_page)
 
 
-def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], *,
+def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "race7", "age"], *,
                   true_values: list[str] | None = None, predicted_values: list[str] | None = None,
                   min_age_error: float = 0.0, confidence: tuple[float, float] = (0.0, 1.0),
                   sort: Literal["most confident", "largest age error", "file"] = "most confident") -> Mistakes:
@@ -72,7 +75,8 @@ def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"
     For `head="age"` a mistake is an absolute error of at least `min_age_error` years (default
     5 when left at 0) on a face with an exact true age; confidence is then the inverse of the
     predicted spread (1 / (1 + std)). Otherwise confidence is the probability of the predicted
-    class. High-confidence mistakes are often label noise worth a look.
+    class. High-confidence mistakes are often label noise worth a look. Mistakes of unknown confidence
+    (predictions imported without probabilities) are kept unless `confidence` narrows the range, and sort last.
 
     Raises:
         ValueError: `head` is not one of `HEADS`.
@@ -91,10 +95,12 @@ def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"
         if min_age_error:
             keep &= age_error >= min_age_error
         if true_values:
-            keep &= text_isin(frame[head], set(true_values))
+            keep &= text_isin(frame[labels.true_column(head)], set(true_values))
         if predicted_values:
             keep &= text_isin(frame[f"pred_{head}"], set(predicted_values))
-    keep &= (row_confidence >= confidence[0]) & (row_confidence <= confidence[1])
+    in_range = (row_confidence >= confidence[0]) & (row_confidence <= confidence[1])
+    unknown = np.isnan(row_confidence) & (tuple(confidence) == (0.0, 1.0))  # no probabilities: shown unless narrowed
+    keep &= in_range | unknown
     rows = np.flatnonzero(keep)
     column, ascending = {"most confident": ("confidence", False), "largest age error": ("age_error", False),
                          "file": ("file", True)}[sort]
@@ -104,7 +110,8 @@ def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"
     return Mistakes(frame, rows, age_error[rows], row_confidence[rows])
 
 
-def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "age"], **options: Any) -> pd.DataFrame:
+def mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin", "race7", "age"], **options: Any
+             ) -> pd.DataFrame:
     """`find_mistakes` as rows of `frame`, with `confidence` and `age_error` columns added."""
     return find_mistakes(frame, head, **options).take()
 
@@ -118,15 +125,18 @@ def tile_caption(row: pd.Series, head: str) -> str:
     """What a gallery tile says: truth → prediction, how sure the model was, which face, and any flags."""
     true_age = row["age_bin"] if pd.isna(row["age"]) else row["age"]
     predicted_age = None if pd.isna(row["pred_age"]) else f"{row['pred_age']:.0f}"
-    text = (f"true {_known(true_age, row['gender'], row['race'])} → predicted "
-            f"{_known(predicted_age, row['pred_gender'], row['pred_race'])}")
+    race, predicted_race = ("fairface_race", "pred_race7") if head == "race7" else ("race", "pred_race")
+    text = (f"true {_known(true_age, row['gender'], row[race])} → predicted "
+            f"{_known(predicted_age, row['pred_gender'], row[predicted_race])}")
     if head == "age":
         text += f" · age error {row['age_error']:.0f} y, predicted spread ± {row['pred_age_std']:.0f} y"
     else:
-        text += f" · confidence in {row[f'pred_{head}']}: {row['confidence']:.0%}"
-    if row.get("n_faces", 1) > 1 and "face_index" in row.index:
-        text += f" · face {int(row['face_index']) + 1} of {int(row['n_faces'])} (outlined)"
-    if row.get("face_flags", "none") not in ("none", ""):
+        sure = "not given" if pd.isna(row["confidence"]) else f"{row['confidence']:.0%}"
+        text += f" · confidence in {row[f'pred_{head}']}: {sure}"
+    faces, flags = row.get("n_faces"), row.get("face_flags")  # neither in imported predictions
+    if not pd.isna(faces) and faces > 1 and not pd.isna(row.get("face_index")):
+        text += f" · face {int(row['face_index']) + 1} of {int(faces)} (outlined)"
+    if not pd.isna(flags) and flags not in ("none", ""):
         text += f" · ⚠ {row['face_flags']}"
     return text
 

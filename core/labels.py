@@ -28,6 +28,8 @@ __all__ = [
     "CLASSES",
     "FAIRFACE_RACES",
     "HEAD_CLASSES",
+    "TRUE_COLUMNS",
+    "true_column",
     "FAIRFACE_TO_RACE",
     "RACE7_TO_RACE",
     "LONDON_TO_RACE",
@@ -76,6 +78,14 @@ FAIRFACE_RACES: tuple[str, ...] = (
 )
 # Every classifying head's classes: the label columns' and a seven-class race head's (`pred_race7`, `p_race7_*`).
 HEAD_CLASSES: dict[str, tuple[str, ...]] = {**CLASSES, "race7": FAIRFACE_RACES}
+# The true-label column of a head's predictions where it is not the head's own name (FairFace's race for race-7)
+TRUE_COLUMNS: dict[str, str] = {"race7": "fairface_race"}
+
+
+def true_column(head: str) -> str:
+    """The column holding the true labels `pred_<head>` is scored against."""
+    return TRUE_COLUMNS.get(head, head)
+
 FAIRFACE_TO_RACE: dict[str, str] = {
     "White": "White",
     "Black": "Black",

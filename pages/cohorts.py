@@ -30,7 +30,8 @@ st.caption(f"Cohorts are saved in `{Path(bundle.path).name}/cohorts.json` beside
            f"offered in the sidebar on every page and in reports. {len(frame):,} faces under the sidebar filter.")
 
 st.subheader("New cohort")
-columns = [c for c in bundle.predictions.columns if not c.startswith("p_")] + outcome_columns()
+columns = [c for c in bundle.predictions.columns if not c.startswith("p_")] + [
+    c for c in outcome_columns() if not c.startswith("race7_") or "pred_race7" in bundle.predictions]  # its heads
 rows = st.data_editor(
     pd.DataFrame({"column": ["race_error"], "op": ["=="], "value": ["wrong"]}), num_rows="dynamic", key="cohort_rows",
     width="stretch", hide_index=True, column_config={

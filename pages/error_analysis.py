@@ -8,9 +8,11 @@ from core.charts import error_tree_chart
 from core.cohorts import Cohort, CohortError, save_cohort
 from core.error_analysis import AGE_TOLERANCE, MAX_TREE_FACES, candidate_features, error_tree
 from core.fairness import SMALL_N, wilson_interval
+from core.gallery import available_heads
 from pages import _cached
 
-HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age bin", "age": f"age (off by > {AGE_TOLERANCE:g} years)"}
+HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age bin", "race7": "race (FairFace's 7)",
+              "age": f"age (off by > {AGE_TOLERANCE:g} years)"}
 
 if st.session_state.pop("errors_goto_gallery", False):  # set by "Show its mistakes in the gallery"
     st.switch_page("pages/gallery.py")
@@ -20,7 +22,8 @@ if bundle is None:
     st.stop()
 frame = _cached.filtered_predictions(bundle)
 left, middle, right = st.columns([2, 1, 1])
-head = left.radio("Errors in", list(HEAD_NAMES), horizontal=True, format_func=HEAD_NAMES.get, key="errors_head")
+heads = [head for head in HEAD_NAMES if head != "race7" or head in available_heads(frame)]  # a seven-class model's
+head = left.radio("Errors in", heads, horizontal=True, format_func=HEAD_NAMES.get, key="errors_head")
 depth = middle.slider("Tree depth", 1, 4, 3, key="errors_depth", help="Each level adds one condition to a cohort.")
 min_leaf = right.slider("Smallest cohort", 5, 200, SMALL_N, step=5, key="errors_min_leaf",
                         help="Faces a cohort needs in the half the tree is grown on.")

@@ -13,7 +13,8 @@ from core.suspects import SUSPECTS_FILE, mark_suspect, mark_suspects, suspect_in
 from pages import _cached
 
 PER_PAGE = 24
-HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age bin", "age": "age (years)"}
+HEAD_NAMES = {"gender": "gender", "race": "race", "age_bin": "age bin", "race7": "race (FairFace's 7)",
+              "age": "age (years)"}
 st.title("Error gallery")
 bundle = _cached.current_bundle()
 if bundle is None:
@@ -29,8 +30,8 @@ head = left.radio("Mistakes in", heads, horizontal=True, key="gallery_head", for
                   help=None if "age" in heads else "No exact ages in this selection (only age bins, as in FairFace).")
 sort = right.selectbox("Sort", ["most confident", "largest age error", "file"], key="gallery_sort")
 true_values = predicted_values = None
-if head in labels.CLASSES:
-    names = list(labels.CLASSES[head])
+if head in labels.HEAD_CLASSES:
+    names = list(labels.HEAD_CLASSES[head])
     true_values = middle.multiselect(f"true {HEAD_NAMES[head]}", names, key=f"gallery_true_{head}", placeholder="any")
     predicted_values = middle.multiselect(f"predicted {HEAD_NAMES[head]}", names, key=f"gallery_pred_{head}",
                                           placeholder="any")

@@ -41,6 +41,18 @@ def synthetic_predictions(n: int = 240, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def seven_race_predictions(n: int = 700):
+    """`synthetic_predictions` labelled with FairFace's seven races (50 faces per race × gender) by a seven-class
+    model that calls every Middle Eastern woman White and is right on every other face."""
+    frame = synthetic_predictions(n)
+    seven = [labels.FAIRFACE_RACES[i % 7] for i in range(n)]
+    five = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in seven], categories=labels.RACES)
+    frame["fairface_race"], frame["race"], frame["pred_race"] = seven, five, five
+    called_white = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
+    frame["pred_race7"] = pd.Categorical(np.where(called_white, "White", seven), categories=labels.FAIRFACE_RACES)
+    return frame
+
+
 def synthetic_bundle(n: int = 240) -> Bundle:
     """The synthetic predictions as a bundle with one reject."""
     frame = synthetic_predictions(n)

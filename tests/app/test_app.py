@@ -201,8 +201,16 @@ def test_a_seven_class_race_head_shows_its_accuracy_and_confusion(app):
     assert "Southeast Asian recall (race-7)" in test.multiselect(key="subgroups_metrics").options
     assert test.multiselect(key="subgroups_by").value == ["fairface_race"]  # the seven races, not the five
     assert "race7_accuracy" in test.multiselect(key="subgroups_metrics").value
+    test = app("pages/gallery.py", bundle_name="wild-race7")
+    test.radio(key="gallery_head").set_value("race7").run()
+    assert not test.exception and test.caption[0].value.startswith("48 mistakes")  # Southeast Asian called East Asian
+    test = app("pages/error_analysis.py", bundle_name="wild-race7")
+    assert test.radio(key="errors_head").options == ["gender", "race", "age bin", "race (FairFace's 7)",
+                                                     "age (off by > 5 years)"]
     test = app("pages/data.py", bundle_name="wild-race7")
     assert [info.value for info in test.info if "race" in info.value] == [labels.race_note(True)]
+    test = app("pages/error_analysis.py", bundle_name="synthetic")
+    assert "race (FairFace's 7)" not in test.radio(key="errors_head").options
     test = app("pages/subgroups.py", bundle_name="synthetic")
     assert "Race-7 accuracy" not in test.multiselect(key="subgroups_metrics").options
     assert test.multiselect(key="subgroups_by").value == ["race"]
@@ -492,7 +500,7 @@ def test_every_page_survives_an_empty_or_damaged_bundle(app, page, bundle_name):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_works_on_a_bundle_of_imported_predictions(app, page):
+def test_every_page_works_on_a_bundle_of_imported_predictions(app, model_dir, page):
     """An outside model known only by its outputs: no race head, no probabilities, no face boxes, no model here."""
     test = app(page, bundle_name="wild-imported")
     assert not test.exception, test.exception
@@ -502,6 +510,10 @@ def test_every_page_works_on_a_bundle_of_imported_predictions(app, page):
         assert "Vendor API, predictions imported from vendor.csv" in said.replace("\\", "")
     if page == "pages/saliency.py":
         assert "needs the model's gradients" in said
+    if page == "pages/gallery.py":  # mistakes without probabilities: shown, not left out by the confidence range
+        frame = read_bundle(model_dir / "audits" / "wild-imported").predictions
+        wrong = int((frame["gender"].astype("string") != frame["pred_gender"].astype("string")).sum())
+        assert wrong > 0 and f"{wrong} mistakes among {len(frame)} faces" in said  # before: 0 mistakes
 
 
 @pytest.fixture

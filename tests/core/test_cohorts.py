@@ -19,9 +19,9 @@ from core.cohorts import (
     select,
     with_outcomes,
 )
-from core.error_analysis import error_tree, errors_of, grow_tree
+from core.error_analysis import candidate_features, error_tree, errors_of, grow_tree
 from core.suspects import mark_suspect, mark_suspects, read_suspects, suspect_index, with_and_without
-from tests.bundle_fixture import synthetic_predictions
+from tests.bundle_fixture import seven_race_predictions, synthetic_predictions
 
 MISGENDERED = Cohort("misgendered", (Condition("gender_error", "==", "wrong"),))
 
@@ -227,3 +227,18 @@ def test_error_tree_on_more_faces_than_it_grows_on_samples_them(monkeypatch):
     assert tree.sampled_from == 1200 and tree.n_grown + tree.n_measured == 800
     assert errors_of(frame[tree.leaves[0].cohort.mask(frame)], "gender").mean() == pytest.approx(0.5)  # still found
     assert error_tree(frame.iloc[:700], "gender", min_leaf=10).sampled_from is None
+
+
+def test_race7_errors_are_an_outcome_and_a_tree_finds_the_seven_class_models_worst_cohort():
+    frame = seven_race_predictions()  # every Middle Eastern woman called White, every other face right
+    errors = errors_of(frame, "race7")
+    assert errors.sum() == 50 and errors.notna().all()
+    assert with_outcomes(frame.drop(columns="pred_race7"), ["race7_error"])["race7_error"].isna().all()  # five-class
+    features = candidate_features(frame, "race7")
+    assert "pred_race7" not in features and "pred_race" not in features  # with the truth, each spells the error
+    assert {"fairface_race", "gender", "race7_confidence"} <= set(features)
+    tree = error_tree(frame, "race7", features=["fairface_race", "gender"], max_depth=2, min_leaf=10)
+    worst = max(tree.leaves, key=lambda leaf: leaf.rate)
+    assert worst.rate == 1.0 and set(worst.cohort.conditions) == {
+        Condition("fairface_race", "==", "Middle Eastern"), Condition("gender", "==", "Female")}
+    assert Cohort("wrong race-7", (Condition("race7_error", "==", "wrong"),)).mask(frame).sum() == 50

@@ -6,7 +6,7 @@ import pytest
 
 from core.bundle import export_name, read_bundle, write_bundle
 from core.gallery import Mistakes, available_heads, find_mistakes, mistakes, mistakes_csv, tile_caption
-from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
+from tests.bundle_fixture import seven_race_predictions, synthetic_bundle, synthetic_predictions
 
 
 @pytest.fixture
@@ -98,3 +98,21 @@ def test_a_small_face_in_a_large_photo_is_shown_close_up_and_outlined(tmp_path):
     assert close.shape == (300, 300, 3) and (close[100, 100:200] == (255, 196, 0)).all()  # the box's top edge
     whole = face_thumbnail(tmp_path / "crowd.png", (100, 100, 800, 200), side=300)  # a large face: the whole photo
     assert whole.shape == (60, 300, 3)
+
+
+def test_a_seven_class_models_race7_mistakes_are_a_gallery_of_their_own():
+    frame = seven_race_predictions()  # every Middle Eastern woman called White
+    assert available_heads(frame) == ["gender", "race", "age_bin", "race7", "age"]
+    assert "race7" not in available_heads(frame.drop(columns="pred_race7"))  # a five-class model
+    wrong = mistakes(frame, "race7", true_values=["Middle Eastern"])
+    assert len(wrong) == 50 and set(wrong["pred_race7"]) == {"White"} and mistakes(frame, "race").empty
+    caption = tile_caption(wrong.iloc[0], "race7")
+    assert "Female · Middle Eastern → predicted" in caption and "· White · confidence in White" in caption
+
+
+def test_mistakes_without_probabilities_are_shown_unless_the_confidence_range_is_narrowed():
+    frame = synthetic_predictions(240).drop(columns=["p_gender_Male", "p_gender_Female"])  # imported labels only
+    wrong = find_mistakes(frame, "gender")
+    assert len(wrong) == (frame["gender"] != frame["pred_gender"]).sum() == 12  # before: none, silently
+    assert len(find_mistakes(frame, "gender", confidence=(0.5, 1.0))) == 0
+    assert tile_caption(wrong.take(0, 1).iloc[0], "gender").endswith("confidence in Male: not given")

@@ -3,15 +3,12 @@
 import json
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import core.bundle
-from core import labels
 from core.bundle import OVERVIEW_FILE, read_bundle, stored_overview, write_bundle
 from core.overview import Overview, overview
-from tests.bundle_fixture import synthetic_bundle, synthetic_predictions
+from tests.bundle_fixture import seven_race_predictions, synthetic_bundle
 from training import overview as overview_cli
 
 
@@ -79,20 +76,8 @@ def test_the_command_refuses_a_folder_that_is_not_a_bundle(tmp_path, capsys):
     assert f"{tmp_path} is not an audit bundle: missing" in capsys.readouterr().err
 
 
-def _seven_race_predictions(n: int = 700):
-    """`synthetic_predictions` labelled with FairFace's seven races (50 faces per race × gender) by a seven-class
-    model that calls every Middle Eastern woman White and is right on every other face."""
-    frame = synthetic_predictions(n)
-    seven = [labels.FAIRFACE_RACES[i % 7] for i in range(n)]
-    five = pd.Categorical([labels.FAIRFACE_TO_RACE[name] for name in seven], categories=labels.RACES)
-    frame["fairface_race"], frame["race"], frame["pred_race"] = seven, five, five
-    called_white = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
-    frame["pred_race7"] = pd.Categorical(np.where(called_white, "White", seven), categories=labels.FAIRFACE_RACES)
-    return frame
-
-
 def test_data_labelled_with_the_seven_races_is_summed_up_by_them():
-    frame = _seven_race_predictions()
+    frame = seven_race_predictions()
     summary = overview(frame)
     assert summary.worst_by == ["fairface_race", "gender"]
     assert list(summary.worst) == ["gender_accuracy", "race_accuracy", "race7_accuracy", "age_mae"]
@@ -106,7 +91,7 @@ def test_data_labelled_with_the_seven_races_is_summed_up_by_them():
 
 
 def test_a_five_class_model_on_seven_race_data_is_grouped_by_the_seven_and_judged_on_the_five():
-    frame = _seven_race_predictions().drop(columns="pred_race7")
+    frame = seven_race_predictions().drop(columns="pred_race7")
     middle_eastern_women = (frame["fairface_race"] == "Middle Eastern") & (frame["gender"] == "Female")
     frame["pred_race"] = frame["pred_race"].mask(middle_eastern_women, "White")  # "Others" is their right answer
     summary = overview(frame)
@@ -119,7 +104,7 @@ def test_a_five_class_model_on_seven_race_data_is_grouped_by_the_seven_and_judge
 
 
 def test_without_seven_race_labels_the_five_races_sum_it_up():
-    frame = _seven_race_predictions().assign(fairface_race=None)
+    frame = seven_race_predictions().assign(fairface_race=None)
     summary = overview(frame)
     assert summary.worst_by == ["race", "gender"] and "race7_accuracy" not in summary.worst
     assert not [gap for gap in summary.gaps if gap.metric == "race7_accuracy" or "fairface_race" in gap.by]
