@@ -22,12 +22,16 @@ HEADS = (*OUTCOME_HEADS, "age")
 
 
 def available_heads(frame: pd.DataFrame) -> list[str]:
-    """The heads of `HEADS` with at least one true label in `frame` (no "age" for bin-only data such as FairFace;
-    race-7 only from a model that predicts it, on data labelled with FairFace's seven races)."""
-    known = {"age": exact_ages(frame).notna().any()} if "age" in frame else {}
-    known |= {head: frame[labels.true_column(head)].notna().any() for head in OUTCOME_HEADS
-              if labels.true_column(head) in frame and (head in labels.CLASSES or f"pred_{head}" in frame)}
-    return [head for head in HEADS if known.get(head, False)]
+    """The heads of `HEADS` with at least one face that has both a true label and the model's prediction (no "age"
+    for bin-only data such as FairFace; no race from a vendor's model of age and gender; race-7 only from a model that
+    predicts it, on data labelled with FairFace's seven races)."""
+    def scored(true: str, predicted: str) -> bool:
+        return true in frame and predicted in frame and bool((frame[true].notna() & frame[predicted].notna()).any())
+
+    known = {head: scored(labels.true_column(head), f"pred_{head}") for head in OUTCOME_HEADS}
+    known["age"] = "age" in frame and "pred_age" in frame and bool(
+        (exact_ages(frame).notna() & frame["pred_age"].notna()).any())
+    return [head for head in HEADS if known[head]]
 
 
 _FEW = 100  # a gallery page: up to this many rows are cut out one by one (24 of a million: 5 ms instead of 30-600 ms)

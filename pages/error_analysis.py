@@ -22,7 +22,10 @@ if bundle is None:
     st.stop()
 frame = _cached.filtered_predictions(bundle)
 left, middle, right = st.columns([2, 1, 1])
-heads = [head for head in HEAD_NAMES if head != "race7" or head in available_heads(frame)]  # a seven-class model's
+heads = available_heads(frame)  # those with labels and predictions
+if not heads:
+    st.info("No face in this selection has both a true label and the model's prediction to compare.")
+    st.stop()
 head = left.radio("Errors in", heads, horizontal=True, format_func=HEAD_NAMES.get, key="errors_head")
 depth = middle.slider("Tree depth", 1, 4, 3, key="errors_depth", help="Each level adds one condition to a cohort.")
 min_leaf = right.slider("Smallest cohort", 5, 200, SMALL_N, step=5, key="errors_min_leaf",

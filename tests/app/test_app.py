@@ -514,6 +514,9 @@ def test_every_page_works_on_a_bundle_of_imported_predictions(app, model_dir, pa
         frame = read_bundle(model_dir / "audits" / "wild-imported").predictions
         wrong = int((frame["gender"].astype("string") != frame["pred_gender"].astype("string")).sum())
         assert wrong > 0 and f"{wrong} mistakes among {len(frame)} faces" in said  # before: 0 mistakes
+        assert "race" not in test.radio(key="gallery_head").options  # no race predicted: no "0 mistakes" in race
+    if page == "pages/error_analysis.py":
+        assert "race" not in test.radio(key="errors_head").options
 
 
 @pytest.fixture

@@ -115,4 +115,5 @@ def test_mistakes_without_probabilities_are_shown_unless_the_confidence_range_is
     wrong = find_mistakes(frame, "gender")
     assert len(wrong) == (frame["gender"] != frame["pred_gender"]).sum() == 12  # before: none, silently
     assert len(find_mistakes(frame, "gender", confidence=(0.5, 1.0))) == 0
+    assert available_heads(frame.assign(pred_race=None)) == ["gender", "age_bin", "age"]  # a model of no race
     assert tile_caption(wrong.take(0, 1).iloc[0], "gender").endswith("confidence in Male: not given")
