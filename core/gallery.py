@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core.bundle import csv_bytes, read_unshown
 from core import labels
+from core.bundle import csv_bytes, read_unshown
 from core.cohorts import OUTCOME_HEADS, exact_ages, with_outcomes
 from core.fairness import text_isin
 from core.images import load_image
