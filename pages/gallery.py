@@ -37,7 +37,8 @@ if head in labels.HEAD_CLASSES:
                                           placeholder="any")
 low, high = st.slider("Confidence", 0.0, 1.0, (0.0, 1.0), key="gallery_confidence",
                       help="The probability of the predicted class; for age, 1 / (1 + predicted spread in years).")
-min_error = st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
+min_error = (st.slider("Minimum age error (years)", 0, 40, 5 if head == "age" else 0, key="gallery_min_error")
+             if "age" in heads else 0)  # no exact ages (FairFace, a vendor's bins): any minimum would hide every face
 wrong = _cached.gallery_mistakes(bundle, head, true_values=true_values, predicted_values=predicted_values,
                                 min_age_error=min_error, confidence=(low, high), sort=sort)
 pages = wrong.pages(PER_PAGE)

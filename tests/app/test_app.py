@@ -278,6 +278,7 @@ def test_gallery_on_age_bins_only_offers_no_age_head(app):
     test.radio(key="gallery_head").set_value("age_bin").run()
     assert not test.exception and not test.warning  # no false "images not on this machine"
     assert not [c for c in test.caption if "nan" in c.value]
+    assert not [s for s in test.slider if s.key == "gallery_min_error"]  # would hide every face: no exact ages
 
 
 def test_gallery_pages_through_every_mistake(app):
