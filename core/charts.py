@@ -14,8 +14,10 @@ from core.fairness import (
     METRICS,
     PROPORTIONS,
     SMALL_N,
+    class_positions,
     distinct_text,
     group_label,
+    race_x_gender,
     taxonomy,
     value_order,
     wilson_interval,
@@ -87,13 +89,17 @@ def distribution_bar(frame: pd.DataFrame, column: str) -> go.Figure:
 
 
 def strata_heatmap(frame: pd.DataFrame) -> go.Figure:
-    """Counts per race x gender (rows) and age bin (columns)."""
-    table = frame.pivot_table(index=["race", "gender"], columns="age_bin", values="file", aggfunc="count",
-                              observed=False, fill_value=0)
-    figure = px.imshow(table.to_numpy(), x=[str(c) for c in table.columns], y=[group_label(i) for i in table.index],
+    """Counts per race x gender (rows; FairFace's seven races where the data has them: `race_x_gender`) and age bin
+    (columns), the races in their taxonomy's order."""
+    columns = (*race_x_gender(frame), "age_bin")
+    races, genders, bins = (taxonomy(column) for column in columns)
+    r, g, b = (class_positions(frame[column], taxonomy(column)) for column in columns)  # -1: no label
+    cells = ((r * len(genders) + g) * len(bins) + b)[(r >= 0) & (g >= 0) & (b >= 0)]
+    counts = np.bincount(cells, minlength=len(races) * len(genders) * len(bins)).reshape(-1, len(bins))
+    figure = px.imshow(counts, x=list(bins), y=[f"{race} / {gender}" for race in races for gender in genders],
                        text_auto="d", color_continuous_scale="Blues", aspect="auto",
-                       labels={"x": "age bin", "y": "race / gender", "color": "faces"})
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=140 + 30 * len(table))
+                       labels={"x": "age bin", "y": f"{columns[0].replace('_', ' ')} / gender", "color": "faces"})
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 30, "b": 10}, height=140 + 30 * len(counts))
     return figure
 
 

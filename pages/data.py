@@ -8,6 +8,7 @@ import streamlit as st
 from core import labels
 from core.bundle import chosen_box, resolve_image
 from core.charts import distribution_bar, strata_heatmap
+from core.fairness import has_fairface_races
 from core.gallery import face_thumbnail
 from pages import _cached
 
@@ -28,7 +29,7 @@ else:
     if "fairface_race" in frame and frame["fairface_race"].notna().any():  # the seven, which "race" merges to five
         st.plotly_chart(distribution_bar(frame, "fairface_race"), key="data_dist_fairface_race")
 if not frame.empty and frame["race"].notna().any() and frame["gender"].notna().any():
-    st.subheader("Race × gender × age bin")
+    st.subheader(f"{'FairFace race' if has_fairface_races(frame) else 'Race'} × gender × age bin")
     st.plotly_chart(strata_heatmap(frame), key="data_strata")
 
 st.subheader(f"Rejected images ({len(bundle.rejects)})")

@@ -86,3 +86,15 @@ def test_the_distribution_of_fairfaces_seven_races_keeps_their_order():
     frame = pd.DataFrame({"fairface_race": ["Middle Eastern"] * 5 + ["White"] * 2 + ["Black"] * 3 + [None]})
     bars = distribution_bar(frame, "fairface_race").data[0]
     assert list(bars.x) == ["White", "Black", "Middle Eastern", "(missing)"] and list(bars.y) == [2, 3, 5, 1]
+
+
+def test_the_strata_heatmap_counts_fairfaces_seven_races_where_the_data_has_them():
+    from core.charts import strata_heatmap
+    from tests.bundle_fixture import seven_race_predictions
+
+    frame = seven_race_predictions()  # 50 faces per FairFace race × gender
+    cells = strata_heatmap(frame).data[0]
+    assert list(cells.y) == [f"{race} / {gender}" for race in labels.FAIRFACE_RACES for gender in labels.GENDERS]
+    assert np.asarray(cells.z).sum(axis=1).tolist() == [50] * 14
+    five = strata_heatmap(synthetic_predictions(240)).data[0]
+    assert list(five.y) == [f"{race} / {gender}" for race in labels.RACES for gender in labels.GENDERS]
