@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core import labels
-from core.cohorts import CLASS_HEADS, OUTCOME_HEADS
+from core.cohorts import CLASS_HEADS, OUTCOME_HEADS, true_labels
 from core.fairness import (
     MAX_BOOTSTRAP_UNITS,
     SMALL_N,
@@ -45,11 +45,6 @@ def _probability_columns(head: str) -> list[str]:
     return [f"p_{head}_{name}" for name in labels.HEAD_CLASSES[head]]
 
 
-def _truth(frame: pd.DataFrame, head: str) -> pd.Series:
-    column = labels.true_column(head)
-    return frame[column] if column in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
-
-
 def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
     return all(column in frame for column in _probability_columns(head)) and frame[_probability_columns(head)].notna().any().any()
 
@@ -57,7 +52,8 @@ def has_probabilities(frame: pd.DataFrame, head: str) -> bool:
 def calibrated_heads(frame: pd.DataFrame) -> list[str]:
     """The heads whose calibration `frame` can show (of `OUTCOME_HEADS`): probabilities and some true labels (the
     seven-class race head on data labelled with FairFace's seven races)."""
-    return [head for head in OUTCOME_HEADS if has_probabilities(frame, head) and _truth(frame, head).notna().any()]
+    return [head for head in OUTCOME_HEADS
+            if has_probabilities(frame, head) and true_labels(frame, head).notna().any()]
 
 
 def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +64,7 @@ def confidence_and_correct(frame: pd.DataFrame, head: str) -> tuple[np.ndarray, 
         return empty, empty, np.zeros(len(frame), dtype=bool)
     probs = frame[_probability_columns(head)].to_numpy(dtype=float)
     predicted = class_positions(frame[f"pred_{head}"], labels.HEAD_CLASSES[head])
-    truth = _truth(frame, head)
+    truth = true_labels(frame, head)
     known = truth.notna().to_numpy() & (predicted >= 0) & ~np.isnan(probs).any(axis=1)
     confidence = np.where(predicted >= 0, probs[np.arange(len(frame)), np.maximum(predicted, 0)], np.nan)
     correct = (predicted >= 0) & (class_positions(truth, labels.HEAD_CLASSES[head]) == predicted)
@@ -208,11 +204,12 @@ def fit_temperatures(frame: pd.DataFrame, heads: tuple[str, ...] = CLASS_HEADS) 
     for head in heads:
         if not has_probabilities(frame, head):
             continue
-        known = _truth(frame, head).notna().to_numpy() & frame[_probability_columns(head)].notna().all(axis=1).to_numpy()
+        known = (true_labels(frame, head).notna().to_numpy()
+                 & frame[_probability_columns(head)].notna().all(axis=1).to_numpy())
         if known.sum() < SMALL_N:
             continue
         log_probs = _log_probabilities(frame.loc[known], head)
-        truth = class_positions(_truth(frame, head)[known], labels.HEAD_CLASSES[head])
+        truth = class_positions(true_labels(frame, head)[known], labels.HEAD_CLASSES[head])
 
         def loss(log_t: float) -> float:
             return -np.log(_rescaled(log_probs, np.exp(log_t))[np.arange(len(truth)), truth] + 1e-12).mean()

@@ -93,7 +93,7 @@ def strata_heatmap(frame: pd.DataFrame) -> go.Figure:
     (columns), the races in their taxonomy's order."""
     columns = (*race_x_gender(frame), "age_bin")
     races, genders, bins = (taxonomy(column) for column in columns)
-    r, g, b = (class_positions(frame[column], taxonomy(column)) for column in columns)  # -1: no label
+    r, g, b = (class_positions(frame[column], names) for column, names in zip(columns, (races, genders, bins)))
     cells = ((r * len(genders) + g) * len(bins) + b)[(r >= 0) & (g >= 0) & (b >= 0)]
     counts = np.bincount(cells, minlength=len(races) * len(genders) * len(bins)).reshape(-1, len(bins))
     figure = px.imshow(counts, x=list(bins), y=[f"{race} / {gender}" for race in races for gender in genders],

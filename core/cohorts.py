@@ -23,7 +23,7 @@ from core import labels
 from core.errors import FaceAuditError
 from core.fairness import equal_as_text, filter_frame, text_isin
 
-__all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "exact_ages", "with_outcomes", "outcome_columns", "face_keys", "select",
+__all__ = ["OPS", "COHORTS_FILE", "CohortError", "Condition", "Cohort", "exact_ages", "true_labels", "with_outcomes", "outcome_columns", "face_keys", "select",
            "read_cohorts", "save_cohort", "delete_cohort", "write_beside", "parse_value", "side_by_side"]
 
 OPS = ("==", "!=", "in", "not in", "<=", ">")
@@ -41,6 +41,12 @@ def exact_ages(frame: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(frame["age"], errors="coerce").astype("float64")
 
 
+def true_labels(frame: pd.DataFrame, head: str) -> pd.Series:
+    """The true labels `pred_<head>` is scored against (`labels.true_column`); all missing where the data has none."""
+    column = labels.true_column(head)
+    return frame[column] if column in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
 def with_outcomes(frame: pd.DataFrame, columns: Collection[str] | None = None) -> pd.DataFrame:
     """`frame` plus, per head, whether the prediction was right and how confident it was.
 
@@ -52,8 +58,8 @@ def with_outcomes(frame: pd.DataFrame, columns: Collection[str] | None = None) -
     added = {}
     for head in OUTCOME_HEADS:
         if f"{head}_error" in wanted:
-            truth, predicted = (frame.get(column, pd.Series(pd.NA, index=frame.index, dtype="string"))
-                                for column in (labels.true_column(head), f"pred_{head}"))
+            truth = true_labels(frame, head)
+            predicted = frame.get(f"pred_{head}", pd.Series(pd.NA, index=frame.index, dtype="string"))
             known = truth.notna() & predicted.notna()  # a model may not predict every head
             same = equal_as_text(truth, predicted)
             added[f"{head}_error"] = pd.Series(np.where(same, "right", "wrong"), index=frame.index,

@@ -12,7 +12,7 @@ a bootstrap; photos of one person are resampled together (`cluster_column`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -26,7 +26,7 @@ from core.glossary import Term
 if TYPE_CHECKING:  # fairlearn imports scikit-learn and SciPy (about 1 s): loaded when a MetricFrame is asked for
     from fairlearn.metrics import MetricFrame
 
-__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "has_fairface_races", "has_seven_races", "race_x_gender", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
+__all__ = ["CONFUSIONS", "CONFUSION_TITLES", "confusion_heads", "SelectionError", "METRIC_TERMS", "METRICS", "RACE7_METRICS", "HEADLINE_METRICS", "headline_metrics", "has_fairface_races", "has_seven_races", "with_race7", "race_x_gender", "available_metrics", "PROPORTIONS", "SHORT_NAMES", "SMALL_N", "MAX_GROUP_VALUES", "IDENTITY_COLUMNS", "is_identity", "taxonomy", "row_values",
            "subgroup_metrics", "overall_metrics", "confusion", "grouping_columns", "filter_options", "value_order", "check_filters",
            "filter_frame", "distinct_text", "text_isin", "group_keys", "group_members", "group_label", "worst_group", "cluster_column", "cluster_ids", "interval_note",
            "wilson_interval", "class_positions", "equal_as_text", "bootstrap_means", "bootstrap_units", "MAX_BOOTSTRAP_UNITS", "metric_interval", "SubgroupMetrics"]
@@ -148,6 +148,15 @@ def has_fairface_races(frame: pd.DataFrame) -> bool:
 def has_seven_races(frame: pd.DataFrame) -> bool:
     """The model predicts FairFace's seven races and some faces are labelled with them."""
     return "pred_race7" in frame and has_fairface_races(frame)
+
+
+def with_race7(metrics: Sequence[str], frame: pd.DataFrame) -> list[str]:
+    """`metrics` with race-7 accuracy after race accuracy where `has_seven_races(frame)`."""
+    metrics = list(metrics)
+    if not has_seven_races(frame) or "race_accuracy" not in metrics:
+        return metrics
+    at = metrics.index("race_accuracy") + 1
+    return [*metrics[:at], "race7_accuracy", *metrics[at:]]
 
 
 def race_x_gender(frame: pd.DataFrame) -> list[str]:

@@ -19,6 +19,7 @@ from core.fairness import (
     race_x_gender,
     row_values,
     subgroup_metrics,
+    with_race7,
 )
 
 __all__ = ["GAP_METRICS", "GROUPINGS", "Gap", "difference_interval", "error_findings", "gap_setup", "gap_tables",
@@ -32,9 +33,9 @@ def gap_setup(frame: pd.DataFrame) -> tuple[tuple[str, ...], tuple[tuple[str, ..
     """The metrics and groupings whose gaps are looked for: on data labelled with FairFace's seven races, the seven as
     groups in place of the five (whose "Others" merges Latino and Middle Eastern faces into no single group), and
     race-7 accuracy too where the model predicts them (`has_seven_races`)."""
-    metrics = (*GAP_METRICS[:2], "race7_accuracy", *GAP_METRICS[2:]) if has_seven_races(frame) else GAP_METRICS
     race = race_x_gender(frame)[0]
-    return metrics, tuple(tuple(race if column == "race" else column for column in by) for by in GROUPINGS)
+    groupings = tuple(tuple(race if column == "race" else column for column in by) for by in GROUPINGS)
+    return tuple(with_race7(GAP_METRICS, frame)), groupings
 
 
 def difference_interval(a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float]) -> tuple[float, float]:
@@ -144,8 +145,7 @@ def error_findings(frame: pd.DataFrame, min_n: int = SMALL_N, top: int = 3) -> l
                  and counts.loc[true, predicted] > 0]
         # gender: both directions, the asymmetry is the finding; race: the `top` largest; age bin: the largest
         chosen = cells if head == "gender" else sorted(cells, reverse=True)[:1 if head == "age_bin" else top]
-        name = {"age_bin": "age bin", "race7": "FairFace race", "fairface_race": "FairFace race"}.get(head, head)
-        for share, true, predicted in sorted(chosen, reverse=True):
-            sentences.append(f"{counts.loc[true, predicted]:,} of {totals[true]:,} faces of true {name} {true} "
+        for share, true, predicted in sorted(chosen, reverse=True):  # the axis says "true FairFace race" and so on
+            sentences.append(f"{counts.loc[true, predicted]:,} of {totals[true]:,} faces of {counts.index.name} {true} "
                              f"({100 * share:.1f} %) are predicted {predicted}.")
     return sentences

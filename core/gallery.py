@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from core import labels
 from core.bundle import csv_bytes, read_unshown
-from core.cohorts import OUTCOME_HEADS, exact_ages, with_outcomes
+from core.cohorts import OUTCOME_HEADS, exact_ages, true_labels, with_outcomes
 from core.fairness import text_isin
 from core.images import load_image
 
@@ -99,7 +99,7 @@ def find_mistakes(frame: pd.DataFrame, head: Literal["gender", "race", "age_bin"
         if min_age_error:
             keep &= age_error >= min_age_error
         if true_values:
-            keep &= text_isin(frame[labels.true_column(head)], set(true_values))
+            keep &= text_isin(true_labels(frame, head), set(true_values))
         if predicted_values:
             keep &= text_isin(frame[f"pred_{head}"], set(predicted_values))
     in_range = (row_confidence >= confidence[0]) & (row_confidence <= confidence[1])

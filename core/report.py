@@ -44,12 +44,12 @@ from core.fairness import (
     confusion_heads,
     group_label,
     grouping_columns,
-    has_seven_races,
     headline_metrics,
     interval_note,
     overall_metrics,
     race_x_gender,
     subgroup_metrics,
+    with_race7,
     worst_group,
 )
 from core.gallery import face_thumbnail, mistakes
@@ -100,7 +100,7 @@ _DEFAULT_GROUPINGS = (["race"], ["fairface_race"], ["gender"], ["age_bin"], ["ra
 
 def subgroup_metric_names(frame: pd.DataFrame) -> list[str]:
     """The report's per-group metrics: race-7 accuracy too where the model predicts the seven and the data has them."""
-    return [*_SUBGROUP[:2], "race7_accuracy", *_SUBGROUP[2:]] if has_seven_races(frame) else list(_SUBGROUP)
+    return with_race7(_SUBGROUP, frame)
 
 
 def groupings(frame: pd.DataFrame, group_by: list[str] | None = None) -> list[list[str]]:

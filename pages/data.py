@@ -26,7 +26,7 @@ else:
     columns = st.columns(3)
     for column, name in zip(columns, ("age_bin", "gender", "race")):
         column.plotly_chart(distribution_bar(frame, name), key=f"data_dist_{name}")
-    if "fairface_race" in frame and frame["fairface_race"].notna().any():  # the seven, which "race" merges to five
+    if has_fairface_races(frame):  # the seven, which "race" merges to five
         st.plotly_chart(distribution_bar(frame, "fairface_race"), key="data_dist_fairface_race")
 if not frame.empty and frame["race"].notna().any() and frame["gender"].notna().any():
     st.subheader(f"{'FairFace race' if has_fairface_races(frame) else 'Race'} × gender × age bin")

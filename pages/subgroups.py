@@ -11,10 +11,10 @@ from core.fairness import (
     group_keys,
     group_label,
     grouping_columns,
-    has_seven_races,
     interval_note,
     race_x_gender,
     subgroup_metrics,
+    with_race7,
     worst_group,
 )
 from core.glossary import explain_term, plain_name
@@ -37,9 +37,9 @@ by = left.multiselect("Group by (up to three: their intersections)", group_optio
                       key="subgroups_by",
                       help="The labels, the dataset's own columns (e.g. skin, expression) and detection columns "
                            f"(n_faces, multi_face) with at most {MAX_GROUP_VALUES} values.")
-seven = ["race7_accuracy"] if has_seven_races(frame) else []
 metric_names = right.multiselect("Metrics", available_metrics(frame),
-                                 default=["gender_accuracy", "race_accuracy", *seven, "age_mae", "signed_age_error"],
+                                 default=with_race7(["gender_accuracy", "race_accuracy", "age_mae", "signed_age_error"],
+                                                    frame),
                                  key="subgroups_metrics",
                                  format_func=plain_name, help="See About → Glossary for what each one means.")
 if not by or not metric_names:
