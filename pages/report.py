@@ -9,7 +9,6 @@ import streamlit as st
 from core import labels
 from core.bundle import bundle_model_dir, export_name, imported_from
 from core.compare import COMPARE_METRICS, Comparison, describe, related_bundles
-from core.fairness import race_x_gender
 from core.report import CHROMIUM, html_to_pdf, missing_chromium, report_csv_zip, report_extras, report_html, report_json
 from pages import _cached
 
@@ -45,7 +44,8 @@ frozen = _cached.frozen_filters()
 
 def comparison_of() -> Comparison | None:
     """The comparison, computed only when a report or the preview needs it (bootstraps take seconds)."""
-    return _cached.compare_inputs(sources, frozen, race_x_gender(frame)[:1], COMPARE_METRICS) if sources else None
+    # no grouping given: compare_bundles' own, as the command's (race; FairFace's seven where the data has them)
+    return _cached.compare_inputs(sources, frozen, [], COMPARE_METRICS) if sources else None
 
 
 if sources and st.toggle("Preview what the “Bundles compared” section will say", key="report_preview"):
